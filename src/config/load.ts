@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { CamveilError, ConfigError } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+
+/** Formats zod issues as `path: reason`, one per problem, with array indices written as [i]. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const where = issue.path.reduce<string>(
+      (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc === '' ? String(key) : `${acc}.${String(key)}`),
+      '',
+    );
+    const reason =
+      issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+    return `${where === '' ? '(top level)' : where}: ${reason}`;
+  });
+}
+
+/** Parses YAML or JSON text (JSON is YAML) and reports syntax errors with line and column. */
+export function parseConfigText(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}, column ${e.linePos?.[0].col ?? '?'}: ${e.message.split('\n')[0] ?? ''}`),
+    );
+  }
+  return doc.toJS() as unknown;
+}
+
+/** Validates an already-parsed document. `file` names the source in errors; relative paths resolve against `baseDir`. */
+export function validateConfig(raw: unknown, file: string, baseDir: string): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(file, formatIssues(result.error.issues));
+  const config = result.data;
+  config.dataDir = path.resolve(baseDir, config.dataDir);
+  for (const camera of config.cameras) {
+    if (camera.credentials?.passwordFile !== undefined) {
+      camera.credentials.passwordFile = path.resolve(baseDir, camera.credentials.passwordFile);
+    }
+    camera.source = resolveFileSource(camera.source, baseDir);
+    if (camera.subSource !== undefined) camera.subSource = resolveFileSource(camera.subSource, baseDir);
+  }
+  return config;
+}
+
+function resolveFileSource(source: string, baseDir: string): string {
+  if (!source.startsWith('file:')) return source;
+  const url = new URL(source);
+  // `file:clips/a.mp4` (relative) parses as a path relative to the root; take the raw text instead.
+  const raw = source.slice('file:'.length).replace(/^\/\//, '');
+  const resolved = path.isAbsolute(raw) ? decodeURIComponent(url.pathname) : path.resolve(baseDir, raw);
+  return `file:${resolved}`;
+}
+
+/** Reads, parses and validates a config file. Throws ConfigError listing every problem at once. */
+export function loadConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CamveilError('CAMVEIL_E_CONFIG_UNREADABLE', `${file}: cannot read: ${(error as Error).message}`, { where: file, cause: error });
+  }
+  return validateConfig(parseConfigText(text, file), file, path.dirname(path.resolve(file)));
+}

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's schema. Every object is strict: an unknown key is an error, so a typo never
+ * silently turns a privacy setting off. Defaults here are the ones the README documents.
+ */
+
+/** ISO 3166-1 alpha-2 (`DE`) or ISO 3166-2 subdivision (`US-IL`, `CN-GD`). */
+export const regionCode = z
+  .string()
+  .regex(/^[A-Z]{2}(-[A-Z0-9]{1,3})?$/, 'must be an ISO 3166-1 alpha-2 code (DE) or an ISO 3166-2 code (US-IL)');
+
+/** Identifiers appear in MQTT topics and file names: keep them to a safe alphabet. */
+export const identifier = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+
+/** A point in normalised frame coordinates: (0,0) top-left, (1,1) bottom-right. */
+const point = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
+/** A polygon of at least three points in normalised coordinates. */
+export const polygon = z.array(point).min(3, 'a polygon needs at least 3 points');
+
+const PLAIN_PASSWORD_HINT =
+  'plain passwords are not allowed in the config file: write the password to a file readable only by camveil ' +
+  '(chmod 600) and set credentials.passwordFile, or set credentials.passwordEnv to the name of an environment variable';
+
+export const credentialsSchema = z
+  .strictObject({
+    username: z.string().min(1).max(128),
+    passwordFile: z.string().min(1).optional().describe('file whose first line is the password'),
+    passwordEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name')
+      .optional()
+      .describe('environment variable holding the password'),
+    password: z.unknown().optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.password !== undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: PLAIN_PASSWORD_HINT });
+    if (c.passwordFile !== undefined && c.passwordEnv !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'set passwordFile or passwordEnv, not both' });
+    }
+  })
+  .transform(({ password: _password, ...rest }) => rest);
+
+const SOURCE_SCHEMES = ['rtsp:', 'rtsps:', 'http:', 'https:', 'onvif:', 'file:'];
+
+/**
+ * A camera source: `rtsp://host[:port]/path`, an ONVIF device service URL
+ * (`http://host:port/onvif/device_service`), `onvif://host[:port]` (Foscam: port 88 by default),
+ * or `file:path/to/video.mp4` looped in real time.
+ */
+export const sourceSchema = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be a URL: rtsp://…, http://host:port/onvif/device_service, onvif://host or file:path' });
+    return;
+  }
+  if (!SOURCE_SCHEMES.includes(url.protocol)) {
+    ctx.addIssue({ code: 'custom', message: `scheme ${url.protocol} is not supported (use rtsp:, rtsps:, http:, https:, onvif: or file:)` });
+  }
+  if (url.password !== '') ctx.addIssue({ code: 'custom', message: `the URL holds a password; ${PLAIN_PASSWORD_HINT}` });
+  else if (url.username !== '') ctx.addIssue({ code: 'custom', message: 'the URL holds a user name: move it to credentials.username' });
+  if (/[?&](pwd|password|pass)=/i.test(url.search)) {
+    ctx.addIssue({ code: 'custom', message: `the URL query holds a password; ${PLAIN_PASSWORD_HINT}` });
+  }
+});
+
+export const analysisSchema = z.strictObject({
+  fps: z.number().min(0.2).max(15).default(2).describe('frames per second decoded for analysis'),
+  width: z.number().int().min(64).max(1920).multipleOf(2).default(640).describe('analysis frame width in pixels'),
+  height: z.number().int().min(64).max(1080).multipleOf(2).default(360).describe('analysis frame height in pixels'),
+});
+
+export const motionSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  sensitivity: z.number().min(0).max(1).default(0.5).describe('0 = only large, strong changes; 1 = the faintest'),
+  minArea: z.number().min(0).max(1).default(0.005).describe('smallest changed fraction of the watched area that counts as motion'),
+  zones: z.array(polygon).default([]).describe('where to look; empty = the whole frame'),
+});
+
+export const cameraSchema = z.strictObject({
+  id: identifier,
+  name: z.string().max(64).optional().describe('display name for the app; not personal data'),
+  enabled: z.boolean().default(true),
+  source: sourceSchema,
+  subSource: sourceSchema.optional().describe('a lower-resolution stream for analysis (Foscam: /videoSub)'),
+  credentials: credentialsSchema.optional(),
+  analysis: analysisSchema.prefault({}),
+  motion: motionSchema.prefault({}),
+  privacyMasks: z.array(polygon).default([]).describe('areas painted over before analysis and on everything that leaves the hub'),
+});
+
+export const recordingSchema = z
+  .strictObject({
+    preRollSeconds: z.number().min(0).max(30).default(5),
+    postRollSeconds: z.number().min(1).max(120).default(10),
+    maxClipSeconds: z.number().min(5).max(600).default(120),
+    memoryCeilingMiB: z.number().int().min(8).max(1024).default(64).describe('per camera: ring buffer plus clips being assembled'),
+  })
+  .refine((r) => r.maxClipSeconds > r.preRollSeconds, { path: ['maxClipSeconds'], message: 'must be longer than preRollSeconds' });
+
+export const configSchema = z
+  .strictObject({
+    hub: z.strictObject({
+      id: identifier.describe('names the hub in MQTT topics; appears outside the hub only as a pseudonym'),
+      region: regionCode.describe('where the hub is installed; selects the region rules'),
+    }),
+    dataDir: z.string().min(1).default('/var/lib/camveil'),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+    cameras: z.array(cameraSchema).default([]),
+    recording: recordingSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.cameras.forEach((cam, i) => {
+      if (seen.has(cam.id)) ctx.addIssue({ code: 'custom', path: ['cameras', i, 'id'], message: `duplicate camera id "${cam.id}"` });
+      seen.add(cam.id);
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type CameraConfig = z.output<typeof cameraSchema>;
+export type RecordingConfig = z.output<typeof recordingSchema>;
+export type Polygon = z.output<typeof polygon>;
+export type Credentials = z.output<typeof credentialsSchema>;

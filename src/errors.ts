@@ -1,0 +1,65 @@
+/**
+ * The catalogue of stable error codes. The CLI, the logs and (later) MQTT error replies use these codes;
+ * the README lists every one (a test keeps the two in step).
+ */
+export const ERROR_CODES = {
+  CAMVEIL_E_USAGE: 'The command line is not valid',
+  CAMVEIL_E_CONFIG_INVALID: 'The configuration file does not pass validation',
+  CAMVEIL_E_CONFIG_UNREADABLE: 'The configuration file cannot be read or parsed',
+  CAMVEIL_E_SECRET_UNREADABLE: 'A secret (password file or environment variable) is missing or unreadable',
+  CAMVEIL_E_CAMERA_UNREACHABLE: 'The camera host does not answer',
+  CAMVEIL_E_CAMERA_AUTH: 'The camera refused the credentials',
+  CAMVEIL_E_CAMERA_NOT_VIDEO: 'The camera source answers but does not carry a usable video stream',
+  CAMVEIL_E_CAMERA_PROTOCOL: 'The camera replied with something the protocol does not allow',
+  CAMVEIL_E_STREAM_LOST: 'The camera stream ended unexpectedly',
+  CAMVEIL_E_FFMPEG_MISSING: 'No ffmpeg binary was found on the system or in node_modules',
+  CAMVEIL_E_INTERNAL: 'An unexpected internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error with a stable machine-readable code; `where` names the input or component it concerns. */
+export class CamveilError extends Error {
+  readonly code: ErrorCode;
+  readonly where: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { where?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CamveilError';
+    this.code = code;
+    this.where = options.where;
+  }
+}
+
+/** A configuration problem; `issues` holds every problem found as `path: reason`. */
+export class ConfigError extends CamveilError {
+  readonly issues: readonly string[];
+
+  constructor(file: string, issues: readonly string[]) {
+    super('CAMVEIL_E_CONFIG_INVALID', `${file}: ${issues.length} problem(s)\n${issues.map((i) => `  ${i}`).join('\n')}`, {
+      where: file,
+    });
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** Exit codes of the CLI: 2 for bad usage or configuration, 1 for any other failure. */
+export function exitCodeFor(error: unknown): 1 | 2 {
+  if (error instanceof CamveilError) {
+    return error.code === 'CAMVEIL_E_USAGE' ||
+      error.code === 'CAMVEIL_E_CONFIG_INVALID' ||
+      error.code === 'CAMVEIL_E_CONFIG_UNREADABLE' ||
+      error.code === 'CAMVEIL_E_SECRET_UNREADABLE'
+      ? 2
+      : 1;
+  }
+  return 1;
+}
+
+/** Turns anything thrown into a CamveilError, keeping codes that already exist. */
+export function asCamveilError(error: unknown, where?: string): CamveilError {
+  if (error instanceof CamveilError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new CamveilError('CAMVEIL_E_INTERNAL', message, { where, cause: error });
+}

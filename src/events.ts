@@ -1,0 +1,34 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * The one map from event name to payload type. Modules talk through this bus; a module that listens
+ * removes its listeners when it stops (use the function `on` returns).
+ */
+export interface CamveilEvents {
+  'camera.state': { cameraId: string; health: CameraHealth; error?: { code: string; message: string } };
+  'motion.start': { cameraId: string; at: number; score: number };
+  'motion.end': { cameraId: string; at: number };
+  'clip.ready': { cameraId: string; eventId: string; startedAt: number; durationMs: number; bytes: number };
+  'snapshot.ready': { cameraId: string; eventId: string; at: number; bytes: number };
+  'frames.dropped': { cameraId: string; total: number };
+}
+
+export type CameraHealth = 'starting' | 'streaming' | 'reconnecting' | 'failed' | 'stopped';
+
+export class EventBus {
+  readonly #emitter = new EventEmitter();
+
+  constructor() {
+    this.#emitter.setMaxListeners(100);
+  }
+
+  emit<K extends keyof CamveilEvents>(name: K, payload: CamveilEvents[K]): void {
+    this.#emitter.emit(name, payload);
+  }
+
+  /** Subscribes and returns the function that unsubscribes. */
+  on<K extends keyof CamveilEvents>(name: K, listener: (payload: CamveilEvents[K]) => void): () => void {
+    this.#emitter.on(name, listener);
+    return () => this.#emitter.off(name, listener);
+  }
+}

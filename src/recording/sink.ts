@@ -1,0 +1,48 @@
+import type { Readable } from 'node:stream';
+
+/** What is known about a clip when it starts. */
+export interface ClipMeta {
+  eventId: string;
+  cameraId: string;
+  /** Wall-clock time of the first frame in the clip (pre-roll included), ms since the epoch. */
+  startedAt: number;
+  /** When motion was first seen, ms since the epoch. */
+  motionAt: number;
+  contentType: 'video/mp4';
+}
+
+/** Known once the clip has ended. */
+export interface ClipSummary {
+  durationMs: number;
+  bytes: number;
+  /** Why the clip ended. */
+  endedBy: 'motion-stopped' | 'max-length' | 'stream-lost' | 'shutdown' | 'memory-ceiling';
+}
+
+export interface ClipStream {
+  meta: ClipMeta;
+  /** Fragmented MP4 bytes (init segment first). Flows with backpressure; never touches disk. */
+  body: Readable;
+  /** Resolves when the last byte has been pushed into `body`. */
+  summary: Promise<ClipSummary>;
+}
+
+export interface Snapshot {
+  eventId: string;
+  cameraId: string;
+  /** Time of the frame, ms since the epoch. */
+  at: number;
+  contentType: 'image/jpeg';
+  width: number;
+  height: number;
+  jpeg: Buffer;
+}
+
+/**
+ * Where finished media goes. The encryption/upload work implements this; until then the demo sink
+ * reports sizes. Implementations must consume `clip.body` (or destroy it) so the recorder's memory is freed.
+ */
+export interface MediaSink {
+  clip(clip: ClipStream): Promise<void>;
+  snapshot(snapshot: Snapshot): Promise<void>;
+}
