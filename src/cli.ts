@@ -1,0 +1,108 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { asCamveilError, exitCodeFor } from './errors.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+import { processIO, type CommandIO } from './commands/io.js';
+
+/** Options every command understands. */
+export interface GlobalOptions {
+  logLevel?: LogLevel;
+  pretty?: boolean;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+/**
+ * Builds the `camveil` command line. Each action loads its module lazily so that, say, `config check`
+ * does not start TensorFlow or open sockets. Actions return an exit code; nothing here holds logic.
+ */
+export function buildProgram(io: CommandIO, setExitCode: (code: number) => void): Command {
+  const program = new Command('camveil')
+    .description('Camera-side privacy gateway: motion clips and faces stay on the hub unless encrypted and allowed.')
+    .version('0.1.0')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
+    .option('--pretty', 'human-readable logs instead of JSON lines')
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
+    .exitOverride();
+
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const run = (action: () => Promise<number> | number) => async () => {
+    setExitCode(await action());
+  };
+
+  program
+    .command('run')
+    .description('run the gateway with a configuration file')
+    .requiredOption('-c, --config <file>', 'configuration file (YAML or JSON)')
+    .action(async (opts: { config: string }) => {
+      const { runService } = await import('./commands/run.js');
+      await run(() => runService(opts.config, globals(), io))();
+    });
+
+  program
+    .command('demo')
+    .description('run the gateway on embedded defaults: a looping sample camera, everything on loopback')
+    .option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)', positiveNumber)
+    .option('--data-dir <dir>', 'where the demo keeps its state (default: a fresh temporary directory)')
+    .action(async (opts: { for?: number; dataDir?: string }) => {
+      const { runDemo } = await import('./commands/demo.js');
+      await run(() => runDemo(opts, globals(), io))();
+    });
+
+  const config = program.command('config').description('configuration tools');
+  config
+    .command('check')
+    .description('validate a configuration file: exit 0 when valid, 2 with every problem listed')
+    .argument('<file>', 'configuration file (YAML or JSON)')
+    .action(async (file: string) => {
+      const { runConfigCheck } = await import('./commands/config-check.js');
+      await run(() => runConfigCheck(file, io))();
+    });
+
+  program
+    .command('probe')
+    .description('inspect a camera: an rtsp:// URL or an ONVIF device service URL (http://host:port/onvif/device_service)')
+    .argument('<url>', 'camera URL, without credentials')
+    .option('--user <name>', 'user name')
+    .option('--password-file <file>', 'file whose first line is the password (or set CAMVEIL_PASSWORD)')
+    .option('--timeout <seconds>', 'give up after this many seconds', positiveNumber)
+    .option('--json', 'print one JSON document')
+    .action(async (url: string, opts: { user?: string; passwordFile?: string; json?: boolean; timeout?: number }) => {
+      const { runProbe } = await import('./commands/probe.js');
+      await run(() => runProbe(url, opts, io))();
+    });
+
+  program
+    .command('discover')
+    .description('find ONVIF cameras on the local network (WS-Discovery)')
+    .option('--timeout <seconds>', 'how long to listen for answers', positiveNumber)
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { timeout?: number; json?: boolean }) => {
+      const { runDiscover } = await import('./commands/discover.js');
+      await run(() => runDiscover(opts, io))();
+    });
+
+  return program;
+}
+
+/** Runs the CLI and returns the process exit code (2: bad usage or config; 1: failure). */
+export async function runCli(argv: readonly string[], io: CommandIO = processIO): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram(io, (code) => (exitCode = code));
+  try {
+    await program.parseAsync(argv as string[]);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end through here with exit code 0.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const e = asCamveilError(error);
+    io.stderr(`camveil: ${e.code}: ${e.message}`);
+    return exitCodeFor(e);
+  }
+}

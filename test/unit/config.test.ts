@@ -1,0 +1,115 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfigFile, parseConfigText, validateConfig } from '../../src/config/load.js';
+import { passwordOverrideEnv, resolveCameraPassword } from '../../src/config/secrets.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = { hub: { id: 'home', region: 'DE' } };
+
+function issuesOf(raw: unknown): string[] {
+  try {
+    validateConfig(raw, 'test.yaml', '/etc/camveil');
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).issues];
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+const camera = (extra: Record<string, unknown> = {}) => ({ id: 'front', source: 'rtsp://10.0.0.2:88/videoMain', ...extra });
+
+describe('config validation', () => {
+  it('accepts a minimal file and fills the documented defaults', () => {
+    const c = validateConfig({ ...base, cameras: [camera()] }, 'x', '/etc/camveil');
+    expect(c.dataDir).toBe('/var/lib/camveil');
+    expect(c.recording).toEqual({ preRollSeconds: 5, postRollSeconds: 10, maxClipSeconds: 120, memoryCeilingMiB: 64 });
+    expect(c.cameras[0]?.analysis).toEqual({ fps: 2, width: 640, height: 360 });
+    expect(c.cameras[0]?.motion).toEqual({ enabled: true, sensitivity: 0.5, minArea: 0.005, zones: [] });
+  });
+
+  it('resolves relative data dirs, password files and file: sources against the config file', () => {
+    const c = validateConfig(
+      { ...base, dataDir: 'data', cameras: [camera({ source: 'file:clips/a.mp4', credentials: { username: 'u', passwordFile: 'pw' } })] },
+      'x',
+      '/etc/camveil',
+    );
+    expect(c.dataDir).toBe('/etc/camveil/data');
+    expect(c.cameras[0]?.source).toBe('file:/etc/camveil/clips/a.mp4');
+    expect(c.cameras[0]?.credentials?.passwordFile).toBe('/etc/camveil/pw');
+  });
+
+  const rules: Array<[string, unknown, RegExp]> = [
+    ['missing hub', {}, /^hub: /],
+    ['bad region', { hub: { id: 'home', region: 'Germany' } }, /^hub\.region: must be an ISO 3166/],
+    ['bad hub id', { hub: { id: 'Home Hub', region: 'DE' } }, /^hub\.id: must be 1-63 characters/],
+    ['unknown top-level key', { ...base, clould: {} }, /^\(top level\): unknown key\(s\) "clould"/],
+    ['unknown camera key', { ...base, cameras: [camera({ colour: 'red' })] }, /^cameras\[0\]: unknown key\(s\) "colour"/],
+    ['unsupported scheme', { ...base, cameras: [camera({ source: 'ftp://x/y' })] }, /^cameras\[0\]\.source: scheme ftp: is not supported/],
+    ['not a URL', { ...base, cameras: [camera({ source: 'front door' })] }, /^cameras\[0\]\.source: must be a URL/],
+    ['password in URL', { ...base, cameras: [camera({ source: 'rtsp://admin:pw@10.0.0.2/x' })] }, /source: the URL holds a password; .*passwordFile/],
+    ['user in URL', { ...base, cameras: [camera({ source: 'rtsp://admin@10.0.0.2/x' })] }, /source: the URL holds a user name/],
+    ['Foscam pwd= query', { ...base, cameras: [camera({ source: 'http://10.0.0.2:88/cgi-bin/CGIStream.cgi?usr=a&pwd=b' })] }, /the URL query holds a password/],
+    ['plain password', { ...base, cameras: [camera({ credentials: { username: 'admin', password: 'x' } })] }, /credentials\.password: plain passwords are not allowed.*passwordFile.*passwordEnv/],
+    ['both password sources', { ...base, cameras: [camera({ credentials: { username: 'a', passwordFile: 'f', passwordEnv: 'P' } })] }, /passwordFile: set passwordFile or passwordEnv, not both/],
+    ['bad env name', { ...base, cameras: [camera({ credentials: { username: 'a', passwordEnv: 'my pass' } })] }, /passwordEnv: must be an environment variable name/],
+    ['duplicate camera id', { ...base, cameras: [camera(), camera()] }, /^cameras\[1\]\.id: duplicate camera id "front"/],
+    ['fps out of range', { ...base, cameras: [camera({ analysis: { fps: 60 } })] }, /^cameras\[0\]\.analysis\.fps: /],
+    ['odd analysis width', { ...base, cameras: [camera({ analysis: { width: 641 } })] }, /^cameras\[0\]\.analysis\.width: /],
+    ['sensitivity out of range', { ...base, cameras: [camera({ motion: { sensitivity: 2 } })] }, /^cameras\[0\]\.motion\.sensitivity: /],
+    ['degenerate zone', { ...base, cameras: [camera({ motion: { zones: [[[0, 0], [1, 1]]] } })] }, /^cameras\[0\]\.motion\.zones\[0\]: a polygon needs at least 3 points/],
+    ['mask outside the frame', { ...base, cameras: [camera({ privacyMasks: [[[0, 0], [1.5, 0], [1, 1]]] })] }, /^cameras\[0\]\.privacyMasks\[0\]\[1\]\[0\]: /],
+    ['clip shorter than pre-roll', { ...base, recording: { preRollSeconds: 10, maxClipSeconds: 5 } }, /^recording\.maxClipSeconds: /],
+    ['bad log level', { ...base, log: { level: 'loud' } }, /^log\.level: /],
+  ];
+
+  for (const [rule, raw, expected] of rules) {
+    it(`rejects: ${rule}`, () => {
+      const issues = issuesOf(raw);
+      expect(issues.some((i) => expected.test(i)), issues.join('\n')).toBe(true);
+    });
+  }
+
+  it('lists every problem at once, each as path: reason', () => {
+    const issues = issuesOf({ hub: { id: 'home', region: 'xx' }, cameras: [camera({ colour: 1, motion: { sensitivity: -1 } })], extra: 1 });
+    expect(issues.length).toBeGreaterThanOrEqual(4);
+    for (const i of issues) expect(i).toMatch(/^[^:]+: .+/);
+  });
+
+  it('reports YAML syntax errors with their line', () => {
+    expect(() => parseConfigText('hub:\n  id: home\n  id: again\n', 'bad.yaml')).toThrow(/line 3/);
+  });
+
+  it('reports an unreadable file with its path and the config-unreadable code', () => {
+    expect(() => loadConfigFile('/nonexistent/camveil.yaml')).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_CONFIG_UNREADABLE' }));
+  });
+});
+
+describe('camera passwords', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'camveil-secrets-'));
+  const file = path.join(dir, 'front.pass');
+  writeFileSync(file, 's3cret-from-file\nignored\n', { mode: 0o600 });
+  const cfg = validateConfig({ ...base, cameras: [camera({ credentials: { username: 'admin', passwordFile: file } })] }, 'x', dir);
+  const cam = cfg.cameras[0]!;
+
+  it('reads the first line of the password file', () => {
+    expect(resolveCameraPassword(cam, {})).toBe('s3cret-from-file');
+  });
+
+  it('lets CAMVEIL_CAMERA_<ID>_PASSWORD override the file', () => {
+    expect(passwordOverrideEnv('front-door')).toBe('CAMVEIL_CAMERA_FRONT_DOOR_PASSWORD');
+    expect(resolveCameraPassword(cam, { CAMVEIL_CAMERA_FRONT_PASSWORD: 'from-env' })).toBe('from-env');
+  });
+
+  it('names a missing env variable or file without revealing any secret', () => {
+    const envCam = validateConfig({ ...base, cameras: [camera({ credentials: { username: 'a', passwordEnv: 'FRONT_PW' } })] }, 'x', dir).cameras[0]!;
+    expect(() => resolveCameraPassword(envCam, {})).toThrow(/FRONT_PW is not set/);
+    const missing = validateConfig({ ...base, cameras: [camera({ credentials: { username: 'a', passwordFile: 'nope' } })] }, 'x', dir).cameras[0]!;
+    expect(() => resolveCameraPassword(missing, {})).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_SECRET_UNREADABLE' }));
+  });
+
+  it('never keeps a password in the validated config', () => {
+    expect(JSON.stringify(cfg)).not.toContain('s3cret');
+  });
+});
