@@ -39,7 +39,7 @@ describe('Fmp4Splitter', () => {
 
   it('init plus any run of fragments is a playable MP4', () => {
     const fragments: Buffer[] = [];
-    let init = Buffer.alloc(0);
+    let init: Buffer = Buffer.alloc(0);
     const splitter = new Fmp4Splitter({ onInit: (b) => (init = b), onFragment: (b) => fragments.push(b) });
     splitter.push(stream);
     const clip = Buffer.concat([init, ...fragments.slice(1, 3)]);
