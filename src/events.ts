@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { ClipSummary } from './recording/sink.js';
 
 /**
  * The one map from event name to payload type. Modules talk through this bus; a module that listens
@@ -8,8 +9,8 @@ export interface CamveilEvents {
   'camera.state': { cameraId: string; health: CameraHealth; error?: { code: string; message: string } };
   'motion.start': { cameraId: string; at: number; score: number };
   'motion.end': { cameraId: string; at: number };
-  'clip.ready': { cameraId: string; eventId: string; startedAt: number; durationMs: number; bytes: number };
-  'snapshot.ready': { cameraId: string; eventId: string; at: number; bytes: number };
+  'clip.ready': { cameraId: string; eventId: string; startedAt: number; durationMs: number; bytes: number; endedBy: ClipSummary['endedBy'] };
+  'snapshot.ready': { cameraId: string; eventId: string; at: number; bytes: number; width: number; height: number };
   'frames.dropped': { cameraId: string; total: number };
 }
 

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'vitest';
+import { SYSTEM_PYTHON } from './system-python.js';
 
 /**
  * Peers are Debian programs some tests need (mosquitto, the age CLI, GStreamer's RTSP server). On a
@@ -19,8 +20,7 @@ const checks: Record<Peer, () => boolean> = {
     }).status === 0,
 };
 
-/** GStreamer's Python bindings come from Debian (python3-gi), so use Debian's interpreter, not a pyenv one. */
-export const SYSTEM_PYTHON = '/usr/bin/python3';
+export { SYSTEM_PYTHON };
 
 const cache = new Map<Peer, boolean>();
 

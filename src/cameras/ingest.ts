@@ -1,0 +1,284 @@
+import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { asCamveilError, CamveilError } from '../errors.js';
+import type { CameraHealth } from '../events.js';
+import type { Logger } from '../log.js';
+import { Fmp4Splitter } from '../recording/fmp4.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { buildIngestArgs, FRAMES_FD, frameBytes, type IngestInput } from './ffmpeg-args.js';
+import { classifyFfmpegFailure, StderrTail } from './ffmpeg-errors.js';
+import type { AnalysisFrame } from './frame.js';
+import { RawFrameReader } from './raw-frame-reader.js';
+
+/** What one connection attempt opens. Resolved again before every attempt: ONVIF URIs may change on reboot. */
+export interface IngestSource {
+  main: IngestInput;
+  sub?: IngestInput;
+}
+
+export interface IngestHandlers {
+  /** A new stream began: its MP4 initialisation segment. Clips cut from earlier fragments must end. */
+  onInit(init: Buffer): void;
+  /** One keyframe-aligned MP4 fragment of the main stream; `at` is its arrival time. */
+  onFragment(bytes: Buffer, durationMs: number, at: number): void;
+  onFrame(frame: AnalysisFrame): void;
+  onHealth(health: CameraHealth, error?: CamveilError): void;
+  /** The running stream ended: lost, or `stopped` by {@link CameraIngest.stop}. */
+  onStreamEnd(stopped: boolean): void;
+}
+
+export interface CameraIngestOptions {
+  cameraId: string;
+  resolveSource: () => Promise<IngestSource>;
+  analysis: { fps: number; width: number; height: number };
+  ffmpeg: string;
+  ffmpegMajor: number;
+  handlers: IngestHandlers;
+  logger: Logger;
+  backoff?: BackoffOptions;
+  /** No bytes from ffmpeg for this long means the stream is stalled: restart it. */
+  stallTimeoutMs?: number;
+  /** Socket I/O timeout passed to ffmpeg for network sources. */
+  ioTimeoutSeconds?: number;
+  spawn?: typeof nodeSpawn;
+  now?: () => number;
+}
+
+/** An interval during which the camera delivered nothing. */
+export interface Outage {
+  from: number;
+  to?: number;
+  code: string;
+}
+
+export interface IngestStats {
+  health: CameraHealth;
+  error?: { code: string; message: string };
+  /** Connection attempts that failed or streams that were lost since start. */
+  restarts: number;
+  framesIn: number;
+  fragmentsIn: number;
+  mainBytesIn: number;
+  streamingSince?: number;
+  /** The most recent outages, newest last (at most 10). */
+  outages: Outage[];
+}
+
+const MAX_OUTAGES = 10;
+
+/**
+ * One camera's ingest: runs its ffmpeg process, feeds fragments and frames to the handlers, watches for
+ * stalls, and reconnects with backoff and jitter when the stream is lost. Wrong credentials and
+ * unreachable hosts put the camera in `failed` (with the error) but it keeps retrying at the slowest
+ * pace, so fixing the camera or the password brings it back without a restart.
+ */
+export class CameraIngest {
+  readonly #o: CameraIngestOptions;
+  readonly #backoff: Backoff;
+  readonly #now: () => number;
+  #stopped = true;
+  #child: ChildProcess | undefined;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #stats: IngestStats = { health: 'stopped', restarts: 0, framesIn: 0, fragmentsIn: 0, mainBytesIn: 0, outages: [] };
+  #frameSeq = 0;
+
+  constructor(options: CameraIngestOptions) {
+    this.#o = options;
+    this.#backoff = new Backoff(options.backoff ?? { initialMs: 1000, maxMs: 60_000 });
+    this.#now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#setHealth('starting');
+    this.#loop = this.#run();
+  }
+
+  /** Stops ffmpeg (SIGTERM, then SIGKILL after 2 s) and the reconnect loop. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#wake?.();
+    this.#kill();
+    await this.#loop;
+    this.#setHealth('stopped');
+  }
+
+  stats(): IngestStats {
+    return { ...this.#stats, outages: this.#stats.outages.map((o) => ({ ...o })) };
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      let error: CamveilError;
+      try {
+        const source = await this.#o.resolveSource();
+        if (this.#stopped) break;
+        error = await this.#runOnce(source);
+      } catch (e) {
+        error = asCamveilError(e, `camera ${this.#o.cameraId}`);
+      }
+      if (this.#stopped) break;
+      this.#stats.restarts += 1;
+      this.#beginOutage(error);
+      // Wrong credentials or a source that is not video will not fix themselves quickly: say "failed".
+      const hopeless = error.code === 'CAMVEIL_E_CAMERA_AUTH' || error.code === 'CAMVEIL_E_CAMERA_NOT_VIDEO' || error.code === 'CAMVEIL_E_SECRET_UNREADABLE';
+      this.#setHealth(hopeless ? 'failed' : 'reconnecting', error);
+      const delay = this.#backoff.next();
+      this.#o.logger.warn(
+        { camera: this.#o.cameraId, code: error.code, retryInMs: delay, attempt: this.#backoff.attempts },
+        `camera ${this.#o.cameraId}: ${error.message}`,
+      );
+      await this.#sleep(delay);
+    }
+  }
+
+  /** Runs ffmpeg once; resolves with the error that ended the stream. */
+  #runOnce(source: IngestSource): Promise<CamveilError> {
+    const where = `camera ${this.#o.cameraId}`;
+    const args = buildIngestArgs({
+      main: source.main,
+      ...(source.sub === undefined ? {} : { sub: source.sub }),
+      analysis: this.#o.analysis,
+      ioTimeoutSeconds: this.#o.ioTimeoutSeconds ?? 10,
+      ffmpegMajor: this.#o.ffmpegMajor,
+    });
+    const spawn = this.#o.spawn ?? nodeSpawn;
+    const child = spawn(this.#o.ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    this.#child = child;
+    const stderr = new StderrTail();
+    const stallMs = this.#o.stallTimeoutMs ?? 15_000;
+    let stallTimer: NodeJS.Timeout | undefined;
+    let stalled = false;
+    let receiving = false;
+
+    const onData = () => {
+      if (!receiving) {
+        receiving = true;
+        this.#backoff.reset();
+        this.#endOutage();
+        this.#stats.streamingSince = this.#now();
+        this.#setHealth('streaming');
+        this.#o.logger.info({ camera: this.#o.cameraId }, `camera ${this.#o.cameraId}: streaming`);
+      }
+      stallTimer?.refresh();
+    };
+    stallTimer = setTimeout(() => {
+      stalled = true;
+      this.#kill();
+    }, stallMs);
+
+    const splitter = new Fmp4Splitter({
+      onInit: (init) => this.#o.handlers.onInit(init),
+      onFragment: (bytes, durationMs) => {
+        this.#stats.fragmentsIn += 1;
+        this.#o.handlers.onFragment(bytes, durationMs, this.#now());
+      },
+    });
+    const frames = new RawFrameReader(frameBytes(this.#o.analysis), (data) => {
+      this.#stats.framesIn += 1;
+      this.#o.handlers.onFrame({
+        cameraId: this.#o.cameraId,
+        at: this.#now(),
+        seq: this.#frameSeq++,
+        width: this.#o.analysis.width,
+        height: this.#o.analysis.height,
+        data,
+      });
+    });
+
+    child.stdout?.on('data', (chunk: Buffer) => {
+      onData();
+      this.#stats.mainBytesIn += chunk.length;
+      try {
+        splitter.push(chunk);
+      } catch (e) {
+        // A corrupt container from the camera: restart the stream rather than cut clips from garbage.
+        stderr.push(`\n${asCamveilError(e).message}`);
+        this.#kill();
+      }
+    });
+    (child.stdio[FRAMES_FD] as Readable | null)?.on('data', (chunk: Buffer) => {
+      onData();
+      frames.push(chunk);
+    });
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (error: CamveilError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(stallTimer);
+        stallTimer = undefined;
+        this.#child = undefined;
+        if (receiving) this.#o.handlers.onStreamEnd(this.#stopped);
+        resolve(error);
+      };
+      child.once('error', (e) => {
+        const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+        finish(
+          new CamveilError(missing ? 'CAMVEIL_E_FFMPEG_MISSING' : 'CAMVEIL_E_INTERNAL', `${where}: cannot start ffmpeg (${e.message})`, {
+            where,
+            cause: e,
+          }),
+        );
+      });
+      child.once('close', (code, signal) => {
+        if (stalled) {
+          finish(new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: no data for ${Math.round(stallMs / 1000)} s; restarting the stream`, { where }));
+        } else if (this.#stopped) {
+          finish(new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: stopped`, { where }));
+        } else {
+          const detail = stderr.text.trim() === '' ? `ffmpeg exited (${signal ?? `code ${code}`})` : stderr.text;
+          finish(classifyFfmpegFailure(receiving ? `${detail}\nstream ended` : detail, where));
+        }
+      });
+    });
+  }
+
+  #kill(): void {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const force = setTimeout(() => child.kill('SIGKILL'), 2000);
+    child.once('close', () => clearTimeout(force));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  #setHealth(health: CameraHealth, error?: CamveilError): void {
+    const changed = this.#stats.health !== health || this.#stats.error?.code !== error?.code;
+    this.#stats.health = health;
+    if (error === undefined) delete this.#stats.error;
+    else this.#stats.error = { code: error.code, message: error.message };
+    if (health !== 'streaming') delete this.#stats.streamingSince;
+    if (changed) this.#o.handlers.onHealth(health, error);
+  }
+
+  #beginOutage(error: CamveilError): void {
+    const last = this.#stats.outages.at(-1);
+    if (last !== undefined && last.to === undefined) {
+      last.code = error.code;
+      return;
+    }
+    this.#stats.outages.push({ from: this.#now(), code: error.code });
+    if (this.#stats.outages.length > MAX_OUTAGES) this.#stats.outages.shift();
+  }
+
+  #endOutage(): void {
+    const last = this.#stats.outages.at(-1);
+    if (last !== undefined && last.to === undefined) last.to = this.#now();
+  }
+}

@@ -1,0 +1,140 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FrameQueue } from '../../src/analysis/frame-queue.js';
+import { Backoff } from '../../src/cameras/backoff.js';
+import { buildIngestArgs, FRAMES_FD } from '../../src/cameras/ffmpeg-args.js';
+import { classifyFfmpegFailure } from '../../src/cameras/ffmpeg-errors.js';
+import { RawFrameReader } from '../../src/cameras/raw-frame-reader.js';
+import { SegmentRing } from '../../src/recording/segment-ring.js';
+
+const analysis = { fps: 2, width: 640, height: 360 };
+
+describe('buildIngestArgs', () => {
+  it('copies the main stream to fragmented MP4 on stdout and decodes small RGB frames to fd 3', () => {
+    const args = buildIngestArgs({ main: { url: 'rtsp://u:p@cam/videoMain', kind: 'rtsp' }, analysis, ioTimeoutSeconds: 5, ffmpegMajor: 5 });
+    const joined = args.join(' ');
+    expect(joined).toContain('-rtsp_transport tcp -timeout 5000000 -i rtsp://u:p@cam/videoMain');
+    expect(joined).toContain('-map 0:v:0 -c:v copy -an');
+    expect(joined).toContain('+frag_keyframe+empty_moov+default_base_moof pipe:1');
+    expect(joined).toContain('fps=2,scale=640:360:force_original_aspect_ratio=decrease,pad=640:360');
+    expect(args.at(-1)).toBe(`pipe:${FRAMES_FD}`);
+    // Only one input: analysis decodes the main stream.
+    expect(args.filter((a) => a === '-i')).toHaveLength(1);
+    expect(joined).not.toContain('-c:v libx264');
+  });
+
+  it('decodes the sub stream for analysis when there is one, and uses -stimeout on ffmpeg 4', () => {
+    const args = buildIngestArgs({
+      main: { url: 'rtsp://cam:88/videoMain', kind: 'rtsp' },
+      sub: { url: 'rtsp://cam:88/videoSub', kind: 'rtsp' },
+      analysis,
+      ioTimeoutSeconds: 10,
+      ffmpegMajor: 4,
+    });
+    expect(args.filter((a) => a === '-i')).toHaveLength(2);
+    expect(args).toContain('-stimeout');
+    expect(args).not.toContain('-timeout');
+    expect(args.join(' ')).toContain('-map 1:v:0');
+  });
+
+  it('plays a file in real time, looped', () => {
+    const args = buildIngestArgs({ main: { url: '/videos/a.mp4', kind: 'file' }, analysis, ioTimeoutSeconds: 10, ffmpegMajor: 5 });
+    expect(args.join(' ')).toContain('-re -stream_loop -1 -i /videos/a.mp4');
+    expect(args).not.toContain('-rtsp_transport');
+  });
+});
+
+describe('classifyFfmpegFailure', () => {
+  it.each([
+    ['[rtsp @ 0x1] method DESCRIBE failed: 401 Unauthorized', 'CAMVEIL_E_CAMERA_AUTH'],
+    ['rtsp://127.0.0.1:9/x: Connection refused', 'CAMVEIL_E_CAMERA_UNREACHABLE'],
+    ['Connection to tcp://10.0.0.9:554 failed: Connection timed out', 'CAMVEIL_E_CAMERA_UNREACHABLE'],
+    ['method DESCRIBE failed: 404 Not Found', 'CAMVEIL_E_CAMERA_NOT_VIDEO'],
+    ['http://127.0.0.1:80/: Invalid data found when processing input', 'CAMVEIL_E_CAMERA_NOT_VIDEO'],
+    ['something else entirely', 'CAMVEIL_E_STREAM_LOST'],
+  ])('%s → %s', (stderr, code) => {
+    const error = classifyFfmpegFailure(stderr, 'camera front');
+    expect(error.code).toBe(code);
+    expect(error.message.startsWith('camera front: ')).toBe(true);
+  });
+
+  it('never quotes credentials from stderr', () => {
+    const error = classifyFfmpegFailure('rtsp://admin:hunter2@10.0.0.9/x: weird failure', 'camera c');
+    expect(error.message).not.toContain('hunter2');
+  });
+});
+
+describe('RawFrameReader', () => {
+  it('cuts any chunking of a byte stream into whole frames, in order', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 0, max: 6 }), fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1 }), (frameSize, frames, cuts) => {
+        const stream = Buffer.alloc(frameSize * frames);
+        for (let i = 0; i < stream.length; i++) stream[i] = Math.floor(i / frameSize) & 0xff;
+        const got: Buffer[] = [];
+        const reader = new RawFrameReader(frameSize, (f) => got.push(f));
+        let offset = 0;
+        for (let i = 0; offset < stream.length; i++) {
+          const n = cuts[i % cuts.length]!;
+          reader.push(stream.subarray(offset, offset + n));
+          offset += n;
+        }
+        expect(got).toHaveLength(frames);
+        got.forEach((f, i) => {
+          expect(f.length).toBe(frameSize);
+          expect(f.every((b) => b === (i & 0xff))).toBe(true);
+        });
+      }),
+    );
+  });
+});
+
+describe('Backoff', () => {
+  it('grows exponentially up to the cap, with jitter in the upper half, and resets', () => {
+    const b = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 1 });
+    expect([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([100, 200, 400, 800, 1000, 1000]);
+    b.reset();
+    expect(b.next()).toBe(100);
+    const low = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
+    expect(low.next()).toBe(50);
+  });
+});
+
+describe('SegmentRing', () => {
+  it('keeps just enough fragments to cover the pre-roll and never exceeds its byte ceiling', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 10_000 }), fc.array(fc.record({ d: fc.integer({ min: 100, max: 3000 }), n: fc.integer({ min: 1, max: 5000 }) }), { minLength: 1, maxLength: 60 }), (preRollMs, frags) => {
+        const ring = new SegmentRing({ preRollMs, maxBytes: 20_000 });
+        ring.setInit(Buffer.alloc(10));
+        let at = 1_000_000;
+        for (const f of frags) {
+          at += f.d;
+          ring.push(Buffer.alloc(f.n), f.d, at);
+          const held = ring.fragments();
+          expect(held.length).toBeGreaterThan(0);
+          const bytes = held.reduce((s, h) => s + h.bytes.length, 0);
+          // Over the byte ceiling only with a single (the newest) fragment.
+          if (held.length > 1) expect(bytes).toBeLessThanOrEqual(20_000);
+          // Without byte pressure, the oldest reaches back to the pre-roll horizon (or is all there is).
+          if (bytes + 5000 <= 20_000 && held.length > 1) expect(held[1]!.start).toBeGreaterThan(at - preRollMs);
+        }
+      }),
+    );
+  });
+});
+
+describe('FrameQueue', () => {
+  it('drops the oldest frame when analysis is behind, and counts the drops', async () => {
+    const drops: number[] = [];
+    const q = new FrameQueue<number>(2, (n) => drops.push(n));
+    for (let i = 0; i < 5; i++) q.push(i);
+    expect(q.dropped).toBe(3);
+    expect(drops).toEqual([1, 2, 3]);
+    expect(await q.next()).toBe(3);
+    expect(await q.next()).toBe(4);
+    const waiting = q.next();
+    q.push(9);
+    expect(await waiting).toBe(9);
+    q.close();
+    expect(await q.next()).toBeUndefined();
+  });
+});
