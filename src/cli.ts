@@ -86,6 +86,15 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       await run(() => runDiscover(opts, io))();
     });
 
+  program
+    .command('keygen')
+    .description('print a new household age identity to stdout and its recipient to stderr (as age-keygen does)')
+    .option('--pq', 'a post-quantum hybrid identity (ML-KEM-768 + X25519, age1pq1…)')
+    .action(async (opts: { pq?: boolean }) => {
+      const { runKeygen } = await import('./commands/keygen.js');
+      await run(() => runKeygen(opts, io))();
+    });
+
   return program;
 }
 
@@ -94,7 +103,7 @@ export async function runCli(argv: readonly string[], io: CommandIO = processIO)
   let exitCode = 0;
   const program = buildProgram(io, (code) => (exitCode = code));
   try {
-    await program.parseAsync(argv as string[]);
+    await program.parseAsync(argv);
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {

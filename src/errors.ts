@@ -13,6 +13,11 @@ export const ERROR_CODES = {
   CAMVEIL_E_CAMERA_PROTOCOL: 'The camera replied with something the protocol does not allow',
   CAMVEIL_E_STREAM_LOST: 'The camera stream ended unexpectedly',
   CAMVEIL_E_FFMPEG_MISSING: 'No ffmpeg binary was found on the system or in node_modules',
+  CAMVEIL_E_DISCOVERY_FAILED: 'ONVIF WS-Discovery could not open or use its UDP socket',
+  CAMVEIL_E_KEY_INVALID: 'An age recipient or identity is malformed or of an unsupported type',
+  CAMVEIL_E_KEY_UNREADABLE: 'A key file is missing, unreadable, malformed or readable by group/other',
+  CAMVEIL_E_DECRYPT_FAILED: 'An age file cannot be decrypted (no matching identity, bad header or corrupted payload)',
+  CAMVEIL_E_MANIFEST_INVALID: 'A sealed object decrypted but its manifest is missing or does not pass validation',
   CAMVEIL_E_INTERNAL: 'An unexpected internal error',
 } as const;
 
@@ -50,7 +55,8 @@ export function exitCodeFor(error: unknown): 1 | 2 {
     return error.code === 'CAMVEIL_E_USAGE' ||
       error.code === 'CAMVEIL_E_CONFIG_INVALID' ||
       error.code === 'CAMVEIL_E_CONFIG_UNREADABLE' ||
-      error.code === 'CAMVEIL_E_SECRET_UNREADABLE'
+      error.code === 'CAMVEIL_E_SECRET_UNREADABLE' ||
+      error.code === 'CAMVEIL_E_KEY_INVALID'
       ? 2
       : 1;
   }

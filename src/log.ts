@@ -19,6 +19,8 @@ export const REDACTED_PATHS = [
   '*.token',
   'secret',
   '*.secret',
+  'pseudonymSecret',
+  '*.pseudonymSecret',
   'identity',
   '*.identity',
   'serial',

@@ -28,15 +28,19 @@ export interface IngestArgsOptions {
 /** The file descriptor the analysis frames are written to. */
 export const FRAMES_FD = 3;
 
-function inputArgs(input: IngestInput, o: IngestArgsOptions): string[] {
+function inputArgs(input: IngestInput, o: IngestArgsOptions, decoded: boolean): string[] {
+  // One decoding thread per camera: a hub runs several cameras, so parallelism comes from them, and a
+  // single-threaded H.264 decoder spends about a quarter less CPU in total (1080p15: 0.83 s vs 1.08 s of
+  // CPU per 24 s of video on the 2-core reference machine) by skipping frame-thread synchronisation.
+  const threads = decoded ? ['-threads', '1'] : [];
   if (input.kind === 'file') {
     // A local video played as if it were a live camera: in real time, looped forever.
-    return ['-re', '-stream_loop', '-1', '-i', input.url];
+    return [...threads, '-re', '-stream_loop', '-1', '-i', input.url];
   }
   // TCP interleaving: UDP RTP loses packets on busy Wi-Fi and through NAT, and cameras all support it.
   // ffmpeg 5 renamed the RTSP socket timeout from -stimeout to -timeout (in 4.x -timeout means "listen").
   const timeoutOption = o.ffmpegMajor >= 5 ? '-timeout' : '-stimeout';
-  return ['-rtsp_transport', 'tcp', timeoutOption, String(Math.round(o.ioTimeoutSeconds * 1e6)), '-i', input.url];
+  return [...threads, '-rtsp_transport', 'tcp', timeoutOption, String(Math.round(o.ioTimeoutSeconds * 1e6)), '-i', input.url];
 }
 
 /** Letterboxes to exactly width×height so every frame has the same byte size, whatever the camera's aspect. */
@@ -50,8 +54,8 @@ export function analysisFilter(a: IngestArgsOptions['analysis']): string {
 /** The full argument list for one camera's ffmpeg process. */
 export function buildIngestArgs(o: IngestArgsOptions): string[] {
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-fflags', '+genpts'];
-  args.push(...inputArgs(o.main, o));
-  if (o.sub !== undefined) args.push(...inputArgs(o.sub, o));
+  args.push(...inputArgs(o.main, o, o.sub === undefined));
+  if (o.sub !== undefined) args.push(...inputArgs(o.sub, o, true));
   const analysisInput = o.sub !== undefined ? 1 : 0;
   args.push(
     // Main stream: copied, video only. Audio is left out: clips are evidence of motion, and audio adds a

@@ -82,7 +82,9 @@ describe('config validation', () => {
   });
 
   it('reports an unreadable file with its path and the config-unreadable code', () => {
-    expect(() => loadConfigFile('/nonexistent/camveil.yaml')).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_CONFIG_UNREADABLE' }));
+    expect(() => loadConfigFile('/nonexistent/camveil.yaml')).toThrow(
+      expect.objectContaining({ code: 'CAMVEIL_E_CONFIG_UNREADABLE' }) as Error,
+    );
   });
 });
 
@@ -106,7 +108,7 @@ describe('camera passwords', () => {
     const envCam = validateConfig({ ...base, cameras: [camera({ credentials: { username: 'a', passwordEnv: 'FRONT_PW' } })] }, 'x', dir).cameras[0]!;
     expect(() => resolveCameraPassword(envCam, {})).toThrow(/FRONT_PW is not set/);
     const missing = validateConfig({ ...base, cameras: [camera({ credentials: { username: 'a', passwordFile: 'nope' } })] }, 'x', dir).cameras[0]!;
-    expect(() => resolveCameraPassword(missing, {})).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_SECRET_UNREADABLE' }));
+    expect(() => resolveCameraPassword(missing, {})).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_SECRET_UNREADABLE' }) as Error);
   });
 
   it('never keeps a password in the validated config', () => {

@@ -13,7 +13,7 @@ describe('buildIngestArgs', () => {
   it('copies the main stream to fragmented MP4 on stdout and decodes small RGB frames to fd 3', () => {
     const args = buildIngestArgs({ main: { url: 'rtsp://u:p@cam/videoMain', kind: 'rtsp' }, analysis, ioTimeoutSeconds: 5, ffmpegMajor: 5 });
     const joined = args.join(' ');
-    expect(joined).toContain('-rtsp_transport tcp -timeout 5000000 -i rtsp://u:p@cam/videoMain');
+    expect(joined).toContain('-threads 1 -rtsp_transport tcp -timeout 5000000 -i rtsp://u:p@cam/videoMain');
     expect(joined).toContain('-map 0:v:0 -c:v copy -an');
     expect(joined).toContain('+frag_keyframe+empty_moov+default_base_moof pipe:1');
     expect(joined).toContain('fps=2,scale=640:360:force_original_aspect_ratio=decrease,pad=640:360');
@@ -35,11 +35,14 @@ describe('buildIngestArgs', () => {
     expect(args).toContain('-stimeout');
     expect(args).not.toContain('-timeout');
     expect(args.join(' ')).toContain('-map 1:v:0');
+    // Only the analysed input gets the single-thread decoder option; the main stream is only copied.
+    expect(args.join(' ')).toContain('-i rtsp://cam:88/videoMain -threads 1 -rtsp_transport');
+    expect(args.indexOf('-threads')).toBeGreaterThan(args.indexOf('rtsp://cam:88/videoMain'));
   });
 
   it('plays a file in real time, looped', () => {
     const args = buildIngestArgs({ main: { url: '/videos/a.mp4', kind: 'file' }, analysis, ioTimeoutSeconds: 10, ffmpegMajor: 5 });
-    expect(args.join(' ')).toContain('-re -stream_loop -1 -i /videos/a.mp4');
+    expect(args.join(' ')).toContain('-threads 1 -re -stream_loop -1 -i /videos/a.mp4');
     expect(args).not.toContain('-rtsp_transport');
   });
 });

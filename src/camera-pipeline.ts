@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import { FrameQueue } from './analysis/frame-queue.js';
+import { MotionDetector } from './analysis/motion.js';
+import type { BackoffOptions } from './cameras/backoff.js';
+import type { AnalysisFrame } from './cameras/frame.js';
+import { CameraIngest, type IngestSource, type IngestStats } from './cameras/ingest.js';
+import type { CameraConfig, RecordingConfig } from './config/schema.js';
+import type { EventBus } from './events.js';
+import type { Logger } from './log.js';
+import { ClipRecorder } from './recording/clip-recorder.js';
+import type { MediaSink } from './recording/sink.js';
+import { encodeSnapshot } from './recording/snapshot.js';
+
+export interface CameraPipelineOptions {
+  camera: CameraConfig;
+  recording: RecordingConfig;
+  sink: MediaSink;
+  bus: EventBus;
+  logger: Logger;
+  ffmpeg: string;
+  ffmpegMajor: number;
+  /** Where the streams are: resolved before every (re)connect. */
+  resolveSource: () => Promise<IngestSource>;
+  /** Frames waiting for analysis before the oldest is dropped. */
+  analysisQueue?: number;
+  backoff?: BackoffOptions;
+  stallTimeoutMs?: number;
+  now?: () => number;
+}
+
+export interface CameraStatus extends IngestStats {
+  cameraId: string;
+  motion: { enabled: boolean; active: boolean; events: number };
+  clips: number;
+  framesDropped: number;
+  framesAnalysed: number;
+  /** Bytes of video held in RAM for this camera now (ring buffer and clips on their way to the sink). */
+  memoryBytes: number;
+}
+
+interface OpenEvent {
+  eventId: string;
+  lastMotionAt: number;
+  peakScore: number;
+  peakFrame: AnalysisFrame;
+}
+
+/**
+ * One camera end to end: ingest → bounded frame queue → motion detection → clip recorder and snapshot →
+ * sink. An event opens on the first frame with motion and closes once no motion has been seen for the
+ * post-roll; its clip spans pre-roll to close (capped at the maximum length, after which continuing
+ * motion opens a new event), and its snapshot is the frame with the highest motion score.
+ */
+export class CameraPipeline {
+  readonly #o: CameraPipelineOptions;
+  readonly #ingest: CameraIngest;
+  readonly #recorder: ClipRecorder;
+  readonly #queue: FrameQueue<AnalysisFrame>;
+  readonly #detector: MotionDetector | undefined;
+  readonly #now: () => number;
+  #event: OpenEvent | undefined;
+  #events = 0;
+  #analysed = 0;
+  #analysisLoop: Promise<void> | undefined;
+  readonly #snapshots = new Set<Promise<void>>();
+
+  constructor(options: CameraPipelineOptions) {
+    this.#o = options;
+    const { camera, recording } = options;
+    this.#now = options.now ?? Date.now;
+    this.#recorder = new ClipRecorder({
+      cameraId: camera.id,
+      preRollMs: recording.preRollSeconds * 1000,
+      maxClipMs: recording.maxClipSeconds * 1000,
+      memoryCeilingBytes: recording.memoryCeilingMiB * 1024 * 1024,
+      sink: options.sink,
+      logger: options.logger,
+      onClipEnded: (meta, summary) => {
+        options.bus.emit('clip.ready', { cameraId: camera.id, eventId: meta.eventId, startedAt: meta.startedAt, durationMs: summary.durationMs, bytes: summary.bytes, endedBy: summary.endedBy });
+        options.logger.info({ camera: camera.id, event: meta.eventId, durationMs: summary.durationMs, bytes: summary.bytes, endedBy: summary.endedBy }, 'clip ready');
+        // A clip cut at the maximum length closes its event; motion that goes on opens the next one.
+        if (this.#event?.eventId === meta.eventId) this.#closeEvent();
+      },
+    });
+    this.#queue = new FrameQueue<AnalysisFrame>(options.analysisQueue ?? 2, (total) => {
+      if (total === 1 || total % 10 === 0) options.bus.emit('frames.dropped', { cameraId: camera.id, total });
+    });
+    this.#detector = camera.motion.enabled
+      ? new MotionDetector({
+          width: camera.analysis.width,
+          height: camera.analysis.height,
+          zones: camera.motion.zones,
+          privacyMasks: camera.privacyMasks,
+          sensitivity: camera.motion.sensitivity,
+          minArea: camera.motion.minArea,
+        })
+      : undefined;
+    this.#ingest = new CameraIngest({
+      cameraId: camera.id,
+      resolveSource: options.resolveSource,
+      analysis: camera.analysis,
+      ffmpeg: options.ffmpeg,
+      ffmpegMajor: options.ffmpegMajor,
+      logger: options.logger,
+      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
+      now: this.#now,
+      handlers: {
+        onInit: (init) => this.#recorder.onInit(init),
+        onFragment: (bytes, durationMs, at) => this.#recorder.onFragment(bytes, durationMs, at),
+        onFrame: (frame) => this.#queue.push(frame),
+        onHealth: (health, error) =>
+          options.bus.emit('camera.state', {
+            cameraId: camera.id,
+            health,
+            ...(error === undefined ? {} : { error: { code: error.code, message: error.message } }),
+          }),
+        onStreamEnd: (stopped) => {
+          if (stopped) this.#recorder.end('shutdown');
+          else this.#recorder.onStreamEnd();
+          this.#closeEvent();
+        },
+      },
+    });
+  }
+
+  get cameraId(): string {
+    return this.#o.camera.id;
+  }
+
+  start(): void {
+    this.#analysisLoop = this.#analyse();
+    this.#ingest.start();
+  }
+
+  /** Stops ingest and analysis; an open clip ends ('shutdown') and is handed to the sink completely. */
+  async stop(): Promise<void> {
+    await this.#ingest.stop();
+    this.#queue.close();
+    await this.#analysisLoop;
+    this.#closeEvent();
+    await this.#recorder.stop();
+    await Promise.allSettled([...this.#snapshots]);
+  }
+
+  status(): CameraStatus {
+    return {
+      cameraId: this.#o.camera.id,
+      ...this.#ingest.stats(),
+      motion: { enabled: this.#detector !== undefined, active: this.#event !== undefined, events: this.#events },
+      clips: this.#recorder.clipsMade,
+      framesDropped: this.#queue.dropped,
+      framesAnalysed: this.#analysed,
+      memoryBytes: this.#recorder.bytesHeld,
+    };
+  }
+
+  async #analyse(): Promise<void> {
+    for (;;) {
+      const frame = await this.#queue.next();
+      if (frame === undefined) return;
+      if (this.#detector === undefined) continue;
+      try {
+        const { score, motion } = await this.#detector.update(frame);
+        this.#analysed += 1;
+        this.#onMotionResult(frame, score, motion);
+      } catch (error) {
+        this.#o.logger.error({ camera: this.#o.camera.id, err: error instanceof Error ? error.message : String(error) }, 'motion analysis failed on a frame');
+      }
+    }
+  }
+
+  #onMotionResult(frame: AnalysisFrame, score: number, motion: boolean): void {
+    const cameraId = this.#o.camera.id;
+    const event = this.#event;
+    if (motion) {
+      if (event === undefined) {
+        const eventId = randomUUID();
+        this.#event = { eventId, lastMotionAt: frame.at, peakScore: score, peakFrame: frame };
+        this.#events += 1;
+        this.#o.bus.emit('motion.start', { cameraId, at: frame.at, score });
+        this.#o.logger.info({ camera: cameraId, event: eventId, score }, 'motion started');
+        this.#recorder.start(eventId, frame.at);
+        return;
+      }
+      event.lastMotionAt = frame.at;
+      if (score > event.peakScore) {
+        event.peakScore = score;
+        event.peakFrame = frame;
+      }
+      return;
+    }
+    if (event !== undefined && frame.at - event.lastMotionAt >= this.#o.recording.postRollSeconds * 1000) {
+      this.#o.bus.emit('motion.end', { cameraId, at: frame.at });
+      this.#recorder.end('motion-stopped');
+      this.#closeEvent();
+    }
+  }
+
+  /** Closes the open event, if any, and sends its snapshot. */
+  #closeEvent(): void {
+    const event = this.#event;
+    if (event === undefined) return;
+    this.#event = undefined;
+    const { camera, sink, bus, logger } = this.#o;
+    const delivery = encodeSnapshot(event.peakFrame, { eventId: event.eventId, privacyMasks: camera.privacyMasks })
+      .then(async (snapshot) => {
+        await sink.snapshot(snapshot);
+        bus.emit('snapshot.ready', { cameraId: camera.id, eventId: event.eventId, at: snapshot.at, bytes: snapshot.jpeg.length, width: snapshot.width, height: snapshot.height });
+      })
+      .catch((error: unknown) => {
+        logger.error({ camera: camera.id, event: event.eventId, err: error instanceof Error ? error.message : String(error) }, 'snapshot failed');
+      });
+    this.#snapshots.add(delivery);
+    void delivery.finally(() => this.#snapshots.delete(delivery));
+  }
+}

@@ -1,0 +1,245 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import type { CamveilEvents } from '../../src/events.js';
+import { Gateway } from '../../src/gateway.js';
+import { createLogger } from '../../src/log.js';
+import { CapturingSink } from '../harness/capturing-sink.js';
+import { probeMediaBuffer } from '../harness/media-probe.js';
+import { describeWithPeers } from '../harness/peers.js';
+import { startRtspServer, type RtspServer } from '../harness/rtsp-server.js';
+import { motionVideo } from '../harness/video.js';
+import { waitFor } from '../harness/wait.js';
+
+const MOTION_AT = 8;
+const MOTION_UNTIL = 11;
+const PRE_ROLL = 2;
+const POST_ROLL = 2;
+
+/** Every regular file under `dir` with its modification time, skipping what cannot be read. */
+function listFiles(dir: string, out = new Map<string, number>()): Map<string, number> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    try {
+      if (e.isDirectory()) listFiles(p, out);
+      else if (e.isFile()) out.set(p, statSync(p).mtimeMs);
+    } catch {
+      // vanished or unreadable: another process's temporary file
+    }
+  }
+  return out;
+}
+
+describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras', () => {
+  const servers: RtspServer[] = [];
+  let httpServer: http.Server;
+  let dataDir: string;
+  let gateway: Gateway;
+  const sink = new CapturingSink();
+  const events: Array<{ name: keyof CamveilEvents; payload: unknown }> = [];
+  const logLines: string[] = [];
+  let filesBefore: Map<string, number>;
+  let startedAt: number;
+
+  beforeAll(async () => {
+    const video = motionVideo({ seconds: 24, motionAt: MOTION_AT, motionUntil: MOTION_UNTIL, region: { x0: 0.1, x1: 0.7, y: 0.4 } });
+    const open = await startRtspServer({ file: video });
+    const masked = await startRtspServer({ file: video });
+    const guarded = await startRtspServer({ live: { width: 320, height: 240, fps: 10 }, auth: { user: 'admin', password: 'right-password' } });
+    servers.push(open, masked, guarded);
+    // An HTTP server where an RTSP camera is expected: answers, but not with video.
+    httpServer = http.createServer((_req, res) => res.end('<html>router login</html>'));
+    await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+    const httpPort = (httpServer.address() as AddressInfo).port;
+
+    dataDir = mkdtempSync(path.join(os.tmpdir(), 'camveil-gw-'));
+    const passwordFile = path.join(dataDir, 'wrong-password');
+    writeFileSync(passwordFile, 'not-the-password\n', { mode: 0o600 });
+
+    const config = validateConfig(
+      {
+        hub: { id: 'test-hub', region: 'DE' },
+        dataDir,
+        cameras: [
+          { id: 'open', source: open.url },
+          // The privacy mask covers the whole band the box moves through: nothing there may count as motion.
+          { id: 'masked', source: masked.url, privacyMasks: [[[0, 0.25], [1, 0.25], [1, 0.75], [0, 0.75]]] },
+          { id: 'guarded', source: guarded.url, credentials: { username: 'admin', passwordFile } },
+          { id: 'nothing-there', source: 'rtsp://127.0.0.1:1/videoMain' },
+          { id: 'not-video', source: `rtsp://127.0.0.1:${httpPort}/` },
+        ],
+        recording: { preRollSeconds: PRE_ROLL, postRollSeconds: POST_ROLL, maxClipSeconds: 30 },
+      },
+      'test config',
+      dataDir,
+    );
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        logLines.push(chunk.toString());
+        callback();
+      },
+    });
+    const logger = createLogger({ level: 'info', destination });
+    gateway = new Gateway({
+      config,
+      logger,
+      sink,
+      pseudonymise: (kind, value) => `${kind}_${value.length}`,
+      backoff: { initialMs: 500, maxMs: 2000 },
+    });
+    for (const name of ['camera.state', 'motion.start', 'motion.end', 'clip.ready', 'snapshot.ready'] as const) {
+      gateway.bus.on(name, (payload) => events.push({ name, payload }));
+    }
+    filesBefore = new Map([...listFiles(dataDir), ...listFiles(os.tmpdir())]);
+    startedAt = Date.now();
+    await gateway.start();
+    // The first event's clip and snapshot; the file ends at 24 s, before it loops there is no other motion.
+    await sink.until((s) => s.clips.length >= 1 && s.snapshots.length >= 1, 40_000);
+  }, 90_000);
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+    httpServer?.close();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('turns motion at a known second into exactly one event, on the camera that saw it', () => {
+    const starts = events.filter((e) => e.name === 'motion.start').map((e) => e.payload as CamveilEvents['motion.start']);
+    expect(starts.map((s) => s.cameraId)).toEqual(['open']);
+    const seenAfter = (starts[0]!.at - startedAt) / 1000;
+    // The stream starts playing when ffmpeg connects (within a second of start); one 2 fps frame of slack.
+    expect(seenAfter).toBeGreaterThan(MOTION_AT - 0.5);
+    expect(seenAfter).toBeLessThan(MOTION_AT + 2.5);
+  });
+
+  it('cuts a playable clip from the pre-roll to the post-roll, without re-encoding', () => {
+    const clip = sink.clips[0]!;
+    expect(clip.meta.cameraId).toBe('open');
+    expect(clip.summary.endedBy).toBe('motion-stopped');
+    const media = probeMediaBuffer(clip.bytes);
+    expect(media.codec).toBe('h264');
+    // Main stream copied at its own size (1280x720), not the 640x360 analysis size.
+    expect([media.width, media.height]).toEqual([1280, 720]);
+    // Stream time equals video time: the clip starts at or before motion minus pre-roll (keyframes are 1 s apart).
+    expect(media.firstPts).toBeLessThanOrEqual(MOTION_AT - PRE_ROLL + 0.05);
+    expect(media.firstPts).toBeGreaterThan(MOTION_AT - PRE_ROLL - 1.5);
+    // It runs past the end of motion by about the post-roll.
+    expect(media.lastPts).toBeGreaterThan(MOTION_UNTIL + POST_ROLL - 1.5);
+    expect(media.lastPts).toBeLessThan(MOTION_UNTIL + POST_ROLL + 3);
+    expect(clip.summary.durationMs / 1000).toBeCloseTo(media.lastPts - media.firstPts, 0);
+    expect(clip.summary.bytes).toBe(clip.bytes.length);
+    expect(clip.meta.startedAt).toBeLessThanOrEqual(clip.meta.motionAt - PRE_ROLL * 1000 + 100);
+  });
+
+  it('sends one JPEG snapshot per event, from the analysis frame', () => {
+    expect(sink.snapshots).toHaveLength(1);
+    const snap = sink.snapshots[0]!;
+    expect(snap.eventId).toBe(sink.clips[0]!.meta.eventId);
+    expect([snap.width, snap.height]).toEqual([640, 360]);
+    expect(snap.jpeg.subarray(0, 3)).toEqual(Buffer.from([0xff, 0xd8, 0xff]));
+  });
+
+  it('writes no clip or frame bytes under the data directory or the temporary directory', () => {
+    const after = new Map([...listFiles(dataDir), ...listFiles(os.tmpdir())]);
+    const touched = [...after].filter(([p, mtime]) => filesBefore.get(p) !== mtime).map(([p]) => p);
+    // The data directory holds only what the test put there.
+    expect([...listFiles(dataDir).keys()].map((p) => path.basename(p))).toEqual(['wrong-password']);
+    // No file written meanwhile (by anyone) holds a piece of the clip or the snapshot.
+    const clip = sink.clips[0]!.bytes;
+    const jpeg = sink.snapshots[0]!.jpeg;
+    const needles = [0.2, 0.5, 0.8].map((f) => clip.subarray(Math.floor(clip.length * f), Math.floor(clip.length * f) + 64));
+    needles.push(jpeg.subarray(Math.floor(jpeg.length / 2), Math.floor(jpeg.length / 2) + 64));
+    for (const file of touched) {
+      let content: Buffer;
+      try {
+        if (statSync(file).size > 256 * 1024 * 1024) continue;
+        content = readFileSync(file);
+      } catch {
+        continue;
+      }
+      for (const needle of needles) expect(content.includes(needle), `${file} holds media bytes`).toBe(false);
+    }
+  });
+
+  it('reports wrong credentials, an unreachable host and a non-video source on those cameras only', async () => {
+    await waitFor('the three broken cameras to report errors', () => {
+      const byId = new Map(gateway.state().cameras.map((c) => [c.cameraId, c]));
+      return ['guarded', 'nothing-there', 'not-video'].every((id) => byId.get(id)?.error !== undefined);
+    }, 20_000);
+    const byId = new Map(gateway.state().cameras.map((c) => [c.cameraId, c]));
+    expect(byId.get('guarded')!.error!.code).toBe('CAMVEIL_E_CAMERA_AUTH');
+    expect(byId.get('guarded')!.health).toBe('failed');
+    expect(byId.get('nothing-there')!.error!.code).toBe('CAMVEIL_E_CAMERA_UNREACHABLE');
+    expect(byId.get('nothing-there')!.health).toBe('reconnecting');
+    expect(byId.get('not-video')!.error!.code).toBe('CAMVEIL_E_CAMERA_NOT_VIDEO');
+    // The healthy cameras kept streaming throughout, and kept being analysed.
+    expect(byId.get('open')!.health).toBe('streaming');
+    expect(byId.get('masked')!.health).toBe('streaming');
+    expect(byId.get('masked')!.framesAnalysed).toBeGreaterThan(10);
+    expect(byId.get('masked')!.motion.events).toBe(0);
+    // The camera's error names it; the logs carry the errors but never the password.
+    expect(byId.get('guarded')!.error!.message).toContain('camera guarded');
+    const logs = logLines.join('');
+    expect(logs).toContain('CAMVEIL_E_CAMERA_AUTH');
+    expect(logs).not.toContain('not-the-password');
+    expect(JSON.stringify(gateway.state())).not.toContain('not-the-password');
+  });
+});
+
+describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway reconnects after the camera goes away', () => {
+  it('resumes after the RTSP server is killed and restarted, and reports the outage', async () => {
+    let server = await startRtspServer({ live: { width: 640, height: 360, fps: 10 } });
+    const port = server.port;
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'camveil-rc-'));
+    const config = validateConfig(
+      { hub: { id: 'test-hub', region: 'DE' }, dataDir, cameras: [{ id: 'cam', source: server.url, motion: { enabled: false } }] },
+      'test config',
+      dataDir,
+    );
+    const health: string[] = [];
+    const gateway = new Gateway({
+      config,
+      logger: createLogger({ level: 'silent' }),
+      sink: new CapturingSink(),
+      pseudonymise: (k) => k,
+      backoff: { initialMs: 300, maxMs: 1500 },
+      stallTimeoutMs: 4000,
+    });
+    gateway.bus.on('camera.state', (e) => health.push(e.health));
+    try {
+      await gateway.start();
+      const cam = () => gateway.state().cameras[0]!;
+      await waitFor('streaming', () => cam().health === 'streaming' && cam().framesIn > 3, 20_000);
+      const framesBefore = cam().framesIn;
+      server.kill();
+      await server.exited;
+      await waitFor('the loss to be noticed', () => cam().health !== 'streaming', 10_000);
+      expect(cam().outages.at(-1)?.to).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 1500));
+      server = await startRtspServer({ live: { width: 640, height: 360, fps: 10 }, port });
+      await waitFor('streaming again', () => cam().health === 'streaming' && cam().framesIn > framesBefore + 3, 30_000);
+      const outage = cam().outages.at(-1)!;
+      expect(outage.to).toBeDefined();
+      expect(outage.to! - outage.from).toBeGreaterThan(1000);
+      expect(cam().restarts).toBeGreaterThanOrEqual(1);
+      expect(health).toContain('reconnecting');
+      expect(health.at(-1)).toBe('streaming');
+    } finally {
+      await gateway.stop();
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
