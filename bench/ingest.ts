@@ -22,7 +22,7 @@ import { childProcesses, CpuMeter, processSample } from './proc-stats.js';
  *    /dev/null: the gateway's overhead over this is what Node adds (frame hand-off, motion, ring, clips).
  * CAMVEIL_BENCH_SECONDS sets the measuring window per run (default 20); CAMVEIL_BENCH_CAMERAS the counts
  * (default "1,2,4"). With CAMVEIL_BENCH_SECONDS=600 and one count, the RSS series shows whether memory
- * stays flat over ten minutes.
+ * stays flat over ten minutes; CAMVEIL_BENCH_ONLY=gateway skips the baselines for such a run.
  */
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -111,6 +111,7 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
   const nodeCpuStart = process.cpuUsage(cpu0);
   const meter = new CpuMeter();
   const rssSeries: number[] = [];
+  const rssEvery30s: number[] = [];
   let ffmpegRss = 0;
   const t0 = process.hrtime.bigint();
   await sampleWhile(seconds * 1000, () => {
@@ -118,6 +119,7 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
     meter.observe(kids);
     ffmpegRss = Math.max(ffmpegRss, kids.reduce((s, k) => s + k.rssBytes, 0));
     rssSeries.push(process.memoryUsage.rss());
+    if ((rssSeries.length - 1) % 30 === 0) rssEvery30s.push(round(rssSeries.at(-1)! / 2 ** 20));
   });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const nodeCpu = process.cpuUsage(cpu0);
@@ -138,6 +140,7 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
     ffmpegRssMiB: round(ffmpegRss / 2 ** 20),
     // Second half of the window against the first: ~0 when memory is flat.
     nodeRssDriftMiB: round((mean(rssSeries.slice(half)) - mean(rssSeries.slice(0, half))) / 2 ** 20),
+    nodeRssMiBEvery30s: rssEvery30s,
     framesAnalysed: state.cameras.reduce((s, c) => s + c.framesAnalysed, 0),
     framesDropped: state.cameras.reduce((s, c) => s + c.framesDropped, 0),
     clips: sink.clips.length,
@@ -169,8 +172,10 @@ export async function benchIngest(): Promise<object> {
       return servers.map((s) => s.url);
     };
     const input = (u: string) => (useRtsp ? ['-rtsp_transport', 'tcp', '-i', u] : ['-re', '-stream_loop', '-1', '-i', u]);
-    const copy = await measureBare(await fresh(), (u) => ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input(u), '-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-y', '/dev/null'], seconds);
-    const same = await measureBare(
+    const baselines = process.env.CAMVEIL_BENCH_ONLY !== 'gateway';
+    const skipped: Measured = { cpuPerCamera: NaN, rssMiBPerCamera: NaN, rssMiBTotal: NaN };
+    const copy = !baselines ? skipped : await measureBare(await fresh(), (u) => ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input(u), '-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-y', '/dev/null'], seconds);
+    const same = !baselines ? skipped : await measureBare(
       await fresh(),
       (u) =>
         [

@@ -18,6 +18,11 @@ export const ERROR_CODES = {
   CAMVEIL_E_KEY_UNREADABLE: 'A key file is missing, unreadable, malformed or readable by group/other',
   CAMVEIL_E_DECRYPT_FAILED: 'An age file cannot be decrypted (no matching identity, bad header or corrupted payload)',
   CAMVEIL_E_MANIFEST_INVALID: 'A sealed object decrypted but its manifest is missing or does not pass validation',
+  CAMVEIL_E_UPLOAD_REJECTED: 'The cloud refused an upload permanently (4xx); the object stays on the hub, marked failed',
+  CAMVEIL_E_UPLOAD_FAILED: 'An upload failed for a reason that may pass (network, timeout, 5xx, 408, 429); it is retried with backoff',
+  CAMVEIL_E_CLOUD_PROTOCOL: 'The cloud answered an upload with something the protocol does not allow',
+  CAMVEIL_E_UPLOAD_ABORTED: 'An upload was aborted on request (stop or local-only mode); the object stays queued',
+  CAMVEIL_E_ENDPOINT_INSECURE: 'An upload endpoint is not https (plain http is allowed only to loopback) or carries credentials in the URL',
   CAMVEIL_E_INTERNAL: 'An unexpected internal error',
 } as const;
 

@@ -43,6 +43,7 @@ export function validateConfig(raw: unknown, file: string, baseDir: string): Con
     camera.source = resolveFileSource(camera.source, baseDir);
     if (camera.subSource !== undefined) camera.subSource = resolveFileSource(camera.subSource, baseDir);
   }
+  if (config.uplink.tokenFile !== undefined) config.uplink.tokenFile = path.resolve(baseDir, config.uplink.tokenFile);
   return config;
 }
 

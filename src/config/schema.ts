@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { recipientsSchema } from '../crypto/recipients.js';
 
 /**
  * The configuration file's schema. Every object is strict: an unknown key is an error, so a typo never
@@ -102,6 +103,31 @@ export const recordingSchema = z
   })
   .refine((r) => r.maxClipSeconds > r.preRollSeconds, { path: ['maxClipSeconds'], message: 'must be longer than preRollSeconds' });
 
+export const householdSchema = z.strictObject({
+  recipients: recipientsSchema.describe(
+    "the household's age recipients (age1… X25519 or age1pq1… ML-KEM-768+X25519 hybrid), one per family phone: every stored or uploaded object is encrypted to all of them",
+  ),
+});
+
+export const storageSchema = z.strictObject({
+  retentionDays: z.number().min(1).max(3650).default(30).describe('local encrypted objects older than this are deleted'),
+  quotaMiB: z.number().int().min(16).max(16 * 1024 * 1024).default(2048).describe('disk space for local encrypted objects; the oldest go first'),
+});
+
+/** Data-residency zones: the region rules pick one, and it picks the endpoint. */
+export const RESIDENCY_ZONES = ['eu', 'us', 'cn', 'global'] as const;
+
+export const uplinkSchema = z.strictObject({
+  enabled: z.boolean().default(false).describe('upload encrypted objects to the cloud'),
+  endpoints: z
+    .partialRecord(z.enum(RESIDENCY_ZONES), z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }))
+    .default({})
+    .describe('base URL of the cloud receiver per residency zone'),
+  tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the cloud (chmod 600)'),
+  timeoutSeconds: z.number().min(1).max(600).default(60).describe('per upload request'),
+  bandwidthKiBps: z.number().int().min(8).optional().describe('cap on upload bandwidth; unlimited when absent'),
+});
+
 export const configSchema = z
   .strictObject({
     hub: z.strictObject({
@@ -116,8 +142,19 @@ export const configSchema = z
       .prefault({}),
     cameras: z.array(cameraSchema).default([]),
     recording: recordingSchema.prefault({}),
+    household: householdSchema
+      .optional()
+      .describe('without household recipients nothing can be encrypted, so nothing is stored or uploaded: clips stay in memory'),
+    storage: storageSchema.prefault({}),
+    uplink: uplinkSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
+    if (c.uplink.enabled && c.household === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['uplink', 'enabled'], message: 'uploads need household.recipients: the cloud may only receive what the household can decrypt' });
+    }
+    if (c.uplink.enabled && c.uplink.tokenFile === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['uplink', 'tokenFile'], message: 'required when uploads are enabled' });
+    }
     const seen = new Set<string>();
     c.cameras.forEach((cam, i) => {
       if (seen.has(cam.id)) ctx.addIssue({ code: 'custom', path: ['cameras', i, 'id'], message: `duplicate camera id "${cam.id}"` });
@@ -130,3 +167,5 @@ export type CameraConfig = z.output<typeof cameraSchema>;
 export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
+export type UplinkConfig = z.output<typeof uplinkSchema>;
+export type ResidencyZone = (typeof RESIDENCY_ZONES)[number];

@@ -1,0 +1,123 @@
+import type { Readable } from 'node:stream';
+import { newObjectId, sealObject } from '../crypto/sealed-object.js';
+import type { Manifest, ObjectKind } from '../crypto/manifest.js';
+import type { Logger } from '../log.js';
+import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
+
+/** Where sealed objects are kept: the local store (only ever given age ciphertext). */
+export interface SealedObjectWriter {
+  put(input: {
+    objectId: string;
+    kind: ObjectKind;
+    cameraId?: string;
+    eventId?: string;
+    capturedAt: number;
+    body: Readable;
+  }): Promise<{ objectId: string; bytes: number; path: string }>;
+}
+
+/** Where objects that may go to the cloud are queued. */
+export interface UploadQueue {
+  enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void;
+}
+
+export interface SealedMediaSinkOptions {
+  /** The household's recipients now (they may change while the hub runs). */
+  recipients: () => readonly string[];
+  writer: SealedObjectWriter;
+  /** Absent while uploads are off. */
+  uploads?: UploadQueue;
+  /** Camera ids appear inside objects only as keyed pseudonyms. */
+  cameraPseudonym: (cameraId: string) => string;
+  policyVersion?: () => string | undefined;
+  logger: Logger;
+  /** Told about every object sealed and stored (for state and the demo). */
+  onStored?: (info: { objectId: string; kind: ObjectKind; cameraId: string; eventId: string; bytes: number }) => void;
+}
+
+/** What the app learns about an event, sealed as its own small object once the clip has ended. */
+export interface EventRecord {
+  eventId: string;
+  cameraPseudonym: string;
+  motionAt: string;
+  startedAt: string;
+  durationMs: number;
+  endedBy: string;
+  clipObjectId: string;
+  snapshotObjectId?: string;
+}
+
+/**
+ * The media sink that encrypts: each clip and snapshot is sealed with age to the household's recipients
+ * as it streams (the manifest inside, only a random id outside), written to the local store as
+ * ciphertext and queued for upload. Plaintext exists only in this process's memory on its way into the
+ * cipher. A clip's length is only known at its end, while its manifest leads the ciphertext, so each
+ * event also gets a small sealed `event` object: duration, why it ended, and the clip's and snapshot's ids.
+ */
+export class SealedMediaSink implements MediaSink {
+  readonly #o: SealedMediaSinkOptions;
+  /** Snapshot object ids by event, until the event's record is sealed. */
+  readonly #snapshots = new Map<string, string>();
+
+  constructor(options: SealedMediaSinkOptions) {
+    this.#o = options;
+  }
+
+  async clip(clip: ClipStream): Promise<void> {
+    const { meta } = clip;
+    const objectId = newObjectId();
+    const cameraPseudonym = this.#o.cameraPseudonym(meta.cameraId);
+    const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'clip', cameraPseudonym, meta.startedAt, meta.contentType), clip.body);
+    await this.#store(objectId, 'clip', meta.cameraId, meta.eventId, meta.startedAt, sealed);
+    const summary = await clip.summary;
+    const record: EventRecord = {
+      eventId: meta.eventId,
+      cameraPseudonym,
+      motionAt: new Date(meta.motionAt).toISOString(),
+      startedAt: new Date(meta.startedAt).toISOString(),
+      durationMs: summary.durationMs,
+      endedBy: summary.endedBy,
+      clipObjectId: objectId,
+    };
+    const snapshotId = this.#snapshots.get(meta.eventId);
+    if (snapshotId !== undefined) record.snapshotObjectId = snapshotId;
+    this.#snapshots.delete(meta.eventId);
+    const eventObjectId = newObjectId();
+    const eventSealed = sealObject(
+      this.#o.recipients(),
+      { ...this.#manifest(eventObjectId, 'event', cameraPseudonym, meta.startedAt, 'application/json'), durationMs: summary.durationMs },
+      Buffer.from(JSON.stringify(record)),
+    );
+    await this.#store(eventObjectId, 'event', meta.cameraId, meta.eventId, meta.startedAt, eventSealed);
+  }
+
+  async snapshot(snapshot: Snapshot): Promise<void> {
+    const objectId = newObjectId();
+    const cameraPseudonym = this.#o.cameraPseudonym(snapshot.cameraId);
+    const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'snapshot', cameraPseudonym, snapshot.at, snapshot.contentType), snapshot.jpeg);
+    this.#snapshots.set(snapshot.eventId, objectId);
+    // Bounded: an event whose clip never comes (the stream died before it started) must not leak entries.
+    if (this.#snapshots.size > 256) this.#snapshots.delete(this.#snapshots.keys().next().value!);
+    await this.#store(objectId, 'snapshot', snapshot.cameraId, snapshot.eventId, snapshot.at, sealed);
+  }
+
+  #manifest(objectId: string, kind: ObjectKind, cameraPseudonym: string, at: number, contentType: string): Manifest {
+    const policyVersion = this.#o.policyVersion?.();
+    return {
+      version: 1,
+      objectId,
+      kind,
+      cameraPseudonym,
+      startedAt: new Date(at).toISOString(),
+      contentType,
+      ...(policyVersion === undefined ? {} : { policyVersion }),
+    };
+  }
+
+  async #store(objectId: string, kind: ObjectKind, cameraId: string, eventId: string, capturedAt: number, body: Readable): Promise<void> {
+    const stored = await this.#o.writer.put({ objectId, kind, cameraId, eventId, capturedAt, body });
+    this.#o.uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind });
+    this.#o.logger.debug({ camera: cameraId, event: eventId, object: objectId, kind, bytes: stored.bytes }, 'object sealed and stored');
+    this.#o.onStored?.({ objectId, kind, cameraId, eventId, bytes: stored.bytes });
+  }
+}
