@@ -104,7 +104,7 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
     dataDir,
   );
   const sink = new CountingSink();
-  const gateway = new Gateway({ config, logger: createLogger({ level: 'warn', destination: process.stderr }), sink, pseudonymise: (k) => k });
+  const gateway = new Gateway({ config, logger: createLogger({ level: 'warn', destination: process.stderr }), sink });
   const cpu0 = process.cpuUsage();
   await gateway.start();
   await new Promise((r) => setTimeout(r, WARMUP_MS));

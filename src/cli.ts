@@ -95,6 +95,28 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       await run(() => runKeygen(opts, io))();
     });
 
+  program
+    .command('open')
+    .description("decrypt a sealed object as the household app does: prints its manifest, writes its body")
+    .argument('<object>', 'an .age object from the hub or the cloud')
+    .requiredOption('-i, --identity <file>', 'the household identity file (as made by camveil keygen or age-keygen)')
+    .option('-o, --out <file>', 'where the body goes (default: stdout)')
+    .action(async (object: string, opts: { identity: string; out?: string }) => {
+      const { runOpen } = await import('./commands/open.js');
+      await run(() => runOpen(object, opts, io))();
+    });
+
+  program
+    .command('receiver')
+    .description('the reference cloud receiver: stores age-encrypted objects PUT to /v1/objects/<hub>/<id>, refuses anything else')
+    .requiredOption('--dir <dir>', 'where received objects are kept')
+    .option('--port <port>', 'TCP port on 127.0.0.1 (default: an ephemeral port)', positiveNumber)
+    .option('--token-file <file>', 'require this bearer token (file whose first line is the token)')
+    .action(async (opts: { dir: string; port?: number; tokenFile?: string }) => {
+      const { runReceiver } = await import('./commands/receiver.js');
+      await run(() => runReceiver(opts, io))();
+    });
+
   return program;
 }
 

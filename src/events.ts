@@ -12,6 +12,10 @@ export interface CamveilEvents {
   'clip.ready': { cameraId: string; eventId: string; startedAt: number; durationMs: number; bytes: number; endedBy: ClipSummary['endedBy'] };
   'snapshot.ready': { cameraId: string; eventId: string; at: number; bytes: number; width: number; height: number };
   'frames.dropped': { cameraId: string; total: number };
+  /** A clip, snapshot or event record was sealed (age) and stored; `bytes` is the ciphertext size. */
+  'object.stored': { objectId: string; kind: string; cameraId: string; eventId: string; bytes: number };
+  /** What became of an upload attempt. */
+  'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
 }
 
 export type CameraHealth = 'starting' | 'streaming' | 'reconnecting' | 'failed' | 'stopped';

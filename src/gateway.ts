@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { CameraPipeline, type CameraStatus } from './camera-pipeline.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
@@ -6,41 +7,69 @@ import type { IngestSource } from './cameras/ingest.js';
 import { resolveCameraSource } from './cameras/source.js';
 import type { CameraConfig, Config } from './config/schema.js';
 import { resolveCameraPassword } from './config/secrets.js';
+import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
+import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
 import type { Logger } from './log.js';
+import { allowAllGate, type Gate } from './policy/gate.js';
+import { CountingSink } from './recording/counting-sink.js';
 import type { MediaSink } from './recording/sink.js';
+import { openDatabase } from './store/database.js';
+import { ObjectStore } from './store/object-store.js';
+import { startRetentionTimer, type RetentionReport } from './store/retention.js';
+import { SealedMediaSink } from './store/sealed-media-sink.js';
+import { chooseEndpoint, residencyZoneFor } from './uplink/endpoint.js';
+import { Outbox, type OutboxStats } from './uplink/outbox.js';
+import { Uploader } from './uplink/uploader.js';
 
 export interface GatewayOptions {
   config: Config;
   logger: Logger;
-  /** Where clips and snapshots go. */
-  sink: MediaSink;
   bus?: EventBus;
-  /** Turns a device identifier (serial, MAC) into a pseudonym for logs. */
-  pseudonymise: (kind: string, value: string) => string;
+  /** Replaces the media sink the gateway builds from the config (tests that inspect clips in memory). */
+  sink?: MediaSink;
+  /** The upload decision point (a placeholder allowing everything until the consent/policy work lands). */
+  gate?: Gate;
   env?: NodeJS.ProcessEnv;
   /** Reconnect pacing and stall detection; tests shorten them. */
   backoff?: BackoffOptions;
   stallTimeoutMs?: number;
+  /** How often retention runs (default hourly; it also runs whenever a new object would exceed the quota). */
+  retentionIntervalMs?: number;
 }
 
 export interface GatewayState {
-  hubId: string;
+  hub: string;
   region: string;
   ffmpeg: { origin: 'system' | 'npm'; major: number };
+  /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
+  media: 'sealed' | 'memory-only' | 'custom';
+  storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
+  uplink?: { zone: string; outbox: OutboxStats };
   cameras: CameraStatus[];
 }
 
+const HOUR = 3_600_000;
+
 /**
- * The composition root: builds one pipeline per enabled camera and owns their lifecycle. A camera that
- * fails (unreachable, wrong password, not video) shows that in its own status and retries; the others
- * keep working. The constructor only sets fields; `start` does the work.
+ * The composition root: hub keys, the encrypted store, the upload outbox and one pipeline per enabled
+ * camera, with their lifecycles. A camera that fails (unreachable, wrong password, not video) shows that in
+ * its own status and retries; the others keep working. The constructor only sets fields.
  */
 export class Gateway {
   readonly bus: EventBus;
   readonly #o: GatewayOptions;
   readonly #pipelines: CameraPipeline[] = [];
   #ffmpeg: GatewayState['ffmpeg'] | undefined;
+  #keys: HubKeys | undefined;
+  #db: Database.Database | undefined;
+  #store: ObjectStore | undefined;
+  #outbox: Outbox | undefined;
+  #uploader: Uploader | undefined;
+  #zone: string | undefined;
+  #stopRetention: (() => void) | undefined;
+  #lastRetention: RetentionReport | undefined;
+  #media: GatewayState['media'] = 'memory-only';
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -52,13 +81,15 @@ export class Gateway {
     const binaries = findFfmpeg(this.#o.env ?? process.env);
     const major = ffmpegMajorVersion(binaries.ffmpeg);
     this.#ffmpeg = { origin: binaries.origin, major };
-    logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length }, 'gateway starting');
+    this.#keys = await loadOrCreateHubKeys(config.dataDir);
+    const sink = this.#o.sink ?? this.#buildSealedSink();
+    logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
     for (const camera of config.cameras) {
       if (!camera.enabled) continue;
       const pipeline = new CameraPipeline({
         camera,
         recording: config.recording,
-        sink: this.#o.sink,
+        sink,
         bus: this.bus,
         logger,
         ffmpeg: binaries.ffmpeg,
@@ -70,24 +101,105 @@ export class Gateway {
       this.#pipelines.push(pipeline);
       pipeline.start();
     }
-    await Promise.resolve();
   }
 
-  /** Stops every camera; open clips end ('shutdown') and reach the sink before this resolves. */
+  /** Stops every camera (open clips end and are sealed and stored), then the uploader and the database. */
   async stop(): Promise<void> {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
+    this.#stopRetention?.();
+    await this.#uploader?.stop();
+    this.#db?.close();
+    this.#db = undefined;
     this.#o.logger.info('gateway stopped');
   }
 
   /** What the hub reports about itself: health and counters, no secrets and no personal data. */
   state(): GatewayState {
-    return {
-      hubId: this.#o.config.hub.id,
-      region: this.#o.config.hub.region,
+    const { config } = this.#o;
+    const state: GatewayState = {
+      hub: this.#keys === undefined ? 'hub_unknown' : this.pseudonymise('hub', config.hub.id),
+      region: config.hub.region,
       ffmpeg: this.#ffmpeg ?? { origin: 'system', major: 0 },
+      media: this.#media,
       cameras: this.#pipelines.map((p) => p.status()),
     };
+    if (this.#store !== undefined && this.#db?.open === true) {
+      state.storage = {
+        objects: this.#store.count(),
+        bytes: this.#store.totalBytes(),
+        quotaBytes: config.storage.quotaMiB * 2 ** 20,
+        retentionDays: config.storage.retentionDays,
+        ...(this.#lastRetention === undefined ? {} : { lastRetention: this.#lastRetention }),
+      };
+    }
+    if (this.#outbox !== undefined && this.#zone !== undefined && this.#db?.open === true) {
+      state.uplink = { zone: this.#zone, outbox: this.#outbox.stats() };
+    }
+    return state;
+  }
+
+  /** The hub's keyed pseudonym of a value (camera id, serial, hub id). */
+  pseudonymise(kind: string, value: string): string {
+    if (this.#keys === undefined) throw new Error('the gateway has not started');
+    return pseudonym(this.#keys.pseudonymSecret, kind, value);
+  }
+
+  /**
+   * With household recipients: clips and snapshots are sealed to them, stored, and (when uploads are on)
+   * queued for the cloud. Without: nothing can be encrypted for anyone, so nothing is kept at all.
+   */
+  #buildSealedSink(): MediaSink {
+    const { config, logger } = this.#o;
+    const household = config.household;
+    if (household === undefined) {
+      logger.warn('no household recipients configured: clips and snapshots are made in memory and released, never stored or uploaded');
+      this.#media = 'memory-only';
+      return new CountingSink();
+    }
+    this.#media = 'sealed';
+    const db = openDatabase(config.dataDir);
+    this.#db = db;
+    const retention = { retentionDays: config.storage.retentionDays, quotaBytes: config.storage.quotaMiB * 2 ** 20 };
+    const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
+    this.#store = store;
+    this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
+    let uploads: { enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void } | undefined;
+    if (config.uplink.enabled) {
+      const zone = residencyZoneFor(config.hub.region);
+      this.#zone = zone;
+      const endpoint = chooseEndpoint(config.uplink.endpoints, zone);
+      const outbox = new Outbox(db);
+      const uploader = new Uploader({
+        outbox,
+        gate: this.#o.gate ?? allowAllGate,
+        endpoint,
+        hubPseudonym: this.pseudonymise('hub', config.hub.id),
+        // The schema requires a token file whenever uploads are enabled.
+        tokenFile: config.uplink.tokenFile ?? '',
+        logger,
+        requestTimeoutMs: config.uplink.timeoutSeconds * 1000,
+        ...(config.uplink.bandwidthKiBps === undefined ? {} : { bandwidthBytesPerSecond: config.uplink.bandwidthKiBps * 1024 }),
+        onOutcome: (r) => this.bus.emit('upload.result', { objectId: r.objectId, kind: r.kind, bytes: r.bytes, ms: r.ms, result: r.result, ...(r.code === undefined ? {} : { code: r.code }) }),
+      });
+      uploader.start();
+      this.#outbox = outbox;
+      this.#uploader = uploader;
+      uploads = {
+        enqueue: (item) => {
+          outbox.enqueue(item);
+          uploader.kick();
+        },
+      };
+    }
+    return new SealedMediaSink({
+      recipients: () => household.recipients,
+      writer: store,
+      ...(uploads === undefined ? {} : { uploads }),
+      cameraPseudonym: (id) => this.pseudonymise('cam', id),
+      logger,
+      onStored: (info) => this.bus.emit('object.stored', info),
+    });
   }
 
   /** Reads the password when it is needed (never kept) and resolves the camera's stream URLs. */
@@ -95,7 +207,8 @@ export class Gateway {
     const password = resolveCameraPassword(camera, this.#o.env ?? process.env);
     const resolved = await resolveCameraSource(camera, password);
     if (resolved.facts !== undefined) {
-      this.#o.logger.info({ camera: camera.id, device: describeFactsForLog(resolved.facts, this.#o.pseudonymise) }, 'camera identified');
+      const device = describeFactsForLog(resolved.facts, (kind, value) => this.pseudonymise(kind, value));
+      this.#o.logger.info({ camera: camera.id, device }, 'camera identified');
     }
     const kind = resolved.kind === 'file' ? 'file' : 'rtsp';
     return {

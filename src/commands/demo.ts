@@ -1,34 +1,42 @@
-import { mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import type { GlobalOptions } from '../cli.js';
 import { validateConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { reportEvents } from '../demo/reporter.js';
 import { ensureSampleVideo } from '../demo/sample-video.js';
-import { loadOrCreateHubKeys } from '../crypto/hub-keys.js';
-import { pseudonym } from '../crypto/pseudonym.js';
 import { Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
-import { CountingSink } from '../recording/counting-sink.js';
+import { startReceiver } from '../receiver/server.js';
 import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
 
 /** The package's root: the sample video is cached under it so a second run starts at once. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** The embedded defaults: one looping sample camera; short rolls so the demo shows events quickly. */
-export function demoConfig(sampleVideo: string, dataDir: string): Config {
+export interface DemoSetup {
+  sampleVideo: string;
+  dataDir: string;
+  householdRecipient: string;
+  receiverUrl: string;
+  tokenFile: string;
+}
+
+/** The embedded defaults: one looping sample camera, sealed to a demo household, uploaded to a loopback receiver. */
+export function demoConfig(setup: DemoSetup): Config {
   return validateConfig(
     {
       hub: { id: 'demo-hub', region: 'DE' },
-      dataDir,
+      dataDir: setup.dataDir,
       cameras: [
         {
           id: 'sample-cam',
           name: 'Sample camera (looping video)',
-          source: `file:${sampleVideo}`,
+          source: `file:${setup.sampleVideo}`,
           analysis: { fps: 2, width: 640, height: 360 },
           motion: { sensitivity: 0.5, minArea: 0.01 },
           // The lower-right corner stands in for a neighbour's window: ignored by analysis, blacked out in snapshots.
@@ -36,31 +44,64 @@ export function demoConfig(sampleVideo: string, dataDir: string): Config {
         },
       ],
       recording: { preRollSeconds: 2, postRollSeconds: 3, maxClipSeconds: 30 },
+      household: { recipients: [setup.householdRecipient] },
+      // DE is in the EU residency zone: the loopback receiver plays the EU cloud.
+      uplink: { enabled: true, endpoints: { eu: setup.receiverUrl }, tokenFile: setup.tokenFile },
     },
     'embedded demo defaults',
-    dataDir,
+    setup.dataDir,
   );
 }
 
-/** `camveil demo [--for SECONDS]`: the gateway on embedded defaults, printing what happens in readable lines. */
+/**
+ * `camveil demo [--for SECONDS]`: the gateway on embedded defaults, printing what happens in readable
+ * lines: a looping sample camera, its clips and snapshots sealed with age to a demo household key and
+ * uploaded to a reference receiver on loopback. The household key is written next to the data only
+ * because there is no phone app in the demo; it is what the app would hold.
+ */
 export async function runDemo(opts: { for?: number; dataDir?: string }, globals: GlobalOptions, io: CommandIO): Promise<number> {
-  const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'camveil-demo-'));
+  const root = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'camveil-demo-'));
+  const dataDir = path.join(root, 'hub');
+  const cloudDir = path.join(root, 'cloud');
+  mkdirSync(root, { recursive: true, mode: 0o700 });
   io.stdout('camveil demo: a looping sample camera on this machine; nothing leaves loopback.');
   io.stdout('Preparing the sample camera video (first run only: about ten seconds)…');
-  const sample = await ensureSampleVideo(path.join(PACKAGE_ROOT, '.cache', 'demo'));
-  const config = demoConfig(sample, dataDir);
+  const sampleVideo = await ensureSampleVideo(path.join(PACKAGE_ROOT, '.cache', 'demo'));
+
+  const identity = await generateX25519Identity();
+  const householdRecipient = await identityToRecipient(identity);
+  const keyFile = path.join(root, 'household.key');
+  writeFileSync(keyFile, `# the demo household's key: what the phone app would hold\n${identity}\n`, { mode: 0o600 });
+  const token = randomBytes(24).toString('base64url');
+  const tokenFile = path.join(root, 'cloud.token');
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const receiver = await startReceiver({ dir: cloudDir, token });
+
+  const config = demoConfig({ sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile });
   // The readable lines go to stdout; the JSON logs only carry warnings and errors unless asked for more.
   const logger = createLogger({ level: globals.logLevel ?? 'warn', pretty: globals.pretty, destination: process.stderr });
-  const sink = new CountingSink();
-  const keys = await loadOrCreateHubKeys(config.dataDir);
-  const gateway = new Gateway({ config, logger, sink, pseudonymise: (kind, value) => pseudonym(keys.pseudonymSecret, kind, value) });
+  const gateway = new Gateway({ config, logger });
   const stopReporting = reportEvents(gateway.bus, (line) => io.stdout(line));
-  io.stdout(`Data directory: ${dataDir}. Press Ctrl-C to stop${opts.for === undefined ? '' : ` (stopping by itself after ${opts.for} s)`}.`);
-  await gateway.start();
-  await untilStopRequested(opts.for);
-  await gateway.stop();
-  stopReporting();
-  const clips = sink.clips.length;
-  io.stdout(`Stopped. ${clips} clip${clips === 1 ? '' : 's'} and ${sink.snapshots.length} snapshot(s) were made, held in memory only, and released.`);
+  io.stdout(`Hub data: ${dataDir}. Local cloud receiver: ${receiver.url} (storing in ${cloudDir}).`);
+  io.stdout(`Everything is sealed with age to the demo household key ${householdRecipient.slice(0, 16)}…`);
+  io.stdout(`Press Ctrl-C to stop${opts.for === undefined ? '' : ` (stopping by itself after ${opts.for} s)`}.`);
+  try {
+    await gateway.start();
+    await untilStopRequested(opts.for);
+    await gateway.stop();
+  } finally {
+    stopReporting();
+    await receiver.close();
+  }
+  const received = receiver.received();
+  const bytes = received.reduce((sum, r) => sum + r.bytes, 0);
+  io.stdout(`Stopped. The receiver holds ${received.length} object(s), ${(bytes / 2 ** 20).toFixed(1)} MB, all age ciphertext.`);
+  const example = received.find((r) => r.bytes > 100_000) ?? received[0];
+  if (example !== undefined) {
+    io.stdout('Open one as the household app would:');
+    const file = path.join(cloudDir, example.hub, `${example.objectId}.age`);
+    io.stdout(`  npx camveil open --identity ${keyFile} ${file} --out object.bin   # prints the manifest, writes the MP4/JPEG`);
+    io.stdout(`  age -d -i ${keyFile} ${file} > sealed-plaintext.bin           # or with the age CLI: 4-byte length, manifest, media`);
+  }
   return 0;
 }

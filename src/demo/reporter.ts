@@ -34,6 +34,11 @@ export function reportEvents(bus: EventBus, write: (line: string) => void, now: 
     bus.on('clip.ready', (e) =>
       line(now(), e.cameraId, `clip ready: ${(e.durationMs / 1000).toFixed(1)} s, ${kilobytes(e.bytes)}, ended because ${ENDED_BY[e.endedBy]}`),
     ),
+    bus.on('object.stored', (e) => line(now(), e.cameraId, `sealed ${e.kind} → stored as ${e.objectId.slice(0, 8)}….age (${kilobytes(e.bytes)} of age ciphertext)`)),
+    bus.on('upload.result', (e) => {
+      if (e.result === 'uploaded') write(`${clock(now())}  ${'cloud'.padEnd(12)} received ${e.objectId.slice(0, 8)}…: ${kilobytes(e.bytes)} of ciphertext in ${e.ms} ms`);
+      else write(`${clock(now())}  ${'cloud'.padEnd(12)} upload of ${e.objectId.slice(0, 8)}… ${e.result}${e.code === undefined ? '' : ` (${e.code})`}`);
+    }),
     bus.on('frames.dropped', (e) => line(now(), e.cameraId, `analysis is behind: ${e.total} frames dropped so far`)),
   ];
   return () => offs.forEach((off) => off());

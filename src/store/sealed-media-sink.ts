@@ -14,6 +14,8 @@ export interface SealedObjectWriter {
     capturedAt: number;
     body: Readable;
   }): Promise<{ objectId: string; bytes: number; path: string }>;
+  /** Indexes an event (ids and times only). */
+  recordEvent?(event: { eventId: string; cameraId: string; kind: 'motion'; startedAt: number; endedAt?: number }): void;
 }
 
 /** Where objects that may go to the cloud are queued. */
@@ -89,6 +91,7 @@ export class SealedMediaSink implements MediaSink {
       Buffer.from(JSON.stringify(record)),
     );
     await this.#store(eventObjectId, 'event', meta.cameraId, meta.eventId, meta.startedAt, eventSealed);
+    this.#o.writer.recordEvent?.({ eventId: meta.eventId, cameraId: meta.cameraId, kind: 'motion', startedAt: meta.motionAt, endedAt: meta.startedAt + summary.durationMs });
   }
 
   async snapshot(snapshot: Snapshot): Promise<void> {

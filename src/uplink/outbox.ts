@@ -1,5 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import type { Database } from 'better-sqlite3';
+import { migrate } from '../store/database.js';
 
 export type OutboxState = 'queued' | 'uploading' | 'uploaded' | 'failed';
 
@@ -39,12 +40,15 @@ export interface OutboxError {
   message: string;
 }
 
+export const UPLINK_MODULE = 'uplink';
+
 /**
- * Idempotent DDL (no migration helper existed in src/store when this was written). Times are epoch ms.
- * `next_attempt_at` is when a `queued` item becomes due; the index serves `nextDue`.
+ * The outbox's tables, as migration steps for `migrate(db, UPLINK_MODULE, OUTBOX_SCHEMA)` (append only).
+ * Times are epoch ms; `next_attempt_at` is when a `queued` item becomes due; the index serves `nextDue`.
  */
-export const OUTBOX_SCHEMA = `
-CREATE TABLE IF NOT EXISTS uplink_outbox (
+export const OUTBOX_SCHEMA: readonly string[] = [
+  `
+CREATE TABLE uplink_outbox (
   object_id       TEXT PRIMARY KEY,
   path            TEXT NOT NULL,
   bytes           INTEGER NOT NULL CHECK (bytes >= 0),
@@ -58,8 +62,9 @@ CREATE TABLE IF NOT EXISTS uplink_outbox (
   created_at      INTEGER NOT NULL,
   updated_at      INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS uplink_outbox_due ON uplink_outbox (state, next_attempt_at);
-`;
+CREATE INDEX uplink_outbox_due ON uplink_outbox (state, next_attempt_at);
+`,
+];
 
 interface Row {
   object_id: string;
@@ -104,10 +109,11 @@ export class Outbox {
   private readonly db: Database;
   private readonly now: () => number;
 
+  /** `db` is the hub's database as openDatabase (src/store/database.ts) opens it; migrates the outbox's tables. */
   constructor(db: Database, options: { now?: () => number } = {}) {
     this.db = db;
     this.now = options.now ?? Date.now;
-    db.exec(OUTBOX_SCHEMA);
+    migrate(db, UPLINK_MODULE, OUTBOX_SCHEMA);
     db.prepare(`UPDATE uplink_outbox SET state = 'queued', updated_at = ? WHERE state = 'uploading'`).run(this.now());
   }
 

@@ -1,25 +1,51 @@
 import { Transform, type TransformCallback } from 'node:stream';
 
 /**
- * A token-bucket byte-rate limiter for a stream: passes bytes on at most `bytesPerSecond` on average,
- * with bursts of at most a tenth of a second's worth (so a short upload cannot jump the cap). Chunks
- * larger than the burst are split. Destroying it cancels the pending wait at once.
+ * A token bucket of bytes: refills at `bytesPerSecond`, holds at most a tenth of a second's worth (so a
+ * short upload cannot jump the cap). One bucket can be shared by several streams to cap them together.
  */
-export class Throttle extends Transform {
-  private readonly rate: number;
-  private readonly burst: number;
+export class TokenBucket {
+  readonly rate: number;
+  readonly burst: number;
   private tokens: number;
   private last: number;
-  private timer: NodeJS.Timeout | undefined;
-  private pendingCallback: TransformCallback | undefined;
 
   constructor(bytesPerSecond: number, private readonly now: () => number = () => performance.now()) {
-    super();
     if (!(bytesPerSecond > 0) || !Number.isFinite(bytesPerSecond)) throw new RangeError('bandwidth cap must be a positive number of bytes/s');
     this.rate = bytesPerSecond;
     this.burst = Math.max(1024, Math.floor(bytesPerSecond / 10));
     this.tokens = this.burst;
     this.last = this.now();
+  }
+
+  /** Takes up to `want` bytes' worth now; returns how many were granted (0 when the bucket is empty). */
+  take(want: number): number {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.rate) / 1000);
+    this.last = t;
+    const n = Math.min(want, Math.floor(this.tokens));
+    if (n <= 0) return 0;
+    this.tokens -= n;
+    return n;
+  }
+
+  /** Milliseconds until `want` bytes (at most a burst) could be granted. */
+  waitMs(want: number): number {
+    const missing = Math.min(want, this.burst) - this.tokens;
+    return Math.max(1, Math.ceil((missing * 1000) / this.rate));
+  }
+}
+
+/**
+ * Passes bytes on no faster than its bucket allows; chunks are split as needed. Destroying it cancels
+ * the pending wait at once (so an aborted upload does not linger on a timer).
+ */
+export class Throttle extends Transform {
+  private timer: NodeJS.Timeout | undefined;
+  private pendingCallback: TransformCallback | undefined;
+
+  constructor(private readonly bucket: TokenBucket) {
+    super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -35,26 +61,21 @@ export class Throttle extends Transform {
   }
 
   private sendFrom(chunk: Buffer, offset: number): void {
-    const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.rate) / 1000);
-    this.last = t;
-    while (offset < chunk.length && this.tokens >= 1) {
-      const n = Math.min(chunk.length - offset, Math.floor(this.tokens));
+    for (;;) {
+      const n = this.bucket.take(chunk.length - offset);
+      if (n === 0) break;
       this.push(chunk.subarray(offset, offset + n));
-      this.tokens -= n;
       offset += n;
+      if (offset >= chunk.length) {
+        const callback = this.pendingCallback;
+        this.pendingCallback = undefined;
+        callback?.();
+        return;
+      }
     }
-    if (offset >= chunk.length) {
-      const callback = this.pendingCallback;
-      this.pendingCallback = undefined;
-      callback?.();
-      return;
-    }
-    // Wait until a burst's worth (or the rest of the chunk) is available, not for every single byte.
-    const want = Math.min(this.burst, chunk.length - offset) - this.tokens;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.destroyed) this.sendFrom(chunk, offset);
-    }, Math.max(1, Math.ceil((want * 1000) / this.rate)));
+    }, this.bucket.waitMs(chunk.length - offset));
   }
 }

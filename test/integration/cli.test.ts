@@ -81,13 +81,15 @@ describe('camveil CLI', () => {
     expect(readdirSync(dataDir)).toEqual(['keys']);
   });
 
-  it('demo: shows the sample camera streaming, motion and a clip ready', async () => {
+  it('demo: shows the sample camera streaming, motion, a clip sealed, stored and received by the local cloud', async () => {
     const r = await camveil(['demo', '--for', '30'], 120_000);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/sample-cam\s+camera streaming/);
     expect(r.stdout).toMatch(/sample-cam\s+motion started/);
     expect(r.stdout).toMatch(/sample-cam\s+snapshot: 640x360 JPEG/);
     expect(r.stdout).toMatch(/sample-cam\s+clip ready: \d+\.\d s, [\d.]+ [kM]B/);
-    expect(r.stdout).toMatch(/Stopped\. [1-9]\d* clips?/);
+    expect(r.stdout).toMatch(/sample-cam\s+sealed clip → stored as [a-z2-7]{8}….age \([\d.]+ [kM]B of age ciphertext\)/);
+    expect(r.stdout).toMatch(/cloud\s+received [a-z2-7]{8}…: [\d.]+ [kM]B of ciphertext/);
+    expect(r.stdout).toMatch(/Stopped\. The receiver holds [1-9]\d* object\(s\), [\d.]+ MB, all age ciphertext\./);
   }, 150_000);
 });

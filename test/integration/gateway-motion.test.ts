@@ -95,7 +95,6 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
       config,
       logger,
       sink,
-      pseudonymise: (kind, value) => `${kind}_${value.length}`,
       backoff: { initialMs: 500, maxMs: 2000 },
     });
     for (const name of ['camera.state', 'motion.start', 'motion.end', 'clip.ready', 'snapshot.ready'] as const) {
@@ -154,8 +153,12 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
   it('writes no clip or frame bytes under the data directory or the temporary directory', () => {
     const after = new Map([...listFiles(dataDir), ...listFiles(os.tmpdir())]);
     const touched = [...after].filter(([p, mtime]) => filesBefore.get(p) !== mtime).map(([p]) => p);
-    // The data directory holds only what the test put there.
-    expect([...listFiles(dataDir).keys()].map((p) => path.basename(p))).toEqual(['wrong-password']);
+    // The data directory holds only what the test put there and the hub's keys.
+    expect([...listFiles(dataDir).keys()].map((p) => path.relative(dataDir, p)).sort()).toEqual([
+      'keys/hub-identity.txt',
+      'keys/pseudonym-secret.txt',
+      'wrong-password',
+    ]);
     // No file written meanwhile (by anyone) holds a piece of the clip or the snapshot.
     const clip = sink.clips[0]!.bytes;
     const jpeg = sink.snapshots[0]!.jpeg;
@@ -213,7 +216,6 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway reconnects after the c
       config,
       logger: createLogger({ level: 'silent' }),
       sink: new CapturingSink(),
-      pseudonymise: (k) => k,
       backoff: { initialMs: 300, maxMs: 1500 },
       stallTimeoutMs: 4000,
     });

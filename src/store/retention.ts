@@ -1,0 +1,108 @@
+import type { Logger } from '../log.js';
+import type { ObjectStore } from './object-store.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Objects to delete per query while trimming; bounds memory whatever the store's size. */
+const BATCH = 256;
+
+export interface RetentionOptions {
+  /** Objects captured more than this many days ago are deleted. */
+  retentionDays: number;
+  /** Then the oldest objects are deleted until the store holds at most this many bytes. */
+  quotaBytes: number;
+  /** Epoch milliseconds; `Date.now()` when absent. */
+  now?: number;
+}
+
+export interface RetentionResult {
+  deletedForAge: number;
+  deletedForQuota: number;
+  bytesFreed: number;
+}
+
+/** What the hub's state reports about retention. */
+export interface RetentionReport extends RetentionResult {
+  /** Epoch milliseconds of the run. */
+  lastRunAt: number;
+  totalBytes: number;
+  quotaBytes: number;
+  objects: number;
+}
+
+type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pruneEvents'>;
+
+/**
+ * Deletes objects captured before `now - retentionDays`, then the oldest (by capture time, then id) until the
+ * total is at most `quotaBytes`, then events that ended before the age cutoff and have no object left.
+ * Synchronous: no `put` can commit in the middle of a run.
+ */
+export function applyRetention(store: RetentionTarget, options: RetentionOptions): RetentionResult {
+  const now = options.now ?? Date.now();
+  const cutoff = now - options.retentionDays * DAY_MS;
+  const result: RetentionResult = { deletedForAge: 0, deletedForQuota: 0, bytesFreed: 0 };
+  for (;;) {
+    const batch = store.list({ before: cutoff, order: 'oldest', limit: BATCH });
+    if (batch.length === 0) break;
+    for (const object of batch) {
+      if (store.delete(object.objectId)) {
+        result.deletedForAge++;
+        result.bytesFreed += object.bytes;
+      }
+    }
+  }
+  let total = store.totalBytes();
+  const quota = Math.max(0, options.quotaBytes);
+  while (total > quota) {
+    const batch = store.list({ order: 'oldest', limit: BATCH });
+    if (batch.length === 0) break;
+    for (const object of batch) {
+      if (total <= quota) break;
+      if (store.delete(object.objectId)) {
+        result.deletedForQuota++;
+        result.bytesFreed += object.bytes;
+        total -= object.bytes;
+      }
+    }
+  }
+  store.pruneEvents(cutoff);
+  return result;
+}
+
+/** A run's result with the store's state after it. */
+export function retentionReport(store: Pick<ObjectStore, 'totalBytes' | 'count'>, result: RetentionResult, quotaBytes: number, at: number): RetentionReport {
+  return { ...result, lastRunAt: at, totalBytes: store.totalBytes(), quotaBytes, objects: store.count() };
+}
+
+/**
+ * Applies retention now and every `intervalMs` until the returned function is called. A failed run is logged
+ * and the next one tried; the timer does not keep the process alive. `onReport` receives each run's report
+ * (for the hub's state).
+ */
+export function startRetentionTimer(
+  store: RetentionTarget & Pick<ObjectStore, 'count'>,
+  options: Omit<RetentionOptions, 'now'> & { now?: () => number },
+  intervalMs: number,
+  logger: Logger,
+  onReport?: (report: RetentionReport) => void,
+): () => void {
+  const clock = options.now ?? Date.now;
+  const run = (): void => {
+    try {
+      const at = clock();
+      const result = applyRetention(store, { retentionDays: options.retentionDays, quotaBytes: options.quotaBytes, now: at });
+      const report = retentionReport(store, result, options.quotaBytes, at);
+      if (result.deletedForAge + result.deletedForQuota > 0) logger.info({ ...report }, 'store: retention deleted objects');
+      onReport?.(report);
+    } catch (error) {
+      logger.error({ err: error }, 'store: retention run failed');
+    }
+  };
+  const first = setImmediate(run);
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  return () => {
+    clearImmediate(first);
+    clearInterval(timer);
+  };
+}

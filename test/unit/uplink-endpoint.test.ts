@@ -1,0 +1,217 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encryptToBuffer } from '../../src/crypto/age-stream.js';
+import { headerEnd } from '../../src/crypto/age-header.js';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { CamveilError } from '../../src/errors.js';
+import { openDatabase } from '../../src/store/database.js';
+import { allowAllGate } from '../../src/policy/gate.js';
+import { ageHeaderProblem, mayBeginAgeHeader } from '../../src/receiver/age-syntax.js';
+import { chooseEndpoint, objectUrl, residencyZoneFor, validateEndpoint } from '../../src/uplink/endpoint.js';
+import { Outbox } from '../../src/uplink/outbox.js';
+import { backoffDelay, classifyResponse, parseRetryAfter } from '../../src/uplink/response.js';
+
+const ID = (c: string) => c.repeat(26);
+
+function codeOf(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (error) {
+    return error instanceof CamveilError ? error.code : 'not-camveil';
+  }
+  return undefined;
+}
+
+describe('upload endpoints', () => {
+  it('requires https, allowing http only to loopback', () => {
+    expect(validateEndpoint('https://cloud.example/base').href).toBe('https://cloud.example/base');
+    for (const ok of ['http://127.0.0.1:8080', 'http://127.9.8.7', 'http://[::1]:9000', 'http://localhost:1', 'http://LOCALHOST']) {
+      expect(validateEndpoint(ok).protocol).toBe('http:');
+    }
+    for (const bad of ['http://cloud.example', 'http://128.0.0.1', 'http://10.0.0.2', 'http://[::2]', 'http://localhost.evil.example', 'ftp://x']) {
+      expect(codeOf(() => validateEndpoint(bad))).toBe('CAMVEIL_E_ENDPOINT_INSECURE');
+    }
+    expect(codeOf(() => validateEndpoint('https://u:secret@cloud.example'))).toBe('CAMVEIL_E_ENDPOINT_INSECURE');
+    expect(codeOf(() => validateEndpoint('not a url'))).toBe('CAMVEIL_E_CONFIG_INVALID');
+  });
+
+  it('never shows credentials in its errors', () => {
+    try {
+      validateEndpoint('http://u:hunter2@cloud.example');
+    } catch (error) {
+      expect(String((error as Error).message)).not.toContain('hunter2');
+    }
+  });
+
+  it('chooses the zone endpoint and names a missing zone', () => {
+    const zones = { eu: 'https://eu.cloud.example', us: 'http://cloud.example' };
+    expect(chooseEndpoint(zones, 'eu').host).toBe('eu.cloud.example');
+    expect(codeOf(() => chooseEndpoint(zones, 'us'))).toBe('CAMVEIL_E_ENDPOINT_INSECURE');
+    expect(() => chooseEndpoint(zones, 'cn')).toThrow(/"cn".*configured: eu, us/);
+    expect(() => chooseEndpoint(zones, 'toString')).toThrow(/"toString"/);
+  });
+
+  it('builds object URLs under the endpoint path', () => {
+    expect(objectUrl(new URL('https://c.example/base/'), 'hub_aaaaaaaaaaaaaaaa', ID('b')).href).toBe(
+      `https://c.example/base/v1/objects/hub_aaaaaaaaaaaaaaaa/${ID('b')}`,
+    );
+  });
+
+  it('maps regions to residency zones (placeholder table)', () => {
+    expect(residencyZoneFor('CN')).toBe('cn');
+    expect(residencyZoneFor('cn-11')).toBe('cn');
+    expect(residencyZoneFor('DE')).toBe('eu');
+    expect(residencyZoneFor('FR-75')).toBe('eu');
+    expect(residencyZoneFor('NO')).toBe('eu');
+    expect(residencyZoneFor('US')).toBe('us');
+    expect(residencyZoneFor('US-CA')).toBe('us');
+    expect(residencyZoneFor('GB')).toBe('global');
+    expect(residencyZoneFor('CH')).toBe('global');
+    expect(residencyZoneFor('')).toBe('global');
+  });
+
+  it('has a placeholder gate that allows, with a machine-readable reason', () => {
+    expect(allowAllGate.mayUpload({ objectId: ID('a'), kind: 'clip' })).toEqual({ allowed: true, reason: 'placeholder-allow-all' });
+  });
+});
+
+describe('outbox', () => {
+  let dir: string;
+  let db: Database.Database;
+  let clock = 1_000;
+  const now = () => clock;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'camveil-outbox-'));
+    db = openDatabase(dir);
+    clock = 1_000;
+  });
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const entry = (c: string) => ({ objectId: ID(c), path: join(dir, `${ID(c)}.age`), bytes: 10, kind: 'clip' });
+
+  it('enqueues idempotently and walks queued → uploading → uploaded', () => {
+    const outbox = new Outbox(db, { now });
+    expect(outbox.enqueue(entry('a'))).toBe(true);
+    expect(outbox.enqueue({ ...entry('a'), bytes: 99 })).toBe(false);
+    expect(outbox.get(ID('a'))).toMatchObject({ state: 'queued', bytes: 10, attempts: 0, nextAttemptAt: 1_000, createdAt: 1_000 });
+    expect(outbox.nextDue(999)).toBeUndefined();
+    expect(outbox.nextDue(1_000)?.objectId).toBe(ID('a'));
+    outbox.markUploading(ID('a'));
+    expect(outbox.nextDue(5_000)).toBeUndefined();
+    expect(() => outbox.markUploading(ID('a'))).toThrow(/is uploading/);
+    clock = 2_000;
+    outbox.markUploaded(ID('a'));
+    expect(outbox.get(ID('a'))).toMatchObject({ state: 'uploaded', attempts: 1, updatedAt: 2_000, lastError: null });
+    expect(outbox.stats()).toEqual({ queued: 0, uploading: 0, uploaded: 1, failed: 0, oldestQueuedAt: null });
+  });
+
+  it('retries later, fails for good, and releases without counting an attempt', () => {
+    const outbox = new Outbox(db, { now });
+    outbox.enqueue(entry('a'));
+    clock = 1_500;
+    outbox.enqueue(entry('b'));
+    outbox.markUploading(ID('a'));
+    outbox.retryLater(ID('a'), { code: 'CAMVEIL_E_UPLOAD_FAILED', message: 'HTTP 503' }, 4_000);
+    expect(outbox.get(ID('a'))).toMatchObject({ state: 'queued', attempts: 1, lastErrorCode: 'CAMVEIL_E_UPLOAD_FAILED', nextAttemptAt: 5_500 });
+    expect(outbox.nextDue(2_000)?.objectId).toBe(ID('b'));
+    expect(outbox.nextWakeAt()).toBe(1_500);
+    outbox.release(ID('b'), { code: 'gate', message: 'gate: no' }, 100);
+    expect(outbox.get(ID('b'))).toMatchObject({ state: 'queued', attempts: 0, lastError: 'gate: no', nextAttemptAt: 1_600 });
+    outbox.markUploading(ID('b'));
+    outbox.markFailed(ID('b'), { code: 'CAMVEIL_E_UPLOAD_REJECTED', message: 'HTTP 403: bucket closed' });
+    expect(outbox.get(ID('b'))).toMatchObject({ state: 'failed', attempts: 1, lastError: 'HTTP 403: bucket closed' });
+    expect(outbox.nextDue(1e12)?.objectId).toBe(ID('a'));
+    expect(outbox.stats()).toEqual({ queued: 1, uploading: 0, uploaded: 0, failed: 1, oldestQueuedAt: 1_000 });
+  });
+
+  it('returns items a crash left uploading to queued when reopened', () => {
+    const first = new Outbox(db, { now });
+    first.enqueue(entry('a'));
+    first.enqueue(entry('b'));
+    first.markUploading(ID('a'));
+    db.close();
+    db = openDatabase(dir);
+    const reopened = new Outbox(db, { now });
+    expect(reopened.get(ID('a'))?.state).toBe('queued');
+    expect(reopened.stats()).toMatchObject({ queued: 2, uploading: 0 });
+  });
+
+  it('destroyQueued deletes queued and uploading rows and their files, and keeps the rest', () => {
+    const outbox = new Outbox(db, { now });
+    for (const c of ['a', 'b', 'c', 'd']) {
+      outbox.enqueue(entry(c));
+      writeFileSync(entry(c).path, 'age ciphertext');
+    }
+    outbox.enqueue(entry('e')); // its file is already gone: not an error
+    outbox.markUploading(ID('b'));
+    outbox.markUploading(ID('c'));
+    outbox.markUploaded(ID('c'));
+    outbox.markUploading(ID('d'));
+    outbox.markFailed(ID('d'), { code: 'x', message: 'y' });
+    expect(outbox.destroyQueued().sort()).toEqual([ID('a'), ID('b'), ID('e')]);
+    expect([existsSync(entry('a').path), existsSync(entry('b').path)]).toEqual([false, false]);
+    expect([existsSync(entry('c').path), existsSync(entry('d').path)]).toEqual([true, true]);
+    expect(outbox.stats()).toEqual({ queued: 0, uploading: 0, uploaded: 1, failed: 1, oldestQueuedAt: null });
+  });
+});
+
+describe('cloud responses', () => {
+  const expected = { objectId: ID('a'), bytes: 42 };
+  const res = (status: number, headers: Record<string, string> = {}) => ({ status, headers: new Headers(headers) });
+
+  it('accepts only a matching receipt on 2xx; anything else is a retried protocol error', () => {
+    expect(classifyResponse(res(200), JSON.stringify(expected), expected, 0)).toEqual({ kind: 'uploaded' });
+    for (const body of ['garbage', '{}', JSON.stringify({ ...expected, bytes: 41 }), JSON.stringify({ ...expected, objectId: ID('b') }), JSON.stringify({ ...expected, extra: 1 })]) {
+      const outcome = classifyResponse(res(201), body, expected, 0);
+      expect(outcome.kind).toBe('retry');
+      expect(outcome.kind !== 'uploaded' && outcome.error.code).toBe('CAMVEIL_E_CLOUD_PROTOCOL');
+    }
+  });
+
+  it('retries 408, 429 and 5xx with Retry-After, rejects other 4xx with the server message', () => {
+    expect(classifyResponse(res(503, { 'retry-after': '7' }), '', expected, 0)).toMatchObject({ kind: 'retry', retryAfterMs: 7000 });
+    expect(classifyResponse(res(429), '', expected, 0)).toMatchObject({ kind: 'retry' });
+    expect(classifyResponse(res(408), '', expected, 0)).toMatchObject({ kind: 'retry' });
+    const rejected = classifyResponse(res(403), JSON.stringify({ error: { message: 'bucket closed' } }), expected, 0);
+    expect(rejected.kind).toBe('reject');
+    expect(rejected.kind === 'reject' && rejected.error.message).toBe('HTTP 403: bucket closed');
+    expect(classifyResponse(res(400), 'plain words', expected, 0)).toMatchObject({ kind: 'reject' });
+    expect(parseRetryAfter(new Date(60_000).toUTCString(), 0)).toBe(60_000);
+    expect(parseRetryAfter('soon', 0)).toBeUndefined();
+  });
+
+  it('backs off exponentially with full jitter up to the cap', () => {
+    expect(backoffDelay(1, () => 0.999, 1000, 300_000)).toBe(999);
+    expect(backoffDelay(4, () => 0.5, 1000, 300_000)).toBe(4000);
+    expect(backoffDelay(40, () => 0.999, 1000, 300_000)).toBe(299_700);
+    expect(backoffDelay(3, () => 0, 1000, 300_000)).toBe(0);
+  });
+});
+
+describe('age header syntax', () => {
+  it('accepts headers the crypto module writes, and refuses broken ones', async () => {
+    const identity = await generateX25519Identity();
+    const file = await encryptToBuffer([await identityToRecipient(identity)], Buffer.from('hello'));
+    const header = file.subarray(0, headerEnd(file, 0));
+    expect(ageHeaderProblem(header)).toBeUndefined();
+    const text = header.toString('ascii');
+    const broken = [
+      text.replace('age-encryption.org/v1', 'age-encryption.org/v2'),
+      text.replace(/\n--- [^\n]+\n$/, '\n--- short\n'),
+      text.replace('-> X25519 ', '->  X25519 '),
+      text.replace(/^(age-encryption\.org\/v1\n)-> [^\n]+\n[^\n]*\n/, '$1'),
+      `${text}extra\n`,
+      text.slice(0, -1),
+    ];
+    for (const b of broken) expect(ageHeaderProblem(Buffer.from(b, 'ascii'))).toBeDefined();
+    expect(mayBeginAgeHeader(Buffer.from('age-enc'))).toBe(true);
+    expect(mayBeginAgeHeader(Buffer.from([0xff, 0xd8, 0xff, 0xe0]))).toBe(false);
+  });
+});
