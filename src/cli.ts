@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { asCamveilError, exitCodeFor } from './errors.js';
+import { asCamveilError, CamveilError, exitCodeFor } from './errors.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { processIO, type CommandIO } from './commands/io.js';
 
@@ -93,6 +93,60 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .action(async (opts: { pq?: boolean }) => {
       const { runKeygen } = await import('./commands/keygen.js');
       await run(() => runKeygen(opts, io))();
+    });
+
+  const consent = program.command('consent').description("the household's consents, on the hub's own console (the app uses MQTT)");
+  const consentAction = (build: (arg: string) => import('./commands/consent.js').ConsentAction) => async (arg: string, opts: { config: string; json?: boolean }) => {
+    const { runConsent } = await import('./commands/consent.js');
+    await run(() => runConsent(build(arg), opts, io))();
+  };
+  consent
+    .command('show')
+    .description('the consents, the accepted policy version and the mode')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const { runConsent } = await import('./commands/consent.js');
+      await run(() => runConsent({ kind: 'show' }, opts, io))();
+    });
+  for (const kind of ['grant', 'withdraw'] as const) {
+    consent
+      .command(kind)
+      .description(`${kind} a consent: cloudUpload, faceRecognition, crossBorderTransfer or localRecording`)
+      .argument('<consent>', 'cloudUpload | faceRecognition | crossBorderTransfer | localRecording')
+      .requiredOption('-c, --config <file>', 'the hub configuration file')
+      .option('--json', 'print one JSON document')
+      .action(consentAction((consentName) => ({ kind, consent: consentName })));
+  }
+  consent
+    .command('accept-policy')
+    .description('accept a privacy-policy version (a material version must be accepted before data flows)')
+    .argument('<version>', 'e.g. 2021-10-31')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--json', 'print one JSON document')
+    .action(consentAction((version) => ({ kind: 'accept-policy', version })));
+
+  const audit = program.command('audit').description("the hub's hash-chained audit log");
+  audit
+    .command('verify')
+    .description('check the chain: exit 0 when intact, 1 naming the first broken record')
+    .requiredOption('--data-dir <dir>', "the hub's data directory")
+    .action(async (opts: { dataDir: string }) => {
+      const { runAuditVerify } = await import('./commands/audit.js');
+      await run(() => runAuditVerify(opts, io))();
+    });
+  audit
+    .command('export')
+    .description('the whole log as JSON lines, age-encrypted to the household recipients')
+    .requiredOption('-c, --config <file>', 'the hub configuration file (for the data directory and the recipients)')
+    .option('-o, --out <file>', 'where the encrypted log goes (default: stdout)')
+    .action(async (opts: { config: string; out?: string }) => {
+      const { loadConfigFile } = await import('./config/load.js');
+      const { runAuditExport } = await import('./commands/audit.js');
+      const config = loadConfigFile(opts.config);
+      if (config.household === undefined) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `${opts.config}: household.recipients is needed to encrypt the export`);
+      const recipients = config.household.recipients;
+      await run(() => runAuditExport({ dataDir: config.dataDir, recipients, ...(opts.out === undefined ? {} : { out: opts.out }) }, io))();
     });
 
   program

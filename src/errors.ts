@@ -36,6 +36,18 @@ export const ERROR_CODES = {
   CAMVEIL_E_CONSENT_UNREADABLE: 'The consent ledger cannot be read (bad row, unknown consent, sequence gap); everything consent-governed is refused',
   CAMVEIL_E_CONSENT_INVALID: 'A consent record to append is malformed (actor, digest, consent name, time or version)',
   CAMVEIL_E_POLICY_VERSION: 'A privacy-policy version is malformed, unknown or listed twice with different content',
+  CAMVEIL_E_MODEL_INVALID: 'A face model file is missing or differs from models/manifest.json (size or SHA-256), or the manifest is invalid',
+  CAMVEIL_E_IMAGE_INVALID: 'An image is empty, not an image, in an unsupported format, or its pixel buffer does not match its size',
+  CAMVEIL_E_NO_FACE: 'An image holds no usable face (none found, or too small, low-score or cut off at the edge)',
+  CAMVEIL_E_BACKEND_UNAVAILABLE: 'No TensorFlow.js backend for face recognition could be started (tfjs-node absent and wasm failed)',
+  CAMVEIL_E_REQUEST_INVALID: 'An MQTT request is malformed, oversized, stale, retained or names another command than its topic',
+  CAMVEIL_E_SIGNATURE_INVALID: 'An MQTT request signature does not verify against the paired key it names',
+  CAMVEIL_E_REPLAY: 'An MQTT request reuses a sequence number its key has already used (replayed or out of order)',
+  CAMVEIL_E_UNKNOWN_KEY: 'An MQTT request or command names an app key that is not paired or was revoked',
+  CAMVEIL_E_PAIRING_FAILED: 'Pairing was refused: no active code, wrong proof, expired or already used code, or key already known',
+  CAMVEIL_E_UNKNOWN_COMMAND: 'An MQTT request names a command the hub does not know',
+  CAMVEIL_E_NOT_AUTHORISED: 'An MQTT command that widens data flow arrived without a signature by a paired app key',
+  CAMVEIL_E_STATE_UNSAFE: 'The hub refused to publish its state because it looks like it holds a secret',
   CAMVEIL_E_INTERNAL: 'An unexpected internal error',
 } as const;
 

@@ -14,6 +14,10 @@ export interface CamveilEvents {
   'frames.dropped': { cameraId: string; total: number };
   /** A clip, snapshot or event record was sealed (age) and stored; `bytes` is the ciphertext size. */
   'object.stored': { objectId: string; kind: string; cameraId: string; eventId: string; bytes: number };
+  /** Media the gate did not let the hub keep (local recording not consented). */
+  'media.refused': { cameraId: string; eventId: string; kind: string; reason: string };
+  /** The hub's mode, on start and on every change. */
+  'mode.changed': { mode: 'cloud' | 'local-only'; reason: string };
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
 }

@@ -1,4 +1,7 @@
+import { link, mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import type Database from 'better-sqlite3';
+import { AuditLog } from './audit/audit-log.js';
 import { CameraPipeline, type CameraStatus } from './camera-pipeline.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
@@ -11,14 +14,18 @@ import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
 import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
 import type { Logger } from './log.js';
-import { allowAllGate, type Gate } from './policy/gate.js';
+import { ConsentLedger } from './policy/consent-ledger.js';
+import { ConsentService, type ModeChange } from './policy/consent-service.js';
+import { PolicyGate } from './policy/gate.js';
+import { SHIPPED_POLICY_VERSIONS } from './policy/policy-history.js';
 import { CountingSink } from './recording/counting-sink.js';
 import type { MediaSink } from './recording/sink.js';
 import { openDatabase } from './store/database.js';
 import { ObjectStore } from './store/object-store.js';
 import { startRetentionTimer, type RetentionReport } from './store/retention.js';
 import { SealedMediaSink } from './store/sealed-media-sink.js';
-import { chooseEndpoint, residencyZoneFor } from './uplink/endpoint.js';
+import { chooseEndpoint } from './uplink/endpoint.js';
+import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
 import { Uploader } from './uplink/uploader.js';
 
@@ -28,8 +35,6 @@ export interface GatewayOptions {
   bus?: EventBus;
   /** Replaces the media sink the gateway builds from the config (tests that inspect clips in memory). */
   sink?: MediaSink;
-  /** The upload decision point (a placeholder allowing everything until the consent/policy work lands). */
-  gate?: Gate;
   env?: NodeJS.ProcessEnv;
   /** Reconnect pacing and stall detection; tests shorten them. */
   backoff?: BackoffOptions;
@@ -44,6 +49,9 @@ export interface GatewayState {
   ffmpeg: { origin: 'system' | 'npm'; major: number };
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
   media: 'sealed' | 'memory-only' | 'custom';
+  /** `cloud` or `local-only`, and why (a machine-readable reason from the gate). */
+  mode: { mode: 'cloud' | 'local-only'; reason: string };
+  policyVersion: string;
   storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
   uplink?: { zone: string; outbox: OutboxStats };
   cameras: CameraStatus[];
@@ -70,6 +78,10 @@ export class Gateway {
   #stopRetention: (() => void) | undefined;
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
+  #audit: AuditLog | undefined;
+  #ledger: ConsentLedger | undefined;
+  #gate: PolicyGate | undefined;
+  #consent: ConsentService | undefined;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -82,7 +94,10 @@ export class Gateway {
     const major = ffmpegMajorVersion(binaries.ffmpeg);
     this.#ffmpeg = { origin: binaries.origin, major };
     this.#keys = await loadOrCreateHubKeys(config.dataDir);
+    this.#openPolicy();
     const sink = this.#o.sink ?? this.#buildSealedSink();
+    // The mode is established (and local-only enforced) before any camera produces anything.
+    await this.#consent?.start();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
     for (const camera of config.cameras) {
       if (!camera.enabled) continue;
@@ -108,6 +123,7 @@ export class Gateway {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
     this.#stopRetention?.();
+    this.#consent?.stop();
     await this.#uploader?.stop();
     this.#db?.close();
     this.#db = undefined;
@@ -122,6 +138,8 @@ export class Gateway {
       region: config.hub.region,
       ffmpeg: this.#ffmpeg ?? { origin: 'system', major: 0 },
       media: this.#media,
+      mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
+      policyVersion: config.privacy.policyVersion,
       cameras: this.#pipelines.map((p) => p.status()),
     };
     if (this.#store !== undefined && this.#db?.open === true) {
@@ -139,6 +157,12 @@ export class Gateway {
     return state;
   }
 
+  /** Consent changes, applied and enforced at once (the CLI and, later, the MQTT control plane call in here). */
+  get consent(): ConsentService {
+    if (this.#consent === undefined) throw new Error('the gateway has not started');
+    return this.#consent;
+  }
+
   /** The hub's keyed pseudonym of a value (camera id, serial, hub id). */
   pseudonymise(kind: string, value: string): string {
     if (this.#keys === undefined) throw new Error('the gateway has not started');
@@ -149,6 +173,58 @@ export class Gateway {
    * With household recipients: clips and snapshots are sealed to them, stored, and (when uploads are on)
    * queued for the cloud. Without: nothing can be encrypted for anyone, so nothing is kept at all.
    */
+  /** The consent ledger, the gate and the audit log live in the hub's database. */
+  #openPolicy(): void {
+    const { config, logger } = this.#o;
+    const db = openDatabase(config.dataDir);
+    this.#db = db;
+    this.#audit = new AuditLog(db);
+    this.#ledger = new ConsentLedger(db);
+    const history = [...SHIPPED_POLICY_VERSIONS, ...config.privacy.policyHistory];
+    const inForce = history.find((v) => v.version === config.privacy.policyVersion);
+    // The config schema has checked that the version is known; fail closed if not.
+    const policy = { inForce: inForce ?? { version: config.privacy.policyVersion, material: true, publishedAt: new Date().toISOString() }, history };
+    const cameras = new Map(config.cameras.map((c) => [c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: false }]));
+    this.#gate = new PolicyGate({
+      ledger: this.#ledger,
+      region: config.hub.region,
+      policy,
+      forcedLocalOnly: config.privacy.localOnly,
+      cameras: () => cameras,
+      audit: this.#audit,
+      cameraPseudonym: (id) => this.pseudonymise('cam', id),
+    });
+    this.#consent = new ConsentService({
+      db,
+      ledger: this.#ledger,
+      gate: this.#gate,
+      audit: this.#audit,
+      policyVersion: policy.inForce.version,
+      logger,
+      enforce: (change) => this.#enforce(change),
+    });
+  }
+
+  /**
+   * Makes a mode change true. Entering local-only: every upload in flight is aborted (the gate already
+   * refuses new ones, since the ledger changed first) and every queued upload is destroyed — its staging
+   * link under `<dataDir>/outbox/` is removed; the local copy stays in the store only under the household's
+   * local-recording consent and retention.
+   */
+  async #enforce(change: ModeChange): Promise<void> {
+    this.bus.emit('mode.changed', { mode: change.to, reason: change.reason });
+    if (change.to !== 'local-only') {
+      this.#uploader?.kick();
+      return;
+    }
+    await this.#uploader?.abortAll(change.reason);
+    const destroyed = this.#outbox?.destroyQueued() ?? [];
+    if (destroyed.length > 0) {
+      this.#audit?.append('deletion', { scope: 'object', count: destroyed.length, reason: 'local-only', objectIds: destroyed.slice(0, 256) });
+      this.#o.logger.info({ destroyed: destroyed.length, reason: change.reason }, 'local-only: queued uploads destroyed');
+    }
+  }
+
   #buildSealedSink(): MediaSink {
     const { config, logger } = this.#o;
     const household = config.household;
@@ -158,21 +234,20 @@ export class Gateway {
       return new CountingSink();
     }
     this.#media = 'sealed';
-    const db = openDatabase(config.dataDir);
-    this.#db = db;
+    const db = this.#db!;
     const retention = { retentionDays: config.storage.retentionDays, quotaBytes: config.storage.quotaMiB * 2 ** 20 };
     const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
     this.#store = store;
     this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
     let uploads: { enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void } | undefined;
     if (config.uplink.enabled) {
-      const zone = residencyZoneFor(config.hub.region);
+      const zone = rulesFor(config.hub.region).residencyZone;
       this.#zone = zone;
       const endpoint = chooseEndpoint(config.uplink.endpoints, zone);
       const outbox = new Outbox(db);
       const uploader = new Uploader({
         outbox,
-        gate: this.#o.gate ?? allowAllGate,
+        gate: this.#gate!,
         endpoint,
         hubPseudonym: this.pseudonymise('hub', config.hub.id),
         // The schema requires a token file whenever uploads are enabled.
@@ -185,10 +260,22 @@ export class Gateway {
       uploader.start();
       this.#outbox = outbox;
       this.#uploader = uploader;
+      const staging = path.join(config.dataDir, 'outbox');
       uploads = {
         enqueue: (item) => {
-          outbox.enqueue(item);
-          uploader.kick();
+          // Nothing is queued in local-only mode; a queue from before a withdrawal was destroyed on entry.
+          if (this.#consent?.mode.mode !== 'cloud') return;
+          // The outbox holds a hard link to the stored file: destroying a queued upload removes the link,
+          // and retention of the local copy does not pull a file from under an upload in progress.
+          const staged = path.join(staging, `${item.objectId}.age`);
+          void mkdir(staging, { recursive: true, mode: 0o700 })
+            .then(() => link(item.path, staged))
+            .then(() => {
+              if (this.#consent?.mode.mode !== 'cloud') return unlink(staged);
+              outbox.enqueue({ ...item, path: staged });
+              uploader.kick();
+            })
+            .catch((error: unknown) => logger.error({ err: error, object: item.objectId }, 'could not queue an object for upload'));
         },
       };
     }
@@ -198,6 +285,8 @@ export class Gateway {
       ...(uploads === undefined ? {} : { uploads }),
       cameraPseudonym: (id) => this.pseudonymise('cam', id),
       logger,
+      mayRecord: (cameraId) => this.#gate!.mayRecordLocally(cameraId),
+      onRefused: (info) => this.bus.emit('media.refused', info),
       onStored: (info) => this.bus.emit('object.stored', info),
     });
   }

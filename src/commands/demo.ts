@@ -11,6 +11,7 @@ import { reportEvents } from '../demo/reporter.js';
 import { ensureSampleVideo } from '../demo/sample-video.js';
 import { Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
+import { localRequest } from '../policy/consent-service.js';
 import { startReceiver } from '../receiver/server.js';
 import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
@@ -28,8 +29,11 @@ export interface DemoSetup {
 
 /** The embedded defaults: one looping sample camera, sealed to a demo household, uploaded to a loopback receiver. */
 export function demoConfig(setup: DemoSetup): Config {
-  return validateConfig(
-    {
+  return validateConfig(demoConfigInput(setup), 'embedded demo defaults', setup.dataDir);
+}
+
+function demoConfigInput(setup: DemoSetup) {
+  return {
       hub: { id: 'demo-hub', region: 'DE' },
       dataDir: setup.dataDir,
       cameras: [
@@ -47,10 +51,7 @@ export function demoConfig(setup: DemoSetup): Config {
       household: { recipients: [setup.householdRecipient] },
       // DE is in the EU residency zone: the loopback receiver plays the EU cloud.
       uplink: { enabled: true, endpoints: { eu: setup.receiverUrl }, tokenFile: setup.tokenFile },
-    },
-    'embedded demo defaults',
-    setup.dataDir,
-  );
+  };
 }
 
 /**
@@ -78,6 +79,8 @@ export async function runDemo(opts: { for?: number; dataDir?: string }, globals:
   const receiver = await startReceiver({ dir: cloudDir, token });
 
   const config = demoConfig({ sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile });
+  // The same settings as a file, so that `camveil consent …` and `camveil audit …` can be tried against the running demo.
+  writeFileSync(path.join(root, 'camveil.json'), JSON.stringify(demoConfigInput({ sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile }), null, 2));
   // The readable lines go to stdout; the JSON logs only carry warnings and errors unless asked for more.
   const logger = createLogger({ level: globals.logLevel ?? 'warn', pretty: globals.pretty, destination: process.stderr });
   const gateway = new Gateway({ config, logger });
@@ -87,6 +90,13 @@ export async function runDemo(opts: { for?: number; dataDir?: string }, globals:
   io.stdout(`Press Ctrl-C to stop${opts.for === undefined ? '' : ` (stopping by itself after ${opts.for} s)`}.`);
   try {
     await gateway.start();
+    // In real use the household does this from the phone app (signed MQTT commands); a fresh hub keeps
+    // and sends nothing until it has.
+    io.stdout(`The demo household accepts privacy policy ${config.privacy.policyVersion} and grants localRecording and cloudUpload.`);
+    await gateway.consent.acceptPolicy(config.privacy.policyVersion, localRequest('demo: accept the policy in force'));
+    await gateway.consent.grant('localRecording', localRequest('demo: grant localRecording'));
+    await gateway.consent.grant('cloudUpload', localRequest('demo: grant cloudUpload'));
+    io.stdout(`Withdraw it from another terminal and watch uploads stop: npx camveil consent withdraw cloudUpload --config ${path.join(root, 'camveil.json')}`);
     await untilStopRequested(opts.for);
     await gateway.stop();
   } finally {

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { recipientsSchema } from '../crypto/recipients.js';
+import { SHIPPED_POLICY_VERSIONS } from '../policy/policy-history.js';
+import { rulesFor } from '../policy/region-rules.js';
+import { isLoopbackHost } from '../uplink/endpoint.js';
 
 /**
  * The configuration file's schema. Every object is strict: an unknown key is an error, so a typo never
@@ -92,6 +95,10 @@ export const cameraSchema = z.strictObject({
   analysis: analysisSchema.prefault({}),
   motion: motionSchema.prefault({}),
   privacyMasks: z.array(polygon).default([]).describe('areas painted over before analysis and on everything that leaves the hub'),
+  faceRecognition: z
+    .boolean()
+    .default(false)
+    .describe('the household switches face recognition on per camera; it then runs only where region, device model and consent allow'),
 });
 
 export const recordingSchema = z
@@ -128,6 +135,23 @@ export const uplinkSchema = z.strictObject({
   bandwidthKiBps: z.number().int().min(8).optional().describe('cap on upload bandwidth; unlimited when absent'),
 });
 
+const policyVersionSchema = z.strictObject({
+  version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be a short version label such as 2021-10-31'),
+  material: z.boolean().describe('a material change must be accepted again before data flows'),
+  publishedAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time' }),
+});
+
+export const privacySchema = z.strictObject({
+  policyVersion: z.string().min(1).default('2021-10-31').describe('the privacy-policy version in force (shipped versions, or one listed in policyHistory)'),
+  policyHistory: z.array(policyVersionSchema).default([]).describe('policy versions published after this release, added by the household or a signed update'),
+  localOnly: z.boolean().default(false).describe('never upload, whatever the consents say'),
+  faceCapableModels: z
+    .array(z.strictObject({ manufacturer: z.string().min(1), model: z.string().min(1).describe("exact, or a prefix glob such as 'FI99*'") }))
+    .optional()
+    .describe('device models on which face recognition may run; the shipped list when absent'),
+  faceCapableOverride: z.boolean().default(false).describe('the household declares its unlisted cameras capable'),
+});
+
 export const configSchema = z
   .strictObject({
     hub: z.strictObject({
@@ -147,6 +171,7 @@ export const configSchema = z
       .describe('without household recipients nothing can be encrypted, so nothing is stored or uploaded: clips stay in memory'),
     storage: storageSchema.prefault({}),
     uplink: uplinkSchema.prefault({}),
+    privacy: privacySchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.uplink.enabled && c.household === undefined) {
@@ -154,6 +179,21 @@ export const configSchema = z
     }
     if (c.uplink.enabled && c.uplink.tokenFile === undefined) {
       ctx.addIssue({ code: 'custom', path: ['uplink', 'tokenFile'], message: 'required when uploads are enabled' });
+    }
+    // Data residency: the region rules pick the zone, and uploads go only to that zone's endpoint.
+    const zone = rulesFor(c.hub.region).residencyZone;
+    if (c.uplink.enabled && c.uplink.endpoints[zone] === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', zone], message: `region ${c.hub.region} keeps data in the "${zone}" zone: give that zone's endpoint` });
+    }
+    for (const [name, url] of Object.entries(c.uplink.endpoints)) {
+      const u = new URL(url);
+      if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
+        ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', name], message: 'must be https:// (plain http:// is allowed only to loopback)' });
+      }
+    }
+    const known = [...SHIPPED_POLICY_VERSIONS, ...c.privacy.policyHistory].map((v) => v.version);
+    if (!known.includes(c.privacy.policyVersion)) {
+      ctx.addIssue({ code: 'custom', path: ['privacy', 'policyVersion'], message: `unknown version; known: ${known.join(', ')} (add new ones to privacy.policyHistory)` });
     }
     const seen = new Set<string>();
     c.cameras.forEach((cam, i) => {

@@ -39,6 +39,8 @@ export function reportEvents(bus: EventBus, write: (line: string) => void, now: 
       if (e.result === 'uploaded') write(`${clock(now())}  ${'cloud'.padEnd(12)} received ${e.objectId.slice(0, 8)}…: ${kilobytes(e.bytes)} of ciphertext in ${e.ms} ms`);
       else write(`${clock(now())}  ${'cloud'.padEnd(12)} upload of ${e.objectId.slice(0, 8)}… ${e.result}${e.code === undefined ? '' : ` (${e.code})`}`);
     }),
+    bus.on('mode.changed', (e) => write(`${clock(now())}  ${'hub'.padEnd(12)} mode: ${e.mode} (${e.reason})`)),
+    bus.on('media.refused', (e) => line(now(), e.cameraId, `${e.kind} not kept: ${e.reason}`)),
     bus.on('frames.dropped', (e) => line(now(), e.cameraId, `analysis is behind: ${e.total} frames dropped so far`)),
   ];
   return () => offs.forEach((off) => off());

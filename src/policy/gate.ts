@@ -1,6 +1,16 @@
+import type { AuditLog } from '../audit/audit-log.js';
+import { OBJECT_KINDS, type ObjectKind } from '../crypto/manifest.js';
+import type { ConsentLedger, ConsentState } from './consent-ledger.js';
+import { decide, modeOf, type Decision, type Facts, type Question, type UploadDataKind } from './decide.js';
+import type { PolicyVersion } from './policy-version.js';
+import { rulesFor } from './region-rules.js';
+
 /**
- * The gate: the single place that answers "may this data go there now?". Other modules ask it and never
- * re-implement its logic (see ARCHITECTURE.md). Decisions are pure: no I/O, no clock of their own.
+ * The gate: the single place that answers "may this data go there now?". Every upload, every face
+ * analysis, every face-template upload and every alert asks it; nothing else re-implements the logic,
+ * which lives in the pure `decide` (decide.ts). The gate gathers the facts at the moment of the question:
+ * the consent ledger as it is now (so a withdrawal written by another process counts at once), the region
+ * rules, the policy version in force, the configuration.
  */
 
 /** A gate's answer; `reason` is machine-readable (kebab-case) so the audit log and tests can match it. */
@@ -21,10 +31,89 @@ export interface Gate {
   mayUpload(item: UploadCandidate): GateDecision;
 }
 
-/**
- * Placeholder that allows every upload. The issue "consent/policy" replaces it with the real gate
- * (consent ledger, region rules, device-model rules, local-only mode); callers already go through `Gate`.
- */
+/** Allows every upload: for unit tests of the uplink only; the service always uses {@link PolicyGate}. */
 export const allowAllGate: Gate = {
-  mayUpload: () => ({ allowed: true, reason: 'placeholder-allow-all' }),
+  mayUpload: () => ({ allowed: true, reason: 'test-allow-all' }),
 };
+
+export interface PolicyGateOptions {
+  ledger: ConsentLedger;
+  region: string;
+  policy: { inForce: PolicyVersion; history: readonly PolicyVersion[] };
+  forcedLocalOnly: boolean;
+  /** Per camera: whether the household switched faces on for it and whether the device is capable. */
+  cameras: () => ReadonlyMap<string, { faceRecognitionEnabled: boolean; faceCapable: boolean }>;
+  audit?: AuditLog;
+  /** Camera ids are audited only as pseudonyms. */
+  cameraPseudonym: (cameraId: string) => string;
+}
+
+const UPLOAD_KINDS: Record<ObjectKind, UploadDataKind> = {
+  clip: 'clip',
+  snapshot: 'snapshot',
+  event: 'event',
+  'face-embedding': 'face-embedding',
+  export: 'export',
+};
+
+export class PolicyGate implements Gate {
+  readonly #o: PolicyGateOptions;
+
+  constructor(options: PolicyGateOptions) {
+    this.#o = options;
+  }
+
+  /** The facts now. An unreadable ledger is a fact too: everything it guards is then refused. */
+  facts(cameraId?: string): Facts {
+    let consent: ConsentState | 'unreadable';
+    try {
+      consent = this.#o.ledger.currentConsent();
+    } catch {
+      consent = 'unreadable';
+    }
+    const region = rulesFor(this.#o.region);
+    const facts: Facts = {
+      consent,
+      region,
+      policy: this.#o.policy,
+      mode: { forcedLocalOnly: this.#o.forcedLocalOnly },
+      hubZone: region.residencyZone,
+    };
+    const camera = cameraId === undefined ? undefined : this.#o.cameras().get(cameraId);
+    if (camera !== undefined) facts.camera = camera;
+    return facts;
+  }
+
+  mode(): { mode: 'cloud' | 'local-only'; reason: string } {
+    return modeOf(this.facts());
+  }
+
+  ask(question: Question, cameraId?: string): Decision {
+    return decide(question, this.facts(cameraId));
+  }
+
+  mayUpload(item: UploadCandidate): GateDecision {
+    const kind = (OBJECT_KINDS as readonly string[]).includes(item.kind) ? (item.kind as ObjectKind) : undefined;
+    // An object kind the gate does not know is refused: it cannot say what rules apply.
+    const decision: GateDecision = kind === undefined ? { allowed: false, reason: 'unknown-data-kind' } : this.ask({ kind: 'upload', dataKind: UPLOAD_KINDS[kind] });
+    if (kind !== undefined) this.#auditUpload(item, kind, decision);
+    return decision;
+  }
+
+  mayRecordLocally(cameraId: string): GateDecision {
+    return this.ask({ kind: 'local-recording', cameraId }, cameraId);
+  }
+
+  mayRecogniseFaces(cameraId: string): GateDecision {
+    return this.ask({ kind: 'face-recognition', cameraId }, cameraId);
+  }
+
+  #auditUpload(item: UploadCandidate, kind: ObjectKind, decision: GateDecision): void {
+    const audit = this.#o.audit;
+    if (audit === undefined) return;
+    const camera = item.cameraId === undefined ? {} : { camera: this.#o.cameraPseudonym(item.cameraId) };
+    const policyVersion = this.#o.policy.inForce.version;
+    if (decision.allowed) audit.append('upload.allowed', { objectId: item.objectId, kind, ...camera, zone: rulesFor(this.#o.region).residencyZone, policyVersion });
+    else audit.append('upload.denied', { objectId: item.objectId, kind, ...camera, reason: decision.reason, policyVersion });
+  }
+}

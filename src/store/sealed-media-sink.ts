@@ -20,7 +20,7 @@ export interface SealedObjectWriter {
 
 /** Where objects that may go to the cloud are queued. */
 export interface UploadQueue {
-  enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void;
+  enqueue(item: { objectId: string; path: string; bytes: number; kind: string; cameraId: string }): void;
 }
 
 export interface SealedMediaSinkOptions {
@@ -29,6 +29,10 @@ export interface SealedMediaSinkOptions {
   writer: SealedObjectWriter;
   /** Absent while uploads are off. */
   uploads?: UploadQueue;
+  /** Asked per clip and snapshot: may this camera's media be kept on the hub (localRecording consent)? */
+  mayRecord?: (cameraId: string) => { allowed: boolean; reason: string };
+  /** Told when media was not kept because the gate said no. */
+  onRefused?: (info: { cameraId: string; eventId: string; kind: ObjectKind; reason: string }) => void;
   /** Camera ids appear inside objects only as keyed pseudonyms. */
   cameraPseudonym: (cameraId: string) => string;
   policyVersion?: () => string | undefined;
@@ -67,6 +71,13 @@ export class SealedMediaSink implements MediaSink {
 
   async clip(clip: ClipStream): Promise<void> {
     const { meta } = clip;
+    const decision = this.#o.mayRecord?.(meta.cameraId);
+    if (decision !== undefined && !decision.allowed) {
+      // Nothing is kept: the clip's bytes are read and let go, so the recorder's memory is freed.
+      for await (const _chunk of clip.body) void _chunk;
+      this.#o.onRefused?.({ cameraId: meta.cameraId, eventId: meta.eventId, kind: 'clip', reason: decision.reason });
+      return;
+    }
     const objectId = newObjectId();
     const cameraPseudonym = this.#o.cameraPseudonym(meta.cameraId);
     const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'clip', cameraPseudonym, meta.startedAt, meta.contentType), clip.body);
@@ -95,6 +106,11 @@ export class SealedMediaSink implements MediaSink {
   }
 
   async snapshot(snapshot: Snapshot): Promise<void> {
+    const decision = this.#o.mayRecord?.(snapshot.cameraId);
+    if (decision !== undefined && !decision.allowed) {
+      this.#o.onRefused?.({ cameraId: snapshot.cameraId, eventId: snapshot.eventId, kind: 'snapshot', reason: decision.reason });
+      return;
+    }
     const objectId = newObjectId();
     const cameraPseudonym = this.#o.cameraPseudonym(snapshot.cameraId);
     const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'snapshot', cameraPseudonym, snapshot.at, snapshot.contentType), snapshot.jpeg);
@@ -119,7 +135,7 @@ export class SealedMediaSink implements MediaSink {
 
   async #store(objectId: string, kind: ObjectKind, cameraId: string, eventId: string, capturedAt: number, body: Readable): Promise<void> {
     const stored = await this.#o.writer.put({ objectId, kind, cameraId, eventId, capturedAt, body });
-    this.#o.uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind });
+    this.#o.uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind, cameraId });
     this.#o.logger.debug({ camera: cameraId, event: eventId, object: objectId, kind, bytes: stored.bytes }, 'object sealed and stored');
     this.#o.onStored?.({ objectId, kind, cameraId, eventId, bytes: stored.bytes });
   }

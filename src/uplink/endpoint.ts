@@ -3,26 +3,6 @@ import { redactUrl } from '../redact.js';
 
 export type ResidencyZone = 'cn' | 'eu' | 'us' | 'global';
 
-/** EU member states plus the EEA's Iceland, Liechtenstein and Norway (ISO 3166-1 alpha-2). */
-const EU_EEA = new Set([
-  'AT', 'BE', 'BG', 'HR', 'CY', 'CZ', 'DK', 'EE', 'FI', 'FR', 'DE', 'GR', 'HU', 'IE', 'IT', 'LV', 'LT', 'LU',
-  'MT', 'NL', 'PL', 'PT', 'RO', 'SK', 'SI', 'ES', 'SE', 'IS', 'LI', 'NO',
-]);
-
-/**
- * Where a hub's uploads must stay, from its ISO 3166-1 / 3166-2 region (`DE`, `US-CA`, `cn`).
- *
- * Placeholder table: the region-rules issue replaces it with data in `src/policy/` (ARCHITECTURE.md,
- * "Regions and consent"). Anything not listed goes to `global`.
- */
-export function residencyZoneFor(region: string): ResidencyZone {
-  const country = region.trim().toUpperCase().split('-')[0] ?? '';
-  if (country === 'CN') return 'cn';
-  if (country === 'US') return 'us';
-  if (country === 'EU' || EU_EEA.has(country)) return 'eu';
-  return 'global';
-}
-
 /** True for hosts that never leave the machine: 127.0.0.0/8, ::1 and `localhost`. */
 export function isLoopbackHost(hostname: string): boolean {
   // URL keeps IPv6 hosts in brackets and normalises IPv4 shorthands (`127.1`) to dotted quads.

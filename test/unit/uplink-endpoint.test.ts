@@ -10,7 +10,8 @@ import { CamveilError } from '../../src/errors.js';
 import { openDatabase } from '../../src/store/database.js';
 import { allowAllGate } from '../../src/policy/gate.js';
 import { ageHeaderProblem, mayBeginAgeHeader } from '../../src/receiver/age-syntax.js';
-import { chooseEndpoint, objectUrl, residencyZoneFor, validateEndpoint } from '../../src/uplink/endpoint.js';
+import { chooseEndpoint, objectUrl, validateEndpoint } from '../../src/uplink/endpoint.js';
+import { rulesFor } from '../../src/policy/region-rules.js';
 import { Outbox } from '../../src/uplink/outbox.js';
 import { backoffDelay, classifyResponse, parseRetryAfter } from '../../src/uplink/response.js';
 
@@ -60,21 +61,14 @@ describe('upload endpoints', () => {
     );
   });
 
-  it('maps regions to residency zones (placeholder table)', () => {
-    expect(residencyZoneFor('CN')).toBe('cn');
-    expect(residencyZoneFor('cn-11')).toBe('cn');
-    expect(residencyZoneFor('DE')).toBe('eu');
-    expect(residencyZoneFor('FR-75')).toBe('eu');
-    expect(residencyZoneFor('NO')).toBe('eu');
-    expect(residencyZoneFor('US')).toBe('us');
-    expect(residencyZoneFor('US-CA')).toBe('us');
-    expect(residencyZoneFor('GB')).toBe('global');
-    expect(residencyZoneFor('CH')).toBe('global');
-    expect(residencyZoneFor('')).toBe('global');
+  it('residency zones come from the region rules (policy/), not from the uplink', () => {
+    expect(rulesFor('CN').residencyZone).toBe('cn');
+    expect(rulesFor('DE').residencyZone).toBe('eu');
+    expect(rulesFor('US-CA').residencyZone).toBe('us');
   });
 
-  it('has a placeholder gate that allows, with a machine-readable reason', () => {
-    expect(allowAllGate.mayUpload({ objectId: ID('a'), kind: 'clip' })).toEqual({ allowed: true, reason: 'placeholder-allow-all' });
+  it('has an allow-all gate for uplink unit tests, with a machine-readable reason', () => {
+    expect(allowAllGate.mayUpload({ objectId: ID('a'), kind: 'clip' })).toEqual({ allowed: true, reason: 'test-allow-all' });
   });
 });
 

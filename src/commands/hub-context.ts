@@ -1,0 +1,50 @@
+import type Database from 'better-sqlite3';
+import { AuditLog } from '../audit/audit-log.js';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { loadOrCreateHubKeys } from '../crypto/hub-keys.js';
+import { pseudonym } from '../crypto/pseudonym.js';
+import { silentLogger, type Logger } from '../log.js';
+import { ConsentLedger } from '../policy/consent-ledger.js';
+import { ConsentService } from '../policy/consent-service.js';
+import { PolicyGate } from '../policy/gate.js';
+import { SHIPPED_POLICY_VERSIONS } from '../policy/policy-history.js';
+import { openDatabase } from '../store/database.js';
+
+/** What the hub-side CLI commands (consent, data, audit) work on: the same database the service uses. */
+export interface HubContext {
+  config: Config;
+  db: Database.Database;
+  audit: AuditLog;
+  ledger: ConsentLedger;
+  gate: PolicyGate;
+  consent: ConsentService;
+  pseudonymise: (kind: string, value: string) => string;
+  close(): void;
+}
+
+/**
+ * Opens the hub's database for a CLI command. A change written here is seen by a running service within
+ * its polling interval (SQLite's data_version), and enforced by it; this process only records it.
+ */
+export async function openHubContext(configFile: string, logger: Logger = silentLogger()): Promise<HubContext> {
+  const config = loadConfigFile(configFile);
+  const keys = await loadOrCreateHubKeys(config.dataDir);
+  const pseudonymise = (kind: string, value: string) => pseudonym(keys.pseudonymSecret, kind, value);
+  const db = openDatabase(config.dataDir);
+  const audit = new AuditLog(db);
+  const ledger = new ConsentLedger(db);
+  const history = [...SHIPPED_POLICY_VERSIONS, ...config.privacy.policyHistory];
+  const inForce = history.find((v) => v.version === config.privacy.policyVersion) ?? history.at(-1)!;
+  const gate = new PolicyGate({
+    ledger,
+    region: config.hub.region,
+    policy: { inForce, history },
+    forcedLocalOnly: config.privacy.localOnly,
+    cameras: () => new Map(config.cameras.map((c) => [c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: false }])),
+    audit,
+    cameraPseudonym: (id) => pseudonymise('cam', id),
+  });
+  const consent = new ConsentService({ db, ledger, gate, audit, policyVersion: inForce.version, logger, enforce: () => Promise.resolve() });
+  return { config, db, audit, ledger, gate, consent, pseudonymise, close: () => db.close() };
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Logger } from '../log.js';
+import { LOCAL_OPERATOR, type ConsentLedger, type ConsentName } from './consent-ledger.js';
+import type { PolicyGate } from './gate.js';
+
+export type Mode = 'cloud' | 'local-only';
+
+export interface ModeChange {
+  from: Mode | undefined;
+  to: Mode;
+  reason: string;
+}
+
+export interface ConsentServiceOptions {
+  db: Database.Database;
+  ledger: ConsentLedger;
+  gate: PolicyGate;
+  audit: AuditLog;
+  /** The policy version in force, recorded with every consent change. */
+  policyVersion: string;
+  logger: Logger;
+  /** Makes a mode change true: on entering local-only, cut uploads and destroy the queue. Awaited. */
+  enforce: (change: ModeChange) => Promise<void>;
+  /** How often the ledger is checked for changes written by another process (the CLI, a second hub process). */
+  pollMs?: number;
+}
+
+/** Who asked, and the digest of exactly what they asked (a signed request's payload, or the CLI's words). */
+export interface ConsentActor {
+  actor: string;
+  requestDigest: string;
+}
+
+/** The digest a local operator's request is recorded with: SHA-256 of what was asked, in words. */
+export function localRequest(words: string): ConsentActor {
+  return { actor: LOCAL_OPERATOR, requestDigest: createHash('sha256').update(words).digest('hex') };
+}
+
+/**
+ * Applies consent changes and keeps the hub's mode true to the ledger. A change made here is enforced
+ * before the call returns; a change made by another process on the same database (SQLite's
+ * `data_version` moves) is picked up within `pollMs`. Entering local-only mode (cloudUpload withdrawn, a
+ * material policy not accepted, consent unreadable, or config) runs `enforce` at once. The mode is never
+ * stored on its own: it is derived from the ledger each time, so it survives restarts as the ledger does.
+ */
+export class ConsentService {
+  readonly #o: ConsentServiceOptions;
+  #mode: Mode | undefined;
+  #reason = '';
+  #dataVersion = -1;
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(options: ConsentServiceOptions) {
+    this.#o = options;
+  }
+
+  get mode(): { mode: Mode; reason: string } {
+    return { mode: this.#mode ?? 'local-only', reason: this.#reason };
+  }
+
+  /** Works out the mode (enforcing it when it is local-only) and starts watching the ledger. */
+  async start(): Promise<void> {
+    await this.check();
+    this.#timer = setInterval(() => {
+      if (this.#dataVersion !== this.#readDataVersion()) void this.check();
+    }, this.#o.pollMs ?? 50);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async grant(consent: ConsentName, who: ConsentActor): Promise<void> {
+    const record = this.#o.ledger.grant(consent, { ...who, policyVersion: this.#o.policyVersion });
+    this.#auditChange('granted', consent, who, record.seq);
+    await this.check();
+  }
+
+  /** Withdrawals are always accepted, even when the ledger cannot be read: they only narrow what flows. */
+  async withdraw(consent: ConsentName, who: ConsentActor): Promise<void> {
+    const record = this.#o.ledger.withdraw(consent, { ...who, policyVersion: this.#o.policyVersion });
+    this.#auditChange('withdrawn', consent, who, record.seq);
+    await this.check();
+  }
+
+  async acceptPolicy(version: string, who: ConsentActor): Promise<void> {
+    const record = this.#o.ledger.acceptPolicy(version, who);
+    this.#o.audit.append('policy.accepted', { policyVersion: version, keyId: who.actor, ledgerSeq: record.seq, requestDigest: who.requestDigest });
+    await this.check();
+  }
+
+  /** Recomputes the mode from the ledger now; serialised, so concurrent callers see changes in order. */
+  check(): Promise<void> {
+    this.#chain = this.#chain.then(() => this.#recompute()).catch((error: unknown) => {
+      this.#o.logger.error({ err: error }, 'consent check failed');
+    });
+    return this.#chain;
+  }
+
+  async #recompute(): Promise<void> {
+    this.#dataVersion = this.#readDataVersion();
+    const { mode, reason } = this.#o.gate.mode();
+    if (mode === this.#mode && reason === this.#reason) return;
+    const from = this.#mode;
+    this.#mode = mode;
+    this.#reason = reason;
+    this.#o.logger.info({ from, to: mode, reason }, `mode: ${mode} (${reason})`);
+    // At start the mode is only established, not changed; it is still enforced (a queue left from before a
+    // withdrawal, or from before the ledger became unreadable, is destroyed now).
+    if (from !== undefined && from !== mode) {
+      this.#o.audit.append('mode.changed', { from, to: mode, reason, policyVersion: this.#o.policyVersion });
+    }
+    await this.#o.enforce({ from, to: mode, reason });
+  }
+
+  #readDataVersion(): number {
+    try {
+      return this.#o.db.pragma('data_version', { simple: true }) as number;
+    } catch {
+      return -2;
+    }
+  }
+
+  #auditChange(state: 'granted' | 'withdrawn', consent: ConsentName, who: ConsentActor, seq: number): void {
+    this.#o.audit.append('consent.changed', {
+      state,
+      feature: consent,
+      policyVersion: this.#o.policyVersion,
+      keyId: who.actor,
+      ledgerSeq: seq,
+      requestDigest: who.requestDigest,
+    });
+  }
+}
