@@ -6,9 +6,11 @@
 const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<string, unknown>>> = {
   ingest: () => import('./ingest.js'),
   crypto: () => import('./crypto.js'),
+  faces: () => import('./faces.js'),
+  withdrawal: () => import('./withdrawal.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -28,6 +28,7 @@ import { chooseEndpoint } from './uplink/endpoint.js';
 import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
 import { Uploader } from './uplink/uploader.js';
+import { cutUploads } from './uplink/local-only.js';
 
 export interface GatewayOptions {
   config: Config;
@@ -217,8 +218,7 @@ export class Gateway {
       this.#uploader?.kick();
       return;
     }
-    await this.#uploader?.abortAll(change.reason);
-    const destroyed = this.#outbox?.destroyQueued() ?? [];
+    const destroyed = this.#uploader !== undefined && this.#outbox !== undefined ? await cutUploads(this.#uploader, this.#outbox, change.reason) : [];
     if (destroyed.length > 0) {
       this.#audit?.append('deletion', { scope: 'object', count: destroyed.length, reason: 'local-only', objectIds: destroyed.slice(0, 256) });
       this.#o.logger.info({ destroyed: destroyed.length, reason: change.reason }, 'local-only: queued uploads destroyed');

@@ -1,0 +1,13 @@
+import type { Outbox } from './outbox.js';
+import type { Uploader } from './uploader.js';
+
+/**
+ * What entering local-only mode does to the uplink: every request in flight is aborted (the abort reaches
+ * the socket at once; `abortAll` returns when they have all settled) and every queued or interrupted
+ * upload is destroyed, its row and its staged file. The gate must already refuse uploads when this runs,
+ * or the scheduler could pick an item up again between the two steps. Returns the destroyed object ids.
+ */
+export async function cutUploads(uploader: Uploader, outbox: Outbox, reason: string): Promise<string[]> {
+  await uploader.abortAll(reason);
+  return outbox.destroyQueued();
+}
