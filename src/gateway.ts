@@ -1,3 +1,4 @@
+import { readdirSync, unlinkSync } from 'node:fs';
 import { link, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
@@ -245,6 +246,8 @@ export class Gateway {
       this.#zone = zone;
       const endpoint = chooseEndpoint(config.uplink.endpoints, zone);
       const outbox = new Outbox(db);
+      const staging = path.join(config.dataDir, 'outbox');
+      sweepStaging(staging, outbox, logger);
       const uploader = new Uploader({
         outbox,
         gate: this.#gate!,
@@ -255,12 +258,15 @@ export class Gateway {
         logger,
         requestTimeoutMs: config.uplink.timeoutSeconds * 1000,
         ...(config.uplink.bandwidthKiBps === undefined ? {} : { bandwidthBytesPerSecond: config.uplink.bandwidthKiBps * 1024 }),
-        onOutcome: (r) => this.bus.emit('upload.result', { objectId: r.objectId, kind: r.kind, bytes: r.bytes, ms: r.ms, result: r.result, ...(r.code === undefined ? {} : { code: r.code }) }),
+        onOutcome: (r) => {
+          // A staged link has done its work once the object is uploaded or refused for good.
+          if (r.result === 'uploaded' || r.result === 'rejected') void unlink(path.join(staging, `${r.objectId}.age`)).catch(() => undefined);
+          this.bus.emit('upload.result', { objectId: r.objectId, kind: r.kind, bytes: r.bytes, ms: r.ms, result: r.result, ...(r.code === undefined ? {} : { code: r.code }) });
+        },
       });
       uploader.start();
       this.#outbox = outbox;
       this.#uploader = uploader;
-      const staging = path.join(config.dataDir, 'outbox');
       uploads = {
         enqueue: (item) => {
           // Nothing is queued in local-only mode; a queue from before a withdrawal was destroyed on entry.
@@ -305,4 +311,26 @@ export class Gateway {
       ...(resolved.sub === undefined ? {} : { sub: { url: resolved.sub, kind } }),
     };
   }
+}
+
+/** Removes staged upload links whose upload is over (uploaded, failed, destroyed): left by a crash or an older run. */
+function sweepStaging(staging: string, outbox: Outbox, logger: Logger): void {
+  let names: string[];
+  try {
+    names = readdirSync(staging);
+  } catch {
+    return;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const state = outbox.get(name.replace(/\.age$/, ''))?.state;
+    if (state === 'queued' || state === 'uploading') continue;
+    try {
+      unlinkSync(path.join(staging, name));
+      removed += 1;
+    } catch {
+      // already gone
+    }
+  }
+  if (removed > 0) logger.info({ removed }, 'removed staged upload links whose upload is over');
 }
