@@ -126,6 +126,26 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .option('--json', 'print one JSON document')
     .action(consentAction((version) => ({ kind: 'accept-policy', version })));
 
+  const data = program.command('data').description("the household's data-subject rights: export and deletion");
+  data
+    .command('export')
+    .description('everything the hub holds about the household, as one age file sealed to the household recipients')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .requiredOption('-o, --out <file>', 'where the sealed export goes')
+    .action(async (opts: { config: string; out: string }) => {
+      const { runDataExport } = await import('./commands/data.js');
+      await run(() => runDataExport(opts, io))();
+    });
+  data
+    .command('delete')
+    .description('delete every object, event and consent record, and ask the cloud to delete what it received')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--yes', 'confirm')
+    .action(async (opts: { config: string; yes?: boolean }) => {
+      const { runDataDelete } = await import('./commands/data.js');
+      await run(() => runDataDelete(opts, io))();
+    });
+
   const audit = program.command('audit').description("the hub's hash-chained audit log");
   audit
     .command('verify')

@@ -28,7 +28,8 @@ import { SealedMediaSink } from './store/sealed-media-sink.js';
 import { chooseEndpoint } from './uplink/endpoint.js';
 import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
-import { Uploader } from './uplink/uploader.js';
+import { readToken, Uploader } from './uplink/uploader.js';
+import { DeletionRequests } from './uplink/deletion-requests.js';
 import { cutUploads } from './uplink/local-only.js';
 
 export interface GatewayOptions {
@@ -78,6 +79,7 @@ export class Gateway {
   #uploader: Uploader | undefined;
   #zone: string | undefined;
   #stopRetention: (() => void) | undefined;
+  #stopDeletions: (() => void) | undefined;
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
   #audit: AuditLog | undefined;
@@ -125,6 +127,7 @@ export class Gateway {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
     this.#stopRetention?.();
+    this.#stopDeletions?.();
     this.#consent?.stop();
     await this.#uploader?.stop();
     this.#db?.close();
@@ -265,6 +268,7 @@ export class Gateway {
         },
       });
       uploader.start();
+      this.#startDeletionRequests(db, endpoint);
       this.#outbox = outbox;
       this.#uploader = uploader;
       uploads = {
@@ -295,6 +299,23 @@ export class Gateway {
       onRefused: (info) => this.bus.emit('media.refused', info),
       onStored: (info) => this.bus.emit('object.stored', info),
     });
+  }
+
+  /** Deletion requests (from `camveil data delete`) are retried until the cloud confirms, local-only or not. */
+  #startDeletionRequests(db: Database.Database, endpoint: URL): void {
+    const { config, logger } = this.#o;
+    const requests = new DeletionRequests(db);
+    const flush = () => {
+      if (requests.pending().length === 0 || config.uplink.tokenFile === undefined) return;
+      requests
+        .flush({ endpoint, hubPseudonym: this.pseudonymise('hub', config.hub.id), token: readToken(config.uplink.tokenFile) })
+        .then((r) => logger.info(r, 'cloud deletion requests'))
+        .catch((error: unknown) => logger.warn({ err: error }, 'cloud deletion requests failed; will retry'));
+    };
+    flush();
+    const timer = setInterval(flush, 5 * 60_000);
+    timer.unref();
+    this.#stopDeletions = () => clearInterval(timer);
   }
 
   /** Reads the password when it is needed (never kept) and resolves the camera's stream URLs. */

@@ -283,6 +283,20 @@ export class ConsentLedger {
     });
   }
 
+  /**
+   * Erases every record: the household's deletion request (right to erasure) covers its consent history
+   * too. The hub is then as new: nothing granted, local-only. The only way past the append-only triggers,
+   * which are dropped and recreated in the same transaction. Returns how many records were erased.
+   */
+  eraseAll(): number {
+    return this.db.transaction(() => {
+      this.db.exec('DROP TRIGGER IF EXISTS policy_consent_ledger_no_update; DROP TRIGGER IF EXISTS policy_consent_ledger_no_delete;');
+      const erased = this.db.prepare('DELETE FROM policy_consent_ledger').run().changes;
+      this.db.exec(CONSENT_LEDGER_SCHEMA);
+      return erased;
+    })();
+  }
+
   /** The current consent, folded from the records. @throws like records(). */
   currentConsent(): ConsentState {
     return foldConsent(this.records());

@@ -168,15 +168,28 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     if (parts[0] !== 'v1' || parts[1] !== 'objects' || parts.length < 3 || parts.length > 4) {
       throw new HttpError(404, 'not_found', 'no such resource');
     }
-    const allow = parts.length === 4 ? 'PUT' : 'GET';
-    if (req.method !== allow) throw new HttpError(405, 'method_not_allowed', `use ${allow} here`);
+    const allowed = parts.length === 4 ? ['PUT', 'DELETE'] : ['GET'];
+    if (!allowed.includes(req.method ?? '')) throw new HttpError(405, 'method_not_allowed', `use ${allowed.join(' or ')} here`);
     if (!authorised(req)) throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
     const hub = parts[2] ?? '';
     if (!HUB_PSEUDONYM_PATTERN.test(hub)) throw new HttpError(400, 'bad_request', 'hub must be a hub pseudonym (hub_ and 16 base32 characters)');
     if (parts.length === 3) return listObjects(res, hub);
     const objectId = parts[3] ?? '';
     if (!OBJECT_ID_PATTERN.test(objectId)) throw new HttpError(400, 'bad_request', 'object id must be 26 lower-case base32 characters');
+    if (req.method === 'DELETE') return deleteObject(res, hub, objectId);
     return putObject(req, res, hub, objectId);
+  }
+
+  /** A deletion request: the object goes; 404 when it was not (or no longer) held. */
+  async function deleteObject(res: ServerResponse, hub: string, objectId: string): Promise<void> {
+    try {
+      await unlink(join(options.dir, hub, `${objectId}.age`));
+    } catch {
+      throw new HttpError(404, 'not_found', 'no such object');
+    }
+    const i = received.findIndex((r) => r.hub === hub && r.objectId === objectId);
+    if (i >= 0) received.splice(i, 1);
+    sendJson(res, 200, { objectId, deleted: true });
   }
 
   const server = createServer((req, res) => {

@@ -231,6 +231,18 @@ export class Outbox {
     return rows.map((r) => r.object_id);
   }
 
+  /** Ids of the objects the cloud holds (uploaded), for deletion requests. */
+  uploadedIds(): string[] {
+    return (this.db.prepare(`SELECT object_id FROM uplink_outbox WHERE state = 'uploaded' ORDER BY created_at`).all() as Array<{ object_id: string }>).map(
+      (r) => r.object_id,
+    );
+  }
+
+  /** Forgets every row (after a data-subject deletion; queued ones must have been destroyed first). */
+  forgetAll(): number {
+    return this.db.prepare(`DELETE FROM uplink_outbox WHERE state NOT IN ('queued', 'uploading')`).run().changes;
+  }
+
   private transition(objectId: string, from: readonly OutboxState[], set: string, params: unknown[] = []): void {
     const placeholders = from.map(() => '?').join(', ');
     const info = this.db
