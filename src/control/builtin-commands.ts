@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { encryptToBuffer } from '../crypto/age-stream.js';
+import { recipientSchema } from '../crypto/recipients.js';
+import { defineHandler, type CommandHandler, type ControlAudit } from './command.js';
+import { rawEd25519, type KeyRegistry } from './key-registry.js';
+import type { Pairing } from './pairing.js';
+import { assertNoSecrets } from './state-guard.js';
+
+const publicKey = z.string().refine((v) => rawEd25519(v) !== undefined, 'must be a 32-byte Ed25519 public key in base64');
+const label = z.string().min(1).max(64);
+const noArgs = z.strictObject({}).optional();
+/** The audit log's reason alphabet. */
+const reason = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/, 'must be a reason token');
+
+export const pairArgs = z.strictObject({ publicKey, recipient: recipientSchema, label: label.optional(), proof: z.string().max(64) });
+export const addArgs = z.strictObject({ publicKey, recipient: recipientSchema, label: label.optional() });
+export const revokeArgs = z.strictObject({ keyId: z.string().min(1).max(128), reason: reason.optional() });
+
+export interface BuiltinDeps {
+  registry: KeyRegistry;
+  pairing: Pairing;
+  audit: ControlAudit;
+  getState: () => object;
+}
+
+/**
+ * The commands every hub answers: `pair` (unsigned: the proof of the code is its authority), `devices/list`
+ * and `status` (reads), `devices/add` and `devices/revoke` (signed by a paired key).
+ */
+export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandler> {
+  const { registry, pairing, audit } = deps;
+  return {
+    pair: defineHandler({
+      requires: 'none',
+      args: pairArgs,
+      run: async (args, ctx) => {
+        const claim = { publicKey: args.publicKey, recipient: args.recipient, label: args.label };
+        const key = await pairing.consume(claim, args.proof, ctx.now, () => registry.add(claim, ctx.now));
+        audit.append('key.paired', { keyId: key.keyId, role: 'app', requestDigest: ctx.digest });
+        return { keyId: key.keyId };
+      },
+    }),
+    'devices/add': defineHandler({
+      requires: 'signature',
+      args: addArgs,
+      run: (args, ctx) => {
+        const key = registry.add({ publicKey: args.publicKey, recipient: args.recipient, label: args.label }, ctx.now);
+        audit.append('key.paired', { keyId: key.keyId, role: 'app', requestDigest: ctx.digest });
+        return { keyId: key.keyId };
+      },
+    }),
+    'devices/revoke': defineHandler({
+      requires: 'signature',
+      args: revokeArgs,
+      run: (args, ctx) => {
+        const key = registry.revoke(args.keyId, ctx.now);
+        audit.append('key.revoked', { keyId: key.keyId, reason: args.reason ?? 'user.revoked', requestDigest: ctx.digest });
+        return { keyId: key.keyId, revokedAt: key.revokedAt };
+      },
+    }),
+    'devices/list': defineHandler({
+      requires: 'none',
+      args: noArgs,
+      run: async () => {
+        const keys = registry.list();
+        const devices = keys.map((k) => ({ keyId: k.keyId, pairedAt: k.pairedAt, ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }) }));
+        // Labels are chosen by people ("Anna's phone"): they cross the broker only sealed to the paired phones.
+        const labels = Object.fromEntries(keys.flatMap((k) => (k.label === undefined ? [] : [[k.keyId, k.label]])));
+        const recipients = registry.activeRecipients();
+        if (Object.keys(labels).length === 0 || recipients.length === 0) return { devices };
+        const sealed = await encryptToBuffer(recipients, Buffer.from(JSON.stringify(labels), 'utf8'));
+        return { devices, labels: sealed.toString('base64') };
+      },
+    }),
+    status: defineHandler({
+      requires: 'none',
+      args: noArgs,
+      run: () => {
+        const state = deps.getState();
+        assertNoSecrets(state);
+        return state;
+      },
+    }),
+  };
+}

@@ -1,0 +1,196 @@
+import { encryptToBuffer } from '../crypto/age-stream.js';
+import { asCamveilError, CamveilError } from '../errors.js';
+import { builtinCommands } from './builtin-commands.js';
+import type { CommandContext, CommandHandler, ControlAudit, ControlLogger, ControlResponse } from './command.js';
+import { issueText, salvageTransaction, verifyRequest } from './envelope.js';
+import type { KeyRegistry } from './key-registry.js';
+import { Pairing } from './pairing.js';
+import { assertNoSecrets } from './state-guard.js';
+import { AVAILABILITY_OFFLINE, AVAILABILITY_ONLINE, commandOfTopic, hubTopics, responseTopic, type HubTopics } from './topics.js';
+
+type MessageListener = (topic: string, payload: Buffer, packet: { retain?: boolean }) => void;
+
+/** The part of an MQTT.js `MqttClient` the control plane uses (tests pass an in-memory fake). */
+export interface ControlClient {
+  publishAsync(topic: string, message: string | Buffer, opts?: { qos?: 0 | 1 | 2; retain?: boolean }): Promise<unknown>;
+  subscribeAsync(topic: string, opts?: { qos: 0 | 1 | 2 }): Promise<unknown>;
+  unsubscribeAsync(topic: string): Promise<unknown>;
+  on(event: 'message', listener: MessageListener): unknown;
+  on(event: 'connect', listener: () => void): unknown;
+  removeListener(event: 'message', listener: MessageListener): unknown;
+  removeListener(event: 'connect', listener: () => void): unknown;
+}
+
+export interface ControlPlaneOptions {
+  /** Created with `connectOptions(baseTopic, hubId)` merged in, so its last will is `offline`. */
+  client: ControlClient;
+  baseTopic: string;
+  /** The hub id from the configuration, as in `camveil/<hubId>/…`. */
+  hubId: string;
+  registry: KeyRegistry;
+  audit: ControlAudit;
+  /** Commands besides the built-in ones; a name that is built in is refused. */
+  handlers?: Record<string, CommandHandler>;
+  logger: ControlLogger;
+  /** The hub clock in Unix milliseconds (tests inject one). */
+  now?: () => number;
+  /** What `status` replies and what the gateway publishes as `state`. */
+  getState?: () => object;
+  /** Defaults to a Pairing on the registry's database. */
+  pairing?: Pairing;
+}
+
+/**
+ * The hub's side of the MQTT API: checks every request, runs its command, and answers exactly once on
+ * `response/<command>`, whatever arrives. The broker is not trusted: it can publish, drop and replay
+ * anything, so a command that widens data flow runs only with a signature by a paired, unrevoked key, with a
+ * fresh sequence number. A refused request changes nothing (its sequence number is not even recorded).
+ */
+export class ControlPlane {
+  readonly #client: ControlClient;
+  readonly #topics: HubTopics;
+  readonly #registry: KeyRegistry;
+  readonly #logger: ControlLogger;
+  readonly #now: () => number;
+  readonly #getState: () => object;
+  readonly #handlers = new Map<string, CommandHandler>();
+  readonly #onMessage: MessageListener = (topic, payload, packet) => void this.handle(topic, payload, packet.retain === true);
+  readonly #onConnect = (): void => void this.#publishAvailability(AVAILABILITY_ONLINE);
+  #started = false;
+
+  constructor(options: ControlPlaneOptions) {
+    this.#client = options.client;
+    this.#topics = hubTopics(options.baseTopic, options.hubId);
+    this.#registry = options.registry;
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#getState = options.getState ?? (() => ({}));
+    const builtins = builtinCommands({
+      registry: options.registry,
+      pairing: options.pairing ?? new Pairing(options.registry.db),
+      audit: options.audit,
+      getState: () => this.#getState(),
+    });
+    for (const [name, handler] of [...Object.entries(builtins), ...Object.entries(options.handlers ?? {})]) {
+      if (this.#handlers.has(name)) throw new CamveilError('CAMVEIL_E_INTERNAL', `command ${name} is registered twice`, { where: 'control' });
+      this.#handlers.set(name, handler);
+    }
+  }
+
+  get topics(): HubTopics {
+    return this.#topics;
+  }
+
+  /** Subscribes to `request/#` and publishes the retained `online`; again on every reconnect. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    this.#client.on('message', this.#onMessage);
+    this.#client.on('connect', this.#onConnect);
+    await this.#client.subscribeAsync(this.#topics.requestFilter, { qos: 1 });
+    await this.#publishAvailability(AVAILABILITY_ONLINE);
+  }
+
+  /**
+   * Stops answering and publishes the retained `offline` (best effort: a lost connection leaves the last will
+   * to say it). Does not close the client (its owner does).
+   */
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    this.#client.removeListener('message', this.#onMessage);
+    this.#client.removeListener('connect', this.#onConnect);
+    try {
+      await this.#client.unsubscribeAsync(this.#topics.requestFilter);
+    } catch (error) {
+      this.#logger.warn({ code: asCamveilError(error).code }, 'request topics could not be unsubscribed');
+    }
+    await this.#publishAvailability(AVAILABILITY_OFFLINE);
+  }
+
+  /**
+   * Publishes `state` retained. It must hold no personal data (the caller's duty) and no secret (checked).
+   *
+   * @throws CamveilError `CAMVEIL_E_STATE_UNSAFE` when it looks like it holds a secret; nothing is published.
+   */
+  async publishState(state: object): Promise<void> {
+    assertNoSecrets(state);
+    await this.#client.publishAsync(this.#topics.state, JSON.stringify(state), { qos: 1, retain: true });
+  }
+
+  /** Seals `event` (JSON) with age to `recipients` and publishes the ciphertext on `event`, not retained. */
+  async publishEvent(recipients: readonly string[], event: object): Promise<void> {
+    const sealed = await encryptToBuffer(recipients, Buffer.from(JSON.stringify(event), 'utf8'));
+    await this.#client.publishAsync(this.#topics.event, sealed, { qos: 1, retain: false });
+  }
+
+  /**
+   * Handles one message from `request/#`: exactly one reply, never a rejection (handler errors become error
+   * replies). Exposed for tests that feed messages without a broker.
+   */
+  async handle(topic: string, payload: Buffer, retained = false): Promise<void> {
+    const command = commandOfTopic(this.#topics, topic);
+    let transaction: string | undefined;
+    let response: ControlResponse;
+    let signer: string | undefined;
+    try {
+      if (retained) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', 'retained requests are not accepted', { where: 'request' });
+      const now = this.#now();
+      const request = verifyRequest(payload, this.#registry, now, { commitSeq: false });
+      transaction = request.transaction;
+      signer = request.signer;
+      if (request.command !== command) {
+        throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', 'payload command does not match the request topic', { where: 'command' });
+      }
+      const handler = this.#handlers.get(command);
+      if (handler === undefined) throw new CamveilError('CAMVEIL_E_UNKNOWN_COMMAND', `unknown command ${command}`, { where: 'command' });
+      if (handler.requires === 'signature' && request.signer === undefined) {
+        throw new CamveilError('CAMVEIL_E_NOT_AUTHORISED', `${command} must be signed by a paired app key`, { where: 'sig' });
+      }
+      const args = handler.args.safeParse(request.args);
+      if (!args.success) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `args: ${issueText(args.error)}`, { where: 'args' });
+      // Recorded only now, in one UPDATE that refuses a reused number: a refused request leaves no trace.
+      if (request.signer !== undefined) this.#registry.recordSeq(request.signer, request.seq);
+      const ctx: CommandContext = { signer: request.signer, transaction: request.transaction, digest: request.digest, now };
+      const data: unknown = await handler.run(args.data, ctx);
+      response = { data: data ?? {}, status: 'ok', ...(transaction === undefined ? {} : { transaction }) };
+    } catch (error) {
+      transaction ??= salvageTransaction(payload);
+      response = this.#errorResponse(error, transaction);
+    }
+    await this.#reply(command, response, signer);
+  }
+
+  #errorResponse(error: unknown, transaction: string | undefined): ControlResponse {
+    const known = error instanceof CamveilError && error.code !== 'CAMVEIL_E_INTERNAL';
+    const e = asCamveilError(error, 'control');
+    if (!known) this.#logger.error({ code: e.code, errorType: error instanceof Error ? error.name : typeof error }, 'control command failed unexpectedly');
+    // The text of an unexpected error may quote anything (arguments, paths): it stays on the hub.
+    const message = known ? e.message : 'internal error (see the hub log)';
+    return { data: {}, status: 'error', error: { code: e.code, message }, ...(transaction === undefined ? {} : { transaction }) };
+  }
+
+  async #reply(command: string, response: ControlResponse, signer: string | undefined): Promise<void> {
+    let body: string;
+    try {
+      body = JSON.stringify(response);
+    } catch (error) {
+      body = JSON.stringify(this.#errorResponse(error, response.transaction));
+    }
+    const code = response.status === 'error' ? response.error.code : undefined;
+    this.#logger.debug({ command: command.slice(0, 64), status: response.status, code, signer }, 'control request');
+    try {
+      await this.#client.publishAsync(responseTopic(this.#topics, command), body, { qos: 1, retain: false });
+    } catch (error) {
+      this.#logger.warn({ code: asCamveilError(error).code }, 'control reply could not be published');
+    }
+  }
+
+  async #publishAvailability(value: string): Promise<void> {
+    try {
+      await this.#client.publishAsync(this.#topics.availability, value, { qos: 1, retain: true });
+    } catch (error) {
+      this.#logger.warn({ code: asCamveilError(error).code }, 'availability could not be published');
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import { createHash, verify } from 'node:crypto';
+import { z } from 'zod';
+import { CamveilError } from '../errors.js';
+import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './key-registry.js';
+
+/**
+ * The request envelope, as published on `request/<command>`:
+ *
+ * ```json
+ * { "payload": "<base64 of the payload bytes>", "keyId": "<paired key id>", "sig": "<base64 Ed25519 signature>" }
+ * ```
+ *
+ * The signature covers exactly the payload bytes (not a re-serialisation), so the hub never has to agree
+ * with the app on JSON canonicalisation. `keyId` and `sig` come together or not at all: an unsigned request
+ * is parsed and returned with `signer: undefined`, and the dispatcher decides whether its command may run.
+ * The payload is JSON `{command, transaction, seq, ts, args}`; `seq` is per key and strictly increasing
+ * (checked for signed requests only: unsigned ones have no key to count for), `ts` is Unix milliseconds.
+ */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+/** How far a request's `ts` may be from the hub's clock, either way. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+const envelopeSchema = z.strictObject({
+  payload: z.string().min(1),
+  keyId: z.string().min(1).max(128).optional(),
+  sig: z.string().min(1).max(256).optional(),
+});
+
+export const payloadSchema = z.strictObject({
+  command: z.string().min(1).max(64),
+  transaction: z.string().min(1).max(128),
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  args: z.unknown(),
+});
+
+export type RequestPayload = z.infer<typeof payloadSchema>;
+export type RequestEnvelope = z.infer<typeof envelopeSchema>;
+
+export interface VerifiedRequest {
+  command: string;
+  transaction: string;
+  args: unknown;
+  /** Key id of the paired, unrevoked key that signed the payload; undefined for an unsigned request. */
+  signer: string | undefined;
+  seq: number;
+  /** SHA-256 hex of the payload bytes: what audit and consent records cite. */
+  digest: string;
+}
+
+export interface VerifyOptions {
+  /**
+   * Record the signer's `seq` in the registry (default true). The dispatcher passes false and records it
+   * itself once the command is known to be allowed, so a refused request changes nothing.
+   */
+  commitSeq?: boolean;
+}
+
+function invalid(message: string, where = 'request'): CamveilError {
+  return new CamveilError('CAMVEIL_E_REQUEST_INVALID', message, { where });
+}
+
+/** zod issues as `path: reason`, without values (they may be personal data), capped in length. */
+export function issueText(error: z.ZodError): string {
+  const text = error.issues.map((i) => `${i.path.length === 0 ? '(root)' : i.path.join('.')}: ${i.message}`).join('; ');
+  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw invalid(`${what} is not JSON`);
+  }
+}
+
+/**
+ * Parses and checks one request: size, envelope shape, base64, payload shape, signature by a paired and
+ * unrevoked key, timestamp within ±5 minutes of `now`, and (for signed requests) `seq` above the key's last.
+ *
+ * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` (malformed, oversized, bad base64, stale `ts`),
+ * `CAMVEIL_E_UNKNOWN_KEY` (key never paired or revoked), `CAMVEIL_E_SIGNATURE_INVALID`, `CAMVEIL_E_REPLAY`.
+ */
+export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, options: VerifyOptions = {}): VerifiedRequest {
+  if (raw.length > MAX_REQUEST_BYTES) throw invalid(`request is larger than ${MAX_REQUEST_BYTES} bytes`);
+  const envelope = envelopeSchema.safeParse(parseJson(raw, 'request'));
+  if (!envelope.success) throw invalid(`envelope: ${issueText(envelope.error)}`);
+  const { keyId, sig } = envelope.data;
+  const payloadBytes = decodeBase64(envelope.data.payload);
+  if (payloadBytes === undefined) throw invalid('payload: not canonical base64', 'payload');
+  const parsed = payloadSchema.safeParse(parseJson(payloadBytes, 'payload'));
+  if (!parsed.success) throw invalid(`payload: ${issueText(parsed.error)}`, 'payload');
+  const payload = parsed.data;
+  if (Math.abs(payload.ts - now) > MAX_CLOCK_SKEW_MS) {
+    throw invalid('payload: ts is more than 5 minutes away from the hub clock', 'ts');
+  }
+  if ((keyId === undefined) !== (sig === undefined)) throw invalid('envelope: keyId and sig must come together');
+  if (keyId !== undefined && sig !== undefined) {
+    const key = keys.get(keyId);
+    if (key === undefined || key.revokedAt !== undefined) {
+      throw new CamveilError('CAMVEIL_E_UNKNOWN_KEY', 'the signing key is not paired or was revoked', { where: 'keyId' });
+    }
+    const signature = decodeBase64(sig);
+    const publicKey = rawEd25519(key.publicKey);
+    if (signature?.length !== 64 || publicKey === undefined || !verify(null, payloadBytes, ed25519KeyObject(publicKey), signature)) {
+      throw new CamveilError('CAMVEIL_E_SIGNATURE_INVALID', 'the signature does not verify over the payload', { where: 'sig' });
+    }
+    if (payload.seq <= key.lastSeq) {
+      throw new CamveilError('CAMVEIL_E_REPLAY', `sequence number ${payload.seq} is not above the last one used by this key`, { where: 'seq' });
+    }
+    if (options.commitSeq ?? true) keys.recordSeq(keyId, payload.seq);
+  }
+  return {
+    command: payload.command,
+    transaction: payload.transaction,
+    args: payload.args,
+    signer: keyId,
+    seq: payload.seq,
+    digest: createHash('sha256').update(payloadBytes).digest('hex'),
+  };
+}
+
+/**
+ * The `transaction` of a request that failed verification, when its payload still parses far enough to
+ * have one, so the error reply can be matched; undefined otherwise. Never throws.
+ */
+export function salvageTransaction(raw: Buffer): string | undefined {
+  try {
+    if (raw.length > MAX_REQUEST_BYTES) return undefined;
+    const envelope = JSON.parse(raw.toString('utf8')) as unknown;
+    if (envelope === null || typeof envelope !== 'object' || !('payload' in envelope) || typeof envelope.payload !== 'string') return undefined;
+    const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as unknown;
+    if (payload === null || typeof payload !== 'object' || !('transaction' in payload)) return undefined;
+    const t = payload.transaction;
+    return typeof t === 'string' && t.length > 0 && t.length <= 128 ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,269 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import mqtt, { type MqttClient } from 'mqtt';
+import { z } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { AppClient, generateAppKey } from '../../src/control/app-client.js';
+import { defineHandler } from '../../src/control/command.js';
+import { ControlPlane } from '../../src/control/dispatcher.js';
+import { KeyRegistry } from '../../src/control/key-registry.js';
+import { Pairing } from '../../src/control/pairing.js';
+import { connectOptions } from '../../src/control/topics.js';
+import { decryptToBuffer } from '../../src/crypto/age-stream.js';
+import { silentLogger } from '../../src/log.js';
+import { openDatabase } from '../../src/store/database.js';
+import { describeWithPeers } from '../harness/peers.js';
+import { startBroker, type BrokerKind, type TestBroker } from '../harness/mosquitto.js';
+
+const BASE = 'camveil';
+const MINUTE = 60_000;
+
+/** The next message on `topic` (subscribing first) that `accept` takes, or a timeout. */
+async function nextMessage(client: MqttClient, topic: string, accept: (payload: Buffer) => boolean = () => true, timeoutMs = 5_000): Promise<Buffer> {
+  const received = new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.removeListener('message', listener);
+      reject(new Error(`no message on ${topic} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (t: string, payload: Buffer): void => {
+      if (t !== topic || !accept(payload)) return;
+      clearTimeout(timer);
+      client.removeListener('message', listener);
+      resolve(payload);
+    };
+    client.on('message', listener);
+  });
+  await client.subscribeAsync(topic, { qos: 1 });
+  return received;
+}
+
+function controlPlaneSuite(kind: BrokerKind): void {
+  let broker: TestBroker;
+  let dir: string;
+  let db: Database.Database;
+  let registry: KeyRegistry;
+  let audit: AuditLog;
+  let hubClient: MqttClient;
+  let plane: ControlPlane;
+  let identity: string;
+  let recipient: string;
+  let clock = Date.now();
+  const now = (): number => clock;
+  const hubId = `hub-${kind}`;
+  const calls = { widen: 0, narrow: 0 };
+  const clients: MqttClient[] = [];
+  const state = { mode: 'cloud', policyVersion: '2026-01', cameras: 1 };
+  let app: AppClient;
+
+  async function connect(options: mqtt.IClientOptions = {}): Promise<MqttClient> {
+    const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, ...options });
+    clients.push(client);
+    return client;
+  }
+
+  function makePlane(client: MqttClient): ControlPlane {
+    return new ControlPlane({
+      client,
+      baseTopic: BASE,
+      hubId,
+      registry,
+      audit,
+      logger: silentLogger(),
+      now,
+      getState: () => state,
+      handlers: {
+        'test/widen': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: (args) => ({ n: args.n, calls: ++calls.widen }) }),
+        'test/narrow': defineHandler({ requires: 'none', args: z.strictObject({}), run: () => ({ calls: ++calls.narrow }) }),
+      },
+    });
+  }
+
+  async function newApp(): Promise<AppClient> {
+    return new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000 });
+  }
+
+  beforeAll(async () => {
+    broker = await startBroker(kind);
+    dir = mkdtempSync(join(tmpdir(), 'camveil-control-'));
+    db = openDatabase(dir);
+    registry = new KeyRegistry(db);
+    audit = new AuditLog(db);
+    identity = await generateX25519Identity();
+    recipient = await identityToRecipient(identity);
+    hubClient = await connect(connectOptions(BASE, hubId));
+    plane = makePlane(hubClient);
+    await plane.start();
+    app = await newApp();
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+    db?.close();
+    await broker?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('publishes retained availability online and state for a fresh subscriber', async () => {
+    await plane.publishState(state);
+    const watcher = await connect();
+    const online = nextMessage(watcher, plane.topics.availability);
+    const retainedState = nextMessage(watcher, plane.topics.state);
+    expect((await online).toString()).toBe('online');
+    expect(JSON.parse((await retainedState).toString())).toEqual(state);
+    await expect(plane.publishState({ cameras: [{ password: 'x' }] })).rejects.toMatchObject({ code: 'CAMVEIL_E_STATE_UNSAFE' });
+  });
+
+  it('answers status unsigned', async () => {
+    const reply = await app.request('status', {}, { sign: false });
+    expect(reply).toMatchObject({ status: 'ok', data: state });
+    expect(typeof reply.transaction).toBe('string');
+  });
+
+  it('pairs with the right code only, once, before it expires', async () => {
+    const pairing = new Pairing(db);
+    const { code } = pairing.createPairingCode(clock);
+    const wrong = await app.pair(code === 'AAAAAAAA' ? 'BBBBBBBB' : 'AAAAAAAA', recipient, 'kitchen tablet');
+    expect(wrong).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
+    const right = await app.pair(code, recipient, 'kitchen tablet');
+    expect(right).toMatchObject({ status: 'ok', data: { keyId: app.key.keyId } });
+    const other = await newApp();
+    const reused = await other.pair(code, recipient);
+    expect(reused).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
+
+    const late = pairing.createPairingCode(clock);
+    clock += 11 * MINUTE;
+    try {
+      const expired = await other.pair(late.code, recipient);
+      expect(expired).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
+      expect(expired.status === 'error' && expired.error.message).toMatch(/expired/);
+    } finally {
+      clock -= 11 * MINUTE;
+    }
+    // Five wrong proofs burn a code: guessing online is worth only that many tries.
+    const burnt = pairing.createPairingCode(clock);
+    const wrongCode = burnt.code === 'AAAAAAAA' ? 'BBBBBBBB' : 'AAAAAAAA';
+    for (let i = 0; i < 5; i++) expect(await other.pair(wrongCode, recipient)).toMatchObject({ status: 'error' });
+    expect(await other.pair(burnt.code, recipient)).toMatchObject({ error: { code: 'CAMVEIL_E_PAIRING_FAILED', message: expect.stringMatching(/no active/) as string } });
+
+    expect(registry.list().map((k) => k.keyId)).toEqual([app.key.keyId]);
+    const paired = audit.entries().filter((e) => e.type === 'key.paired');
+    expect(paired).toHaveLength(1);
+    expect(paired[0]?.details).toMatchObject({ keyId: app.key.keyId });
+  });
+
+  it('runs a widening command signed by a paired key, and refuses the same bytes replayed', async () => {
+    const before = calls.widen;
+    const prepared = app.prepare('test/widen', { n: 7 }, { sign: true });
+    const first = await app.send('test/widen', prepared.bytes, prepared.transaction);
+    expect(first).toMatchObject({ status: 'ok', data: { n: 7 }, transaction: prepared.transaction });
+    const replay = await app.send('test/widen', prepared.bytes, prepared.transaction);
+    expect(replay).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REPLAY' }, transaction: prepared.transaction });
+    expect(calls.widen).toBe(before + 1);
+  });
+
+  it('refuses a signed request republished on another command topic', async () => {
+    const before = calls.narrow;
+    const prepared = app.prepare('test/widen', { n: 1 }, { sign: true });
+    const reply = await app.send('test/narrow', prepared.bytes, prepared.transaction);
+    expect(reply).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID' } });
+    expect(calls.narrow).toBe(before);
+    // Not consumed: the same bytes on the right topic still run once.
+    expect(await app.send('test/widen', prepared.bytes, prepared.transaction)).toMatchObject({ status: 'ok' });
+  });
+
+  it('refuses a request signed by an unknown key', async () => {
+    const before = calls.widen;
+    const stranger = new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, key: generateAppKey() });
+    const reply = await stranger.request('test/widen', { n: 1 }, { sign: true });
+    expect(reply).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_UNKNOWN_KEY' } });
+    expect(calls.widen).toBe(before);
+  });
+
+  it('refuses an unsigned widening command from the broker operator without calling the handler', async () => {
+    const before = calls.widen;
+    const operator = await connect();
+    const transaction = randomUUID();
+    const payload = Buffer.from(JSON.stringify({ command: 'test/widen', transaction, seq: 1, ts: clock, args: { n: 666 } }));
+    const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => (JSON.parse(p.toString()) as { transaction?: string }).transaction === transaction);
+    await operator.subscribeAsync(`${plane.topics.response}/test/widen`, { qos: 1 });
+    await operator.publishAsync(`${plane.topics.request}/test/widen`, JSON.stringify({ payload: payload.toString('base64') }), { qos: 1 });
+    expect(JSON.parse((await reply).toString())).toEqual({
+      data: {},
+      status: 'error',
+      error: { code: 'CAMVEIL_E_NOT_AUTHORISED', message: expect.any(String) as string },
+      transaction,
+    });
+    expect(calls.widen).toBe(before);
+  });
+
+  it('runs a narrowing command unsigned', async () => {
+    const before = calls.narrow;
+    expect(await app.request('test/narrow', {}, { sign: false })).toMatchObject({ status: 'ok', data: { calls: before + 1 } });
+  });
+
+  it('adds, lists and revokes devices; a revoked key is refused', async () => {
+    const second = await newApp();
+    expect(await second.request('devices/add', { publicKey: second.key.publicKey, recipient }, { sign: false })).toMatchObject({
+      status: 'error',
+      error: { code: 'CAMVEIL_E_NOT_AUTHORISED' },
+    });
+    const added = await app.request('devices/add', { publicKey: second.key.publicKey, recipient, label: 'hall phone' }, { sign: true });
+    expect(added).toMatchObject({ status: 'ok', data: { keyId: second.key.keyId } });
+    expect(await second.request('test/widen', { n: 2 }, { sign: true })).toMatchObject({ status: 'ok' });
+
+    const list = await second.request('devices/list', {}, { sign: false });
+    expect(list.status).toBe('ok');
+    const data = list.data as { devices: Array<{ keyId: string }>; labels: string };
+    expect(data.devices.map((d) => d.keyId).sort()).toEqual([app.key.keyId, second.key.keyId].sort());
+    const labels = JSON.parse((await decryptToBuffer(identity, Buffer.from(data.labels, 'base64'))).toString()) as Record<string, string>;
+    expect(labels).toEqual({ [app.key.keyId]: 'kitchen tablet', [second.key.keyId]: 'hall phone' });
+
+    const revoked = await app.request('devices/revoke', { keyId: second.key.keyId }, { sign: true });
+    expect(revoked).toMatchObject({ status: 'ok', data: { keyId: second.key.keyId } });
+    expect(await second.request('test/widen', { n: 3 }, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_UNKNOWN_KEY' } });
+    expect(audit.entries().filter((e) => e.type === 'key.revoked').map((e) => e.details)).toEqual([
+      expect.objectContaining({ keyId: second.key.keyId, reason: 'user.revoked' }),
+    ]);
+    expect(audit.verify().ok).toBe(true);
+  });
+
+  it('publishes sealed events the household identity decrypts', async () => {
+    const follower = await newApp();
+    const events: unknown[] = [];
+    const unfollow = await follower.followEvents(identity, (e) => events.push(e));
+    await plane.publishEvent([recipient], { type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' });
+    await expect.poll(() => events, { timeout: 5_000 }).toEqual([{ type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' }]);
+    await unfollow();
+  });
+
+  it('shows offline after stop, keeps replay protection across a restart, and leaves offline as last will', async () => {
+    const watcher = await connect();
+    const accepted = app.prepare('test/widen', { n: 9 }, { sign: true });
+    expect(await app.send('test/widen', accepted.bytes, accepted.transaction)).toMatchObject({ status: 'ok' });
+    const offline = nextMessage(watcher, plane.topics.availability, (p) => p.toString() === 'offline');
+    await plane.stop();
+    expect((await offline).toString()).toBe('offline');
+
+    // A new process: new client, registry reopened on the same database; the old bytes stay refused.
+    const client2 = await connect(connectOptions(BASE, hubId));
+    registry = new KeyRegistry(db);
+    plane = makePlane(client2);
+    const online = nextMessage(watcher, plane.topics.availability, (p) => p.toString() === 'online');
+    await plane.start();
+    await online;
+    expect(await app.send('test/widen', accepted.bytes, accepted.transaction)).toMatchObject({ error: { code: 'CAMVEIL_E_REPLAY' } });
+    expect(await app.request('test/widen', { n: 10 }, { sign: true })).toMatchObject({ status: 'ok' });
+
+    const will = nextMessage(watcher, plane.topics.availability, (p) => p.toString() === 'offline');
+    client2.stream.destroy(); // dies without DISCONNECT: the broker publishes the last will
+    expect((await will).toString()).toBe('offline');
+  });
+}
+
+describe('control plane over aedes', () => controlPlaneSuite('aedes'));
+describeWithPeers(['mosquitto'], 'control plane over mosquitto', () => controlPlaneSuite('mosquitto'));

@@ -1,0 +1,227 @@
+import { sign } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { z } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { AppClient, generateAppKey, type AppKey } from '../../src/control/app-client.js';
+import { defineHandler, type ControlResponse } from '../../src/control/command.js';
+import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
+import { MAX_REQUEST_BYTES } from '../../src/control/envelope.js';
+import { KeyRegistry } from '../../src/control/key-registry.js';
+import { silentLogger } from '../../src/log.js';
+import { openDatabase } from '../../src/store/database.js';
+
+const BASE = 'camveil';
+const HUB = 'fuzz-hub';
+const REQ = `${BASE}/${HUB}/request`;
+const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
+/** An in-memory MQTT client: records what the control plane publishes. */
+class FakeClient implements ControlClient {
+  readonly published: Array<{ topic: string; message: string | Buffer; retain: boolean }> = [];
+  publishAsync(topic: string, message: string | Buffer, opts?: { retain?: boolean }): Promise<unknown> {
+    this.published.push({ topic, message, retain: opts?.retain === true });
+    return Promise.resolve(undefined);
+  }
+  subscribeAsync(): Promise<unknown> {
+    return Promise.resolve(undefined);
+  }
+  unsubscribeAsync(): Promise<unknown> {
+    return Promise.resolve(undefined);
+  }
+  on(): unknown {
+    return this;
+  }
+  removeListener(): unknown {
+    return this;
+  }
+}
+
+/** `global.gc`, exposed at run time when the worker was not started with --expose-gc. */
+function gc(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+let dir: string;
+let db: Database.Database;
+let registry: KeyRegistry;
+let audit: AuditLog;
+let client: FakeClient;
+let plane: ControlPlane;
+const key: AppKey = generateAppKey();
+const clock = 1_800_000_000_000;
+const calls = { widen: 0, boom: 0 };
+/** Signed `test/widen` requests already accepted once: any of them, or an equivalent, is now a replay. */
+const consumed: Array<{ bytes: Buffer; payload: Record<string, unknown> }> = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'camveil-fuzz-'));
+  db = openDatabase(dir);
+  registry = new KeyRegistry(db);
+  audit = new AuditLog(db);
+  client = new FakeClient();
+  plane = new ControlPlane({
+    client,
+    baseTopic: BASE,
+    hubId: HUB,
+    registry,
+    audit,
+    logger: silentLogger(),
+    now: () => clock,
+    handlers: {
+      'test/widen': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: () => ++calls.widen }),
+      'test/boom': defineHandler({
+        requires: 'none',
+        args: z.strictObject({ mode: z.enum(['throw', 'reject', 'bigint']) }),
+        run: (args) => {
+          calls.boom++;
+          if (args.mode === 'throw') throw new Error('secret detail /home/anna/rtsp://u:p@cam');
+          if (args.mode === 'reject') return Promise.reject(new TypeError('nope'));
+          return { big: 1n };
+        },
+      }),
+    },
+  });
+  registry.add({ publicKey: key.publicKey, recipient: RECIPIENT }, clock);
+  const app = new AppClient({ client, baseTopic: BASE, hubId: HUB, key, now: () => clock });
+  for (let i = 0; i < 20; i++) {
+    const prepared = app.prepare('test/widen', { n: i }, { sign: true });
+    await plane.handle(`${REQ}/test/widen`, prepared.bytes);
+    const envelope = JSON.parse(prepared.bytes.toString()) as { payload: string };
+    consumed.push({ bytes: prepared.bytes, payload: JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as Record<string, unknown> });
+  }
+  expect(calls.widen).toBe(20);
+});
+
+afterAll(() => {
+  db?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+function envelopeOf(payload: unknown, signer?: AppKey): Buffer {
+  const bytes = Buffer.from(JSON.stringify(payload) ?? 'null', 'utf8');
+  const envelope: Record<string, string> = { payload: bytes.toString('base64') };
+  if (signer !== undefined) {
+    envelope.keyId = signer.keyId;
+    envelope.sig = sign(null, bytes, signer.privateKey).toString('base64');
+  }
+  return Buffer.from(JSON.stringify(envelope), 'utf8');
+}
+
+const stranger = generateAppKey();
+const base = fc.integer({ min: 0, max: 19 }).map((i) => consumed[i]!);
+const weirdValue = fc.oneof(
+  fc.anything(),
+  fc.constantFrom(1e308, -1e308, 2 ** 53, 2 ** 53 + 2, -1, 0, 0.5, NaN, '', '1', null, [], {}, true),
+  fc.string({ maxLength: 300 }),
+);
+const fields = ['command', 'transaction', 'seq', 'ts', 'args', 'extra'] as const;
+
+/** Each case: the command topic suffix and the raw bytes. */
+const cases: fc.Arbitrary<{ command: string; bytes: Buffer }> = fc.oneof(
+  // Random bytes and random JSON.
+  fc.uint8Array({ maxLength: 2048 }).map((b) => ({ command: 'test/widen', bytes: Buffer.from(b) })),
+  fc.jsonValue().map((v) => ({ command: 'test/widen', bytes: Buffer.from(JSON.stringify(v) ?? 'null') })),
+  // Random payloads in a well-formed envelope, unsigned or signed by a stranger or the paired key.
+  fc.tuple(fc.jsonValue(), fc.constantFrom(undefined, stranger, key)).map(([p, s]) => ({ command: 'test/widen', bytes: envelopeOf(p, s) })),
+  // Byte-level mutations of accepted requests (a mutation that changes nothing is a replay).
+  fc.tuple(base, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 0, maxLength: 6 })).map(([b, edits]) => {
+    const bytes = Buffer.from(b.bytes);
+    for (const [at, value] of edits) bytes[at % bytes.length] = value;
+    return { command: 'test/widen', bytes };
+  }),
+  fc.tuple(base, fc.nat(), fc.nat({ max: 40 }), fc.uint8Array({ maxLength: 40 })).map(([b, at, cut, insert]) => {
+    const i = at % b.bytes.length;
+    return { command: 'test/widen', bytes: Buffer.concat([b.bytes.subarray(0, i), Buffer.from(insert), b.bytes.subarray(i + cut)]) };
+  }),
+  // Field-level mutations: re-signed with a used seq (replay), signed by a stranger, or unsigned.
+  fc.tuple(base, fc.constantFrom(...fields), weirdValue, fc.constantFrom(undefined, stranger, key)).map(([b, field, value, signer]) => {
+    const payload: Record<string, unknown> = { ...b.payload, [field]: value };
+    if (signer === key && field === 'seq') payload.seq = b.payload.seq; // only ever a used number with the real key
+    return { command: 'test/widen', bytes: envelopeOf(payload, signer) };
+  }),
+  // Wrong types in the envelope itself.
+  fc.tuple(base, fc.constantFrom('payload', 'keyId', 'sig', 'more'), weirdValue).map(([b, field, value]) => {
+    const envelope = { ...(JSON.parse(b.bytes.toString()) as Record<string, unknown>), [field]: value };
+    return { command: 'test/widen', bytes: Buffer.from(JSON.stringify(envelope) ?? 'null') };
+  }),
+  // Deep JSON, in the envelope and inside the payload's args.
+  fc.integer({ min: 1, max: 30_000 }).map((depth) => ({ command: 'test/widen', bytes: Buffer.from(`${'['.repeat(depth)}${']'.repeat(depth)}`) })),
+  fc.tuple(base, fc.integer({ min: 1, max: 20_000 })).map(([b, depth]) => {
+    const payload = Buffer.from(JSON.stringify({ ...b.payload, args: 0 }).replace('"args":0', `"args":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`));
+    return { command: 'test/widen', bytes: Buffer.from(JSON.stringify({ payload: payload.toString('base64') })) };
+  }),
+  // Oversized.
+  fc.integer({ min: MAX_REQUEST_BYTES + 1, max: MAX_REQUEST_BYTES * 4 }).map((size) => ({ command: 'test/widen', bytes: Buffer.alloc(size, 0x20) })),
+  // Other topics: unknown commands, commands that need a signature, mismatches.
+  fc.tuple(base, fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('devices/add', 'devices/revoke', 'pair', 'nope', ''))).map(([b, command]) => ({
+    command,
+    bytes: command === 'test/widen' ? b.bytes : envelopeOf({ ...b.payload, command }),
+  })),
+);
+
+function snapshot(): string {
+  return JSON.stringify({ keys: registry.list(), head: audit.head(), calls });
+}
+
+describe('control plane under fuzzing', () => {
+  it('answers ≥ 10,000 hostile requests with exactly one error each and changes nothing', async () => {
+    const before = snapshot();
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const codes = new Map<string, number>();
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(cases, async ({ command, bytes }) => {
+        runs++;
+        const start = client.published.length;
+        await plane.handle(command === '' ? REQ : `${REQ}/${command}`, bytes);
+        expect(client.published.length).toBe(start + 1);
+        const reply = client.published[start]!;
+        expect(reply.topic).toBe(command === '' ? `${BASE}/${HUB}/response` : `${BASE}/${HUB}/response/${command}`);
+        const body = JSON.parse(reply.message.toString()) as ControlResponse;
+        expect(body.status).toBe('error');
+        if (body.status !== 'error') return;
+        expect(body.error.code).not.toBe('CAMVEIL_E_INTERNAL');
+        codes.set(body.error.code, (codes.get(body.error.code) ?? 0) + 1);
+        client.published.length = 0;
+      }),
+      { numRuns: 12_000, seed: 20261123 },
+    );
+    gc();
+    const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+    expect(snapshot()).toBe(before);
+    expect(runs).toBeGreaterThanOrEqual(10_000);
+    expect(heapGrowth).toBeLessThan(50 * 1024 * 1024);
+    console.info(`control fuzz: ${runs} requests, heap ${(heapGrowth / 1024 / 1024).toFixed(1)} MiB, codes ${JSON.stringify(Object.fromEntries(codes))}`);
+  }, 300_000);
+
+  it('turns handler exceptions, rejections and unserialisable data into one error reply without details', async () => {
+    for (const mode of ['throw', 'reject', 'bigint']) {
+      client.published.length = 0;
+      await plane.handle(`${REQ}/test/boom`, envelopeOf({ command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, args: { mode } }));
+      expect(client.published).toHaveLength(1);
+      const body = JSON.parse(client.published[0]!.message.toString()) as ControlResponse;
+      expect(body).toEqual({ data: {}, status: 'error', error: { code: 'CAMVEIL_E_INTERNAL', message: 'internal error (see the hub log)' }, transaction: `t-${mode}` });
+    }
+    expect(calls.boom).toBe(3);
+  });
+
+  it('refuses retained requests and stale timestamps', async () => {
+    client.published.length = 0;
+    const fresh = envelopeOf({ command: 'test/boom', transaction: 'r', seq: 1, ts: clock, args: { mode: 'throw' } });
+    await plane.handle(`${REQ}/test/boom`, fresh, true);
+    const stale = envelopeOf({ command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, args: { mode: 'throw' } });
+    await plane.handle(`${REQ}/test/boom`, stale);
+    const codes = client.published.map((p) => (JSON.parse(p.message.toString()) as { error?: { code: string } }).error?.code);
+    expect(codes).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
+    expect(calls.boom).toBe(3);
+  });
+});
