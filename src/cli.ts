@@ -126,6 +126,58 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .option('--json', 'print one JSON document')
     .action(consentAction((version) => ({ kind: 'accept-policy', version })));
 
+  program
+    .command('pair')
+    .description('show a one-time pairing code (10 minutes, one use) for the phone app')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const { runPair } = await import('./commands/pair.js');
+      await run(() => runPair(opts, io))();
+    });
+
+  const app = program
+    .command('app')
+    .description('play the phone app from a terminal, over MQTT: pair, consent, status, events');
+  type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string };
+  const appCommand = (name: string, description: string) =>
+    app
+      .command(name)
+      .description(description)
+      .requiredOption('--broker <url>', 'the MQTT broker, e.g. mqtt://127.0.0.1:1883')
+      .requiredOption('--hub <id>', 'the hub id (hub.id in its configuration)')
+      .requiredOption('--state <file>', "the app's key and sequence number (created on first use, chmod 600)")
+      .option('--base-topic <topic>', 'MQTT base topic', 'camveil');
+  const runAppAction = async (action: import('./commands/app.js').AppAction, opts: AppGlobal) => {
+    const { runApp } = await import('./commands/app.js');
+    await run(() => runApp(action, opts, io))();
+  };
+  appCommand('pair', 'pair this app with the hub, using the code `camveil pair` shows')
+    .requiredOption('--code <code>', 'the pairing code')
+    .requiredOption('-i, --identity <file>', "the household identity file: its recipient is registered for this phone's alerts")
+    .option('--label <label>', 'a name for this device')
+    .action((opts: AppGlobal & { code: string; identity: string; label?: string }) =>
+      runAppAction({ kind: 'pair', code: opts.code, identity: opts.identity, ...(opts.label === undefined ? {} : { label: opts.label }) }, opts),
+    );
+  appCommand('status', "the hub's public state").action((opts: AppGlobal) => runAppAction({ kind: 'status' }, opts));
+  for (const action of ['grant', 'withdraw'] as const) {
+    appCommand(`consent-${action}`, `${action} a consent (signed; --unsigned to see the hub's answer without a signature)`)
+      .argument('<consent>', 'cloudUpload | faceRecognition | crossBorderTransfer | localRecording')
+      .option('--unsigned', 'send without a signature')
+      .action((consentName: string, opts: AppGlobal & { unsigned?: boolean }) =>
+        runAppAction({ kind: 'consent', action, consent: consentName, ...(opts.unsigned === true ? { unsigned: true } : {}) }, opts),
+      );
+  }
+  appCommand('accept-policy', 'accept a privacy-policy version (signed)')
+    .argument('<version>', 'e.g. 2021-10-31')
+    .action((version: string, opts: AppGlobal) => runAppAction({ kind: 'consent', action: 'accept-policy', version }, opts));
+  appCommand('events', "follow the hub's sealed alerts, decrypted with the household identity")
+    .requiredOption('-i, --identity <file>', 'the household identity file')
+    .option('--for <seconds>', 'stop after this many seconds', positiveNumber)
+    .action((opts: AppGlobal & { identity: string; for?: number }) =>
+      runAppAction({ kind: 'events', identity: opts.identity, ...(opts.for === undefined ? {} : { for: opts.for }) }, opts),
+    );
+
   const data = program.command('data').description("the household's data-subject rights: export and deletion");
   data
     .command('export')

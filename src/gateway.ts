@@ -1,4 +1,11 @@
-import { readdirSync, unlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { ControlPlane } from './control/dispatcher.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './control/embedded-broker.js';
+import { hubCommands } from './control/hub-commands.js';
+import { KeyRegistry } from './control/key-registry.js';
+import { connectOptions } from './control/topics.js';
+import { readPasswordFile } from './config/secrets.js';
 import { link, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
@@ -80,6 +87,10 @@ export class Gateway {
   #zone: string | undefined;
   #stopRetention: (() => void) | undefined;
   #stopDeletions: (() => void) | undefined;
+  #broker: EmbeddedBroker | undefined;
+  #mqtt: MqttClient | undefined;
+  #control: ControlPlane | undefined;
+  #stopControl: (() => void) | undefined;
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
   #audit: AuditLog | undefined;
@@ -102,6 +113,7 @@ export class Gateway {
     const sink = this.#o.sink ?? this.#buildSealedSink();
     // The mode is established (and local-only enforced) before any camera produces anything.
     await this.#consent?.start();
+    await this.#startControl();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
     for (const camera of config.cameras) {
       if (!camera.enabled) continue;
@@ -129,6 +141,10 @@ export class Gateway {
     this.#stopRetention?.();
     this.#stopDeletions?.();
     this.#consent?.stop();
+    this.#stopControl?.();
+    await this.#control?.stop().catch(() => undefined);
+    await this.#mqtt?.endAsync().catch(() => undefined);
+    await this.#broker?.close();
     await this.#uploader?.stop();
     this.#db?.close();
     this.#db = undefined;
@@ -316,6 +332,72 @@ export class Gateway {
     const timer = setInterval(flush, 5 * 60_000);
     timer.unref();
     this.#stopDeletions = () => clearInterval(timer);
+  }
+
+  /**
+   * The MQTT control plane: requests in (verified, signature where the command widens data flow),
+   * retained availability and state out, alerts sealed to the household and its paired phones. The client
+   * reconnects by itself; a broker that is down does not stop the hub.
+   */
+  async #startControl(): Promise<void> {
+    const { config, logger } = this.#o;
+    const m = config.mqtt;
+    if (m === undefined || this.#db === undefined || this.#consent === undefined || this.#ledger === undefined || this.#audit === undefined) return;
+    if (m.embeddedBroker) {
+      const url = new URL(m.url);
+      this.#broker = await startEmbeddedBroker(Number(url.port || 1883), url.hostname);
+    }
+    const options: IClientOptions = { ...connectOptions(m.baseTopic, config.hub.id), reconnectPeriod: 2000, connectTimeout: 10_000 };
+    if (m.caFile !== undefined) options.ca = readFileSync(m.caFile);
+    if (m.certFile !== undefined) options.cert = readFileSync(m.certFile);
+    if (m.keyFile !== undefined) options.key = readFileSync(m.keyFile);
+    if (m.username !== undefined) options.username = m.username;
+    if (m.passwordFile !== undefined) options.password = readPasswordFile(m.passwordFile, 'mqtt.passwordFile');
+    const client = mqtt.connect(m.url, options);
+    this.#mqtt = client;
+    client.on('error', (error) => logger.warn({ code: (error as NodeJS.ErrnoException).code }, 'mqtt: connection problem; retrying'));
+    const registry = new KeyRegistry(this.#db);
+    const control = new ControlPlane({
+      client,
+      baseTopic: m.baseTopic,
+      hubId: config.hub.id,
+      registry,
+      audit: this.#audit,
+      handlers: hubCommands({ consent: this.#consent, ledger: this.#ledger, policyInForce: config.privacy.policyVersion }),
+      logger,
+      getState: () => this.state(),
+    });
+    this.#control = control;
+    const publishState = () => {
+      if (client.connected) void control.publishState(this.state()).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: state not published'));
+    };
+    client.once('connect', () => {
+      control
+        .start()
+        .then(publishState)
+        .catch((error: unknown) => logger.error({ err: error }, 'mqtt: control plane did not start'));
+    });
+    const alert = (event: { type: 'motion' | 'camera-offline'; camera: string; at: number; reason?: string }) => {
+      // Every alert asks the gate (motion and camera-offline alerts carry no biometric data and are allowed).
+      if (this.#gate?.ask({ kind: 'alert', alertKind: event.type }).allowed !== true) return;
+      const recipients = [...(config.household?.recipients ?? []), ...registry.activeRecipients()];
+      if (recipients.length === 0 || !client.connected) return;
+      void control.publishEvent([...new Set(recipients)], event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: event not published'));
+    };
+    const timer = setInterval(publishState, 10_000);
+    timer.unref();
+    const offs = [
+      this.bus.on('mode.changed', publishState),
+      this.bus.on('camera.state', (e) => {
+        publishState();
+        if (e.health === 'failed' || e.health === 'reconnecting') alert({ type: 'camera-offline', camera: this.pseudonymise('cam', e.cameraId), at: Date.now(), reason: e.error?.code ?? e.health });
+      }),
+      this.bus.on('motion.start', (e) => alert({ type: 'motion', camera: this.pseudonymise('cam', e.cameraId), at: e.at })),
+    ];
+    this.#stopControl = () => {
+      clearInterval(timer);
+      offs.forEach((off) => off());
+    };
   }
 
   /** Reads the password when it is needed (never kept) and resolves the camera's stream URLs. */

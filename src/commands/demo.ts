@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +17,23 @@ import { startReceiver } from '../receiver/server.js';
 import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
 
+/** A free TCP port on loopback for the demo's broker. */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** The package's root: the sample video is cached under it so a second run starts at once. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface DemoSetup {
+  mqttUrl: string;
   sampleVideo: string;
   dataDir: string;
   householdRecipient: string;
@@ -51,6 +65,8 @@ function demoConfigInput(setup: DemoSetup) {
       household: { recipients: [setup.householdRecipient] },
       // DE is in the EU residency zone: the loopback receiver plays the EU cloud.
       uplink: { enabled: true, endpoints: { eu: setup.receiverUrl }, tokenFile: setup.tokenFile },
+      // The demo's own broker, inside the hub process, on loopback: the control plane for `camveil app`.
+      mqtt: { url: setup.mqttUrl, embeddedBroker: true },
   };
 }
 
@@ -77,10 +93,12 @@ export async function runDemo(opts: { for?: number; dataDir?: string }, globals:
   const tokenFile = path.join(root, 'cloud.token');
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const receiver = await startReceiver({ dir: cloudDir, token });
+  const mqttUrl = `mqtt://127.0.0.1:${await freeLoopbackPort()}`;
 
-  const config = demoConfig({ sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile });
+  const setup = { mqttUrl, sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile };
+  const config = demoConfig(setup);
   // The same settings as a file, so that `camveil consent …` and `camveil audit …` can be tried against the running demo.
-  writeFileSync(path.join(root, 'camveil.json'), JSON.stringify(demoConfigInput({ sampleVideo, dataDir, householdRecipient, receiverUrl: receiver.url, tokenFile }), null, 2));
+  writeFileSync(path.join(root, 'camveil.json'), JSON.stringify({ ...demoConfigInput(setup), mqtt: { url: mqttUrl } }, null, 2));
   // The readable lines go to stdout; the JSON logs only carry warnings and errors unless asked for more.
   const logger = createLogger({ level: globals.logLevel ?? 'warn', pretty: globals.pretty, destination: process.stderr });
   const gateway = new Gateway({ config, logger });
@@ -96,7 +114,13 @@ export async function runDemo(opts: { for?: number; dataDir?: string }, globals:
     await gateway.consent.acceptPolicy(config.privacy.policyVersion, localRequest('demo: accept the policy in force'));
     await gateway.consent.grant('localRecording', localRequest('demo: grant localRecording'));
     await gateway.consent.grant('cloudUpload', localRequest('demo: grant cloudUpload'));
-    io.stdout(`Withdraw it from another terminal and watch uploads stop: npx camveil consent withdraw cloudUpload --config ${path.join(root, 'camveil.json')}`);
+    const configFile = path.join(root, 'camveil.json');
+    const appFlags = `--broker ${mqttUrl} --hub demo-hub --state ${path.join(root, 'app-state.json')}`;
+    io.stdout(`Withdraw it from another terminal and watch uploads stop: npx camveil consent withdraw cloudUpload --config ${configFile}`);
+    io.stdout(`Or play the phone app over MQTT (${mqttUrl}): npx camveil pair --config ${configFile}, then`);
+    io.stdout(`  npx camveil app pair ${appFlags} --identity ${keyFile} --code CODE`);
+    io.stdout(`  npx camveil app consent-withdraw cloudUpload ${appFlags}     (and consent-grant, which must be signed)`);
+    io.stdout(`  npx camveil app events ${appFlags} --identity ${keyFile}      (sealed alerts, decrypted)`);
     await untilStopRequested(opts.for);
     await gateway.stop();
   } finally {

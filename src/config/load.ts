@@ -44,6 +44,12 @@ export function validateConfig(raw: unknown, file: string, baseDir: string): Con
     if (camera.subSource !== undefined) camera.subSource = resolveFileSource(camera.subSource, baseDir);
   }
   if (config.uplink.tokenFile !== undefined) config.uplink.tokenFile = path.resolve(baseDir, config.uplink.tokenFile);
+  if (config.mqtt !== undefined) {
+    for (const key of ['caFile', 'certFile', 'keyFile', 'passwordFile'] as const) {
+      const file = config.mqtt[key];
+      if (file !== undefined) config.mqtt[key] = path.resolve(baseDir, file);
+    }
+  }
   return config;
 }
 

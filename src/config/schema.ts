@@ -152,6 +152,17 @@ export const privacySchema = z.strictObject({
   faceCapableOverride: z.boolean().default(false).describe('the household declares its unlisted cameras capable'),
 });
 
+export const mqttSchema = z.strictObject({
+  url: z.string().regex(/^(mqtts?|wss?):\/\/[^/@\s]+(:\d+)?\/?$/, 'must be mqtt://host[:port], mqtts://…, ws://… or wss://…, without credentials'),
+  baseTopic: z.string().regex(/^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/, 'must be topic levels of a-z, 0-9, "-", "_"').default('camveil'),
+  caFile: z.string().min(1).optional().describe('CA certificate for mqtts://'),
+  certFile: z.string().min(1).optional().describe('client certificate'),
+  keyFile: z.string().min(1).optional().describe('client key'),
+  username: z.string().min(1).max(128).optional(),
+  passwordFile: z.string().min(1).optional().describe('file holding the broker password'),
+  embeddedBroker: z.boolean().default(false).describe('start a broker inside the hub on the URL\'s loopback address (demo); never otherwise'),
+});
+
 export const configSchema = z
   .strictObject({
     hub: z.strictObject({
@@ -172,6 +183,7 @@ export const configSchema = z
     storage: storageSchema.prefault({}),
     uplink: uplinkSchema.prefault({}),
     privacy: privacySchema.prefault({}),
+    mqtt: mqttSchema.optional().describe('the control plane: the phone app configures the hub through this broker'),
   })
   .superRefine((c, ctx) => {
     if (c.uplink.enabled && c.household === undefined) {
@@ -190,6 +202,9 @@ export const configSchema = z
       if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
         ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', name], message: 'must be https:// (plain http:// is allowed only to loopback)' });
       }
+    }
+    if (c.mqtt?.embeddedBroker === true && !/^mqtt:\/\/(127\.\d+\.\d+\.\d+|localhost)(:\d+)?\/?$/.test(c.mqtt.url)) {
+      ctx.addIssue({ code: 'custom', path: ['mqtt', 'embeddedBroker'], message: 'an embedded broker listens on loopback only: use mqtt://127.0.0.1:PORT' });
     }
     const known = [...SHIPPED_POLICY_VERSIONS, ...c.privacy.policyHistory].map((v) => v.version);
     if (!known.includes(c.privacy.policyVersion)) {

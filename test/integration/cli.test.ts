@@ -77,8 +77,8 @@ describe('camveil CLI', () => {
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number; code?: string });
     expect(lines.some((l) => l.code === 'CAMVEIL_E_CAMERA_NOT_VIDEO')).toBe(true);
     expect(lines.at(-1)!.msg).toBe('gateway stopped');
-    // The hub's keys were created with private modes; nothing else was written.
-    expect(readdirSync(dataDir)).toEqual(['keys']);
+    // The hub's keys and its database (consent, audit); no media: without household recipients nothing is stored.
+    expect(readdirSync(dataDir).filter((f) => !/^camveil\.db(-wal|-shm)?$/.test(f))).toEqual(['keys']);
   });
 
   it('demo: shows the sample camera streaming, motion, a clip sealed, stored and received by the local cloud', async () => {

@@ -1,0 +1,69 @@
+import { readFile } from 'node:fs/promises';
+import mqtt from 'mqtt';
+import { AppClient } from '../control/app-client.js';
+import type { ControlResponse } from '../control/command.js';
+import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
+import { CamveilError } from '../errors.js';
+import type { CommandIO } from './io.js';
+import { untilStopRequested } from './service-lifecycle.js';
+
+/** Where the app side talks to the hub, and where it keeps its signing key and sequence number. */
+export interface AppOptions {
+  broker: string;
+  hub: string;
+  state: string;
+  baseTopic?: string;
+}
+
+export type AppAction =
+  | { kind: 'pair'; code: string; identity: string; label?: string }
+  | { kind: 'status' }
+  | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
+  | { kind: 'events'; identity: string; for?: number };
+
+/**
+ * `camveil app …`: plays the phone app from a terminal, over MQTT only. Its Ed25519 key and sequence
+ * number live in `--state` (0600). Requests that widen data flow are signed; `--unsigned` sends a request
+ * without a signature, to see the hub refuse it (or accept it, for a withdrawal).
+ */
+export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO): Promise<number> {
+  const client = await mqtt.connectAsync(opts.broker, { connectTimeout: 10_000, reconnectPeriod: 0 });
+  const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state });
+  await app.start();
+  try {
+    let response: ControlResponse;
+    switch (action.kind) {
+      case 'pair': {
+        const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
+        const recipient = await recipientOf(identities[0]!, action.identity);
+        response = await app.pair(action.code, recipient, action.label);
+        break;
+      }
+      case 'status':
+        response = await app.request('status', {}, { sign: false });
+        break;
+      case 'consent': {
+        const args = action.action === 'accept-policy' ? { action: action.action, version: action.version } : { action: action.action, consent: action.consent };
+        response = await app.request('consent/set', args, { sign: action.unsigned !== true });
+        break;
+      }
+      case 'events': {
+        const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
+        const stop = await app.followEvents(identities[0]!, (event) => io.stdout(JSON.stringify(event)), (error) =>
+          io.stderr(`camveil: an event could not be opened: ${error instanceof Error ? error.message : String(error)}`),
+        );
+        await untilStopRequested(action.for);
+        await stop();
+        return 0;
+      }
+      default:
+        action satisfies never;
+        throw new CamveilError('CAMVEIL_E_USAGE', 'unknown app action');
+    }
+    io.stdout(JSON.stringify(response, null, 2));
+    return response.status === 'ok' ? 0 : 1;
+  } finally {
+    await app.stop();
+    await client.endAsync();
+  }
+}
