@@ -126,6 +126,27 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .option('--json', 'print one JSON document')
     .action(consentAction((version) => ({ kind: 'accept-policy', version })));
 
+  const faces = program.command('faces').description('check the face model on photos (nothing is stored)');
+  faces
+    .command('detect')
+    .description('the faces found in an image: box, score and quality verdict')
+    .argument('<image>', 'a JPEG, PNG or WebP file')
+    .option('--json', 'print one JSON document')
+    .action(async (image: string, opts: { json?: boolean }) => {
+      const { runFacesDetect } = await import('./commands/faces.js');
+      await run(() => runFacesDetect(image, opts, io))();
+    });
+  faces
+    .command('compare')
+    .description('the distance between the best face of each image, the threshold and the verdict; exit 2 when an image holds no usable face')
+    .argument('<image1>', 'first image')
+    .argument('<image2>', 'second image')
+    .option('--json', 'print one JSON document')
+    .action(async (image1: string, image2: string, opts: { json?: boolean }) => {
+      const { runFacesCompare } = await import('./commands/faces.js');
+      await run(() => runFacesCompare(image1, image2, opts, io))();
+    });
+
   program
     .command('pair')
     .description('show a one-time pairing code (10 minutes, one use) for the phone app')
