@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   CAMVEIL_E_MODEL_INVALID: 'A face model file is missing or differs from models/manifest.json (size or SHA-256), or the manifest is invalid',
   CAMVEIL_E_IMAGE_INVALID: 'An image is empty, not an image, in an unsupported format, or its pixel buffer does not match its size',
   CAMVEIL_E_NO_FACE: 'An image holds no usable face (none found, or too small, low-score or cut off at the edge)',
+  CAMVEIL_E_SEVERAL_FACES: 'An enrolment photo holds more than one usable face: it cannot say whose face to enrol',
+  CAMVEIL_E_PERSON_NOT_FOUND: 'No enrolled person has that id',
   CAMVEIL_E_BACKEND_UNAVAILABLE: 'No TensorFlow.js backend for face recognition could be started (tfjs-node absent and wasm failed)',
   CAMVEIL_E_REQUEST_INVALID: 'An MQTT request is malformed, oversized, stale, retained or names another command than its topic',
   CAMVEIL_E_SIGNATURE_INVALID: 'An MQTT request signature does not verify against the paired key it names',
@@ -48,6 +50,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_UNKNOWN_COMMAND: 'An MQTT request names a command the hub does not know',
   CAMVEIL_E_NOT_AUTHORISED: 'An MQTT command that widens data flow arrived without a signature by a paired app key',
   CAMVEIL_E_STATE_UNSAFE: 'The hub refused to publish its state because it looks like it holds a secret',
+  CAMVEIL_E_REPLY_TOO_LARGE: 'An MQTT reply (a sealed export) would be larger than its cap; nothing was sent or recorded',
   CAMVEIL_E_INTERNAL: 'An unexpected internal error',
 } as const;
 

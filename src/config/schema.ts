@@ -163,6 +163,24 @@ export const mqttSchema = z.strictObject({
   embeddedBroker: z.boolean().default(false).describe('start a broker inside the hub on the URL\'s loopback address (demo); never otherwise'),
 });
 
+/**
+ * Home Assistant MQTT discovery (opt-in, for a broker on the household's own network): retained entity
+ * configs under `<prefix>/…/config` for each camera's motion and last event, and the hub's upload mode.
+ * Read-only: nothing published there can turn a data flow on.
+ */
+export const homeAssistantSchema = z.strictObject({
+  discovery: z.boolean().default(false).describe('publish Home Assistant discovery configs on the control broker'),
+  prefix: z
+    .string()
+    .regex(/^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/, 'must be topic levels of a-z, 0-9, "-", "_"')
+    .default('homeassistant')
+    .describe("Home Assistant's discovery prefix; its birth message is expected on <prefix>/status"),
+  faceIdentities: z
+    .boolean()
+    .default(false)
+    .describe('reserved: no entity ever names a recognised person; the hub publishes none whatever this says'),
+});
+
 export const configSchema = z
   .strictObject({
     hub: z.strictObject({
@@ -184,6 +202,7 @@ export const configSchema = z
     uplink: uplinkSchema.prefault({}),
     privacy: privacySchema.prefault({}),
     mqtt: mqttSchema.optional().describe('the control plane: the phone app configures the hub through this broker'),
+    homeAssistant: homeAssistantSchema.prefault({}).describe('Home Assistant MQTT discovery on the control broker (opt-in)'),
   })
   .superRefine((c, ctx) => {
     if (c.uplink.enabled && c.household === undefined) {
@@ -206,6 +225,9 @@ export const configSchema = z
     if (c.mqtt?.embeddedBroker === true && !/^mqtt:\/\/(127\.\d+\.\d+\.\d+|localhost)(:\d+)?\/?$/.test(c.mqtt.url)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'embeddedBroker'], message: 'an embedded broker listens on loopback only: use mqtt://127.0.0.1:PORT' });
     }
+    if (c.homeAssistant.discovery && c.mqtt === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['homeAssistant', 'discovery'], message: 'needs mqtt: discovery is published on the control broker' });
+    }
     const known = [...SHIPPED_POLICY_VERSIONS, ...c.privacy.policyHistory].map((v) => v.version);
     if (!known.includes(c.privacy.policyVersion)) {
       ctx.addIssue({ code: 'custom', path: ['privacy', 'policyVersion'], message: `unknown version; known: ${known.join(', ')} (add new ones to privacy.policyHistory)` });
@@ -223,4 +245,5 @@ export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
 export type UplinkConfig = z.output<typeof uplinkSchema>;
+export type HomeAssistantConfig = z.output<typeof homeAssistantSchema>;
 export type ResidencyZone = (typeof RESIDENCY_ZONES)[number];

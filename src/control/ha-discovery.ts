@@ -1,0 +1,195 @@
+import { asCamveilError } from '../errors.js';
+import type { ControlLogger } from './command.js';
+import type { ControlClient } from './dispatcher.js';
+import { assertNoSecrets } from './state-guard.js';
+import { hubTopics } from './topics.js';
+
+/**
+ * Home Assistant MQTT discovery (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery), opt-in
+ * for a broker on the household's network. Per camera: a `binary_sensor` for motion and a timestamp
+ * `sensor` for the last event; per hub: a `sensor` showing whether uploads are on (`cloud`/`local-only`),
+ * read from the retained hub state. Everything is read-only — no entity has a command topic, since turning
+ * uploads on needs the app's signature — and nothing names a person: the hub publishes no face identities.
+ */
+
+export const HA_MOTION_ON = 'ON';
+export const HA_MOTION_OFF = 'OFF';
+export const HA_BIRTH_ONLINE = 'online';
+
+export interface HomeAssistantBridgeOptions {
+  /** The control plane's base topic (`mqtt.baseTopic`) and hub id: the entities read from under them. */
+  baseTopic: string;
+  hubId: string;
+  /** Home Assistant's discovery prefix (`homeAssistant.prefix`). */
+  prefix: string;
+  /** The configured cameras; `name` is a display name chosen for the app, not personal data. */
+  cameras: ReadonlyArray<{ id: string; name?: string | undefined }>;
+  logger: ControlLogger;
+  /** Unix milliseconds (tests inject one). */
+  now?: () => number;
+}
+
+/** One retained discovery config: where, and the JSON it carries. */
+export interface DiscoveryMessage {
+  topic: string;
+  config: Record<string, unknown>;
+}
+
+/** Topics the entities read from, under `<baseTopic>/<hubId>/`. */
+export function cameraTopics(baseTopic: string, hubId: string, cameraId: string): { motion: string; lastEvent: string } {
+  const root = `${baseTopic}/${hubId}/camera/${cameraId}`;
+  return { motion: `${root}/motion`, lastEvent: `${root}/last_event` };
+}
+
+/**
+ * The retained discovery configs for `options` (pure). `unique_id`s derive from the hub id and camera id
+ * only, so they survive restarts and renames.
+ */
+export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'baseTopic' | 'hubId' | 'prefix' | 'cameras'>): DiscoveryMessage[] {
+  const { baseTopic, hubId, prefix } = options;
+  const topics = hubTopics(baseTopic, hubId);
+  const node = `camveil_${hubId}`;
+  const availability = {
+    availability_topic: topics.availability,
+    payload_available: 'online',
+    payload_not_available: 'offline',
+  };
+  const origin = { name: 'camveil' };
+  const hubDevice = { identifiers: [node], name: `camveil ${hubId}`, manufacturer: 'camveil', model: 'privacy gateway' };
+  const messages: DiscoveryMessage[] = [
+    {
+      topic: `${prefix}/sensor/${node}/cloud_uploads/config`,
+      config: {
+        name: 'Cloud uploads',
+        unique_id: `${node}_cloud_uploads`,
+        state_topic: topics.state,
+        value_template: '{{ value_json.mode.mode }}',
+        icon: 'mdi:cloud-lock',
+        entity_category: 'diagnostic',
+        ...availability,
+        device: hubDevice,
+        origin,
+      },
+    },
+  ];
+  for (const camera of options.cameras) {
+    const cam = cameraTopics(baseTopic, hubId, camera.id);
+    const device = {
+      identifiers: [`${node}_${camera.id}`],
+      name: camera.name ?? camera.id,
+      manufacturer: 'camveil',
+      model: 'camera',
+      via_device: node,
+    };
+    messages.push(
+      {
+        topic: `${prefix}/binary_sensor/${node}/${camera.id}_motion/config`,
+        config: {
+          name: 'Motion',
+          unique_id: `${node}_${camera.id}_motion`,
+          device_class: 'motion',
+          state_topic: cam.motion,
+          payload_on: HA_MOTION_ON,
+          payload_off: HA_MOTION_OFF,
+          ...availability,
+          device,
+          origin,
+        },
+      },
+      {
+        topic: `${prefix}/sensor/${node}/${camera.id}_last_event/config`,
+        config: {
+          name: 'Last event',
+          unique_id: `${node}_${camera.id}_last_event`,
+          device_class: 'timestamp',
+          state_topic: cam.lastEvent,
+          ...availability,
+          device,
+          origin,
+        },
+      },
+    );
+  }
+  return messages;
+}
+
+/**
+ * Publishes the discovery configs on `start`, again whenever Home Assistant announces itself
+ * (`<prefix>/status` = `online`, its birth message, which it sends after a restart that may have lost
+ * them) and on every reconnect; and each camera's motion state. Publishing never throws: a lost broker is
+ * logged, and the retained configs are re-sent on the next birth or connect.
+ */
+export class HomeAssistantBridge {
+  readonly #o: HomeAssistantBridgeOptions;
+  readonly #now: () => number;
+  readonly #statusTopic: string;
+  readonly #cameras: Map<string, { motion: string; lastEvent: string }>;
+  #client: ControlClient | undefined;
+  readonly #onMessage = (topic: string, payload: Buffer): void => {
+    if (topic === this.#statusTopic && payload.toString('utf8').trim() === HA_BIRTH_ONLINE) void this.announce();
+  };
+  readonly #onConnect = (): void => void this.announce();
+
+  constructor(options: HomeAssistantBridgeOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#statusTopic = `${options.prefix}/status`;
+    this.#cameras = new Map(options.cameras.map((c) => [c.id, cameraTopics(options.baseTopic, options.hubId, c.id)]));
+  }
+
+  /** Subscribes to Home Assistant's status, announces every entity, and sets every camera's motion to OFF. */
+  async start(client: ControlClient): Promise<void> {
+    if (this.#client !== undefined) return;
+    this.#client = client;
+    client.on('message', this.#onMessage);
+    client.on('connect', this.#onConnect);
+    await client.subscribeAsync(this.#statusTopic, { qos: 1 });
+    await this.announce();
+    // A hub that restarted is not in the middle of an event: clear an ON left retained by the last run.
+    await Promise.all([...this.#cameras.keys()].map((id) => this.#publish(this.#cameras.get(id)!.motion, HA_MOTION_OFF)));
+  }
+
+  /** Stops listening. The retained configs stay: Home Assistant shows the entities unavailable via `availability`. */
+  async stop(): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    this.#client = undefined;
+    client.removeListener('message', this.#onMessage);
+    client.removeListener('connect', this.#onConnect);
+    try {
+      await client.unsubscribeAsync(this.#statusTopic);
+    } catch (error) {
+      this.#o.logger.warn({ code: asCamveilError(error).code }, 'home assistant: status topic could not be unsubscribed');
+    }
+  }
+
+  /** Publishes every discovery config, retained. */
+  async announce(): Promise<void> {
+    const messages = discoveryMessages(this.#o);
+    await Promise.all(
+      messages.map((m) => {
+        assertNoSecrets(m.config);
+        return this.#publish(m.topic, JSON.stringify(m.config));
+      }),
+    );
+    this.#o.logger.debug({ entities: messages.length }, 'home assistant: discovery published');
+  }
+
+  /** A camera's motion began (`on`) or ended; the start of motion is also its last event time. Unknown ids are ignored. */
+  async motion(cameraId: string, on: boolean): Promise<void> {
+    const topics = this.#cameras.get(cameraId);
+    if (topics === undefined) return;
+    await this.#publish(topics.motion, on ? HA_MOTION_ON : HA_MOTION_OFF);
+    if (on) await this.#publish(topics.lastEvent, new Date(this.#now()).toISOString());
+  }
+
+  async #publish(topic: string, payload: string): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    try {
+      await client.publishAsync(topic, payload, { qos: 1, retain: true });
+    } catch (error) {
+      this.#o.logger.warn({ code: asCamveilError(error).code }, 'home assistant: publish failed');
+    }
+  }
+}

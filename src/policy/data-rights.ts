@@ -1,0 +1,204 @@
+import type { Readable } from 'node:stream';
+import type Database from 'better-sqlite3';
+import type { AuditLog } from '../audit/audit-log.js';
+import { canonicalJson } from '../audit/canonical.js';
+import type { Config } from '../config/schema.js';
+import { encryptStream } from '../crypto/age-stream.js';
+import { CamveilError } from '../errors.js';
+import { silentLogger } from '../log.js';
+import { ObjectStore } from '../store/object-store.js';
+import { DeletionRequests } from '../uplink/deletion-requests.js';
+import { chooseEndpoint } from '../uplink/endpoint.js';
+import { Outbox } from '../uplink/outbox.js';
+import { readToken } from '../uplink/uploader.js';
+import type { ConsentLedger } from './consent-ledger.js';
+import { rulesFor } from './region-rules.js';
+
+const ALL = 1_000_000_000;
+
+/**
+ * What the household's data rights work on: the hub's database and the modules on it. The CLI opens its
+ * own (`openHubContext`); the running gateway passes its own, and its `store`, because opening a second
+ * ObjectStore runs recovery, which would take the `.tmp` file of a clip being written for debris.
+ */
+export interface DataRightsDeps {
+  db: Database.Database;
+  config: Config;
+  audit: AuditLog;
+  ledger: ConsentLedger;
+  pseudonymise: (kind: string, value: string) => string;
+  /** The store already open on `db`; opened here when absent (only when nothing else writes to it). */
+  store?: ObjectStore;
+}
+
+/** Who asked, for the audit record: the signing app key and the request digest (MQTT), or nobody (CLI). */
+export interface DataRightsRequester {
+  keyId?: string;
+  requestDigest?: string;
+}
+
+/** What `deleteAllHouseholdData` removed, and where the cloud's deletion requests stand. */
+export interface DeletionCounts {
+  objects: number;
+  events: number;
+  consentRecords: number;
+  queuedUploads: number;
+  cloud: { sent: number; pending: number };
+}
+
+/** A sealed export: ciphertext for the household's recipients, and how many records it holds. */
+export interface SealedExport {
+  ciphertext: Readable;
+  records: number;
+  recipients: number;
+}
+
+function storeOf(deps: DataRightsDeps): ObjectStore {
+  return deps.store ?? ObjectStore.open({ db: deps.db, dataDir: deps.config.dataDir, logger: silentLogger() });
+}
+
+function householdRecipients(config: Config): readonly string[] {
+  const recipients = config.household?.recipients;
+  if (recipients === undefined || recipients.length === 0) {
+    throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', 'household.recipients is needed to encrypt an export', { where: 'household.recipients' });
+  }
+  return recipients;
+}
+
+function readConsent(ledger: ConsentLedger): object[] {
+  try {
+    return ledger.records();
+  } catch {
+    return [{ unreadable: true }];
+  }
+}
+
+/**
+ * Everything the hub holds about the household — consent records, the event index, the index of stored
+ * objects (the objects themselves are already sealed to the household), and the audit log — as JSON lines
+ * in one age stream sealed to the household's recipients. Nothing is written anywhere; the caller records
+ * the export with `recordExport` once the ciphertext has reached its destination.
+ *
+ * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients.
+ */
+export function openHouseholdExport(deps: DataRightsDeps, now: Date = new Date()): SealedExport {
+  const recipients = householdRecipients(deps.config);
+  const { config } = deps;
+  const store = storeOf(deps);
+  const lines: object[] = [
+    { section: 'export', hub: deps.pseudonymise('hub', config.hub.id), region: config.hub.region, exportedAt: now.toISOString(), policyInForce: config.privacy.policyVersion },
+    ...readConsent(deps.ledger).map((r) => ({ section: 'consent', ...r })),
+    ...store.listEvents({ limit: ALL }).map((e) => ({ section: 'event', ...e })),
+    ...store.list({ limit: ALL }).map(({ path: _path, ...o }) => ({ section: 'object', ...o })),
+    ...deps.audit.entries({ limit: 10_000 }).map((a) => ({ section: 'audit', ...a })),
+  ];
+  const ciphertext = encryptStream(recipients, lines.map((l) => Buffer.from(`${JSON.stringify(l)}\n`)));
+  return { ciphertext, records: lines.length, recipients: recipients.length };
+}
+
+/** Records a completed export in the audit log (counts only). */
+export function recordExport(audit: AuditLog, scope: 'household' | 'audit', records: number, recipients: number, who: DataRightsRequester = {}): void {
+  audit.append('export', { scope, count: records, recipients, ...who });
+}
+
+/**
+ * Collects a ciphertext stream into one buffer of at most `maxBytes`; stops reading (and destroys the
+ * stream) as soon as it would exceed it, so an oversized export never sits whole in memory.
+ *
+ * @throws CamveilError `CAMVEIL_E_REPLY_TOO_LARGE` over the cap.
+ */
+export async function collectCapped(ciphertext: Readable, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of ciphertext as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > maxBytes) {
+      ciphertext.destroy();
+      throw new CamveilError('CAMVEIL_E_REPLY_TOO_LARGE', `the sealed export is larger than ${maxBytes} bytes: use the hub's console (camveil data export / audit export)`, {
+        where: 'export',
+      });
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/**
+ * The household export as one age ciphertext of at most `maxBytes`, recorded in the audit log.
+ *
+ * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients, `CAMVEIL_E_REPLY_TOO_LARGE`.
+ */
+export async function exportHouseholdData(deps: DataRightsDeps, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
+  const sealed = openHouseholdExport(deps);
+  const bytes = await collectCapped(sealed.ciphertext, options.maxBytes);
+  recordExport(deps.audit, 'household', sealed.records, sealed.recipients, options.who);
+  return bytes;
+}
+
+/**
+ * The whole audit log as JSON lines (the format of `camveil audit export`: canonicalJson of each entry),
+ * read page by page and sealed to the household's recipients, as one ciphertext of at most `maxBytes`;
+ * the export is then recorded in the log (type `export`, scope `audit`).
+ *
+ * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients, `CAMVEIL_E_REPLY_TOO_LARGE`.
+ */
+export async function exportAuditLog(deps: Pick<DataRightsDeps, 'audit' | 'config'>, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
+  const recipients = householdRecipients(deps.config);
+  const audit = deps.audit;
+  let count = 0;
+  function* lines(): Generator<Buffer> {
+    for (const entry of audit.iterate()) {
+      count += 1;
+      yield Buffer.from(`${canonicalJson({ ...entry })}\n`, 'utf8');
+    }
+  }
+  const bytes = await collectCapped(encryptStream(recipients, lines()), options.maxBytes);
+  recordExport(audit, 'audit', count, recipients.length, options.who);
+  return bytes;
+}
+
+/**
+ * The household's deletion request: the consent records first (the hub is then as new — local-only,
+ * nothing recorded — so `stopFlows` can cut uploads before anything else goes), then the upload queue, every
+ * stored object and event, and a deletion request to the cloud for every object it received — sent at once
+ * when uploads are configured, even in local-only mode, and kept pending until the cloud confirms. What
+ * remains is the audit trail of the deletion itself (counts and object ids only).
+ */
+export async function deleteAllHouseholdData(
+  deps: DataRightsDeps,
+  options: { who?: DataRightsRequester; stopFlows?: () => Promise<void> } = {},
+): Promise<DeletionCounts> {
+  const { config, db } = deps;
+  const consentRecords = deps.ledger.eraseAll();
+  await options.stopFlows?.();
+  const store = storeOf(deps);
+  const outbox = new Outbox(db);
+  const deletions = new DeletionRequests(db);
+  const uploaded = outbox.uploadedIds();
+  const destroyedQueue = outbox.destroyQueued();
+  deletions.add(uploaded);
+  outbox.forgetAll();
+  let objects = 0;
+  for (let batch = store.list({ limit: 1000 }); batch.length > 0; batch = store.list({ limit: 1000 })) {
+    let deleted = 0;
+    for (const o of batch) if (store.delete(o.objectId)) deleted += 1;
+    objects += deleted;
+    // An object whose row will not go would make this loop spin: stop rather than hang the hub.
+    if (deleted === 0) break;
+  }
+  const events = store.pruneEvents(Number.MAX_SAFE_INTEGER);
+  deps.audit.append('deletion', {
+    scope: 'all',
+    count: objects + events + consentRecords,
+    reason: 'data-subject-request',
+    objectIds: uploaded.slice(0, 256),
+    ...options.who,
+  });
+  let cloud = { sent: 0, pending: deletions.pending().length };
+  const uplink = config.uplink;
+  if (uplink.enabled && uplink.tokenFile !== undefined && cloud.pending > 0) {
+    const endpoint = chooseEndpoint(uplink.endpoints, rulesFor(config.hub.region).residencyZone);
+    cloud = await deletions.flush({ endpoint, hubPseudonym: deps.pseudonymise('hub', config.hub.id), token: readToken(uplink.tokenFile) });
+  }
+  return { objects, events, consentRecords, queuedUploads: destroyedQueue.length, cloud };
+}
