@@ -21,6 +21,8 @@ export interface CameraPipelineOptions {
   ffmpegMajor: number;
   /** Where the streams are: resolved before every (re)connect. */
   resolveSource: () => Promise<IngestSource>;
+  /** The shared face stage: offered every analysed frame after motion detection (it asks the gate itself). */
+  faces?: { offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void };
   /** Frames waiting for analysis before the oldest is dropped. */
   analysisQueue?: number;
   backoff?: BackoffOptions;
@@ -164,6 +166,7 @@ export class CameraPipeline {
         const { score, motion } = await this.#detector.update(frame);
         this.#analysed += 1;
         this.#onMotionResult(frame, score, motion);
+        this.#o.faces?.offer(this.#o.camera.id, frame, motion);
       } catch (error) {
         this.#o.logger.error({ camera: this.#o.camera.id, err: error instanceof Error ? error.message : String(error) }, 'motion analysis failed on a frame');
       }

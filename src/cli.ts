@@ -126,7 +126,7 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .option('--json', 'print one JSON document')
     .action(consentAction((version) => ({ kind: 'accept-policy', version })));
 
-  const faces = program.command('faces').description('check the face model on photos (nothing is stored)');
+  const faces = program.command('faces').description('the face model on photos, and the people enrolled on this hub');
   faces
     .command('detect')
     .description('the faces found in an image: box, score and quality verdict')
@@ -145,6 +145,42 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .action(async (image1: string, image2: string, opts: { json?: boolean }) => {
       const { runFacesCompare } = await import('./commands/faces.js');
       await run(() => runFacesCompare(image1, image2, opts, io))();
+    });
+
+  faces
+    .command('enrol')
+    .alias('enroll')
+    .description('enrol a person from reference photos (each must hold exactly one usable face); name and templates are sealed to the hub key')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .requiredOption('--name <name>', "the person's name (stored encrypted)")
+    .requiredOption('--photo <file...>', 'one or more reference photos (not kept)')
+    .option('--minor', 'the person is under 18: a guardian attestation is required')
+    .option('--guardian-key <keyId>', "the guardian's paired key id or name for the attestation")
+    .option('--guardian-statement <text>', "the guardian's consent statement")
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { config: string; name: string; photo: string[]; minor?: boolean; guardianKey?: string; guardianStatement?: string; json?: boolean }) => {
+      const { runFacesEnrol } = await import('./commands/faces-enrol.js');
+      const { photo, ...rest } = opts;
+      await run(() => runFacesEnrol({ ...rest, photos: photo }, io))();
+    });
+  faces
+    .command('list')
+    .description('the people enrolled on this hub')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const { runFacesList } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesList(opts, io))();
+    });
+  faces
+    .command('delete')
+    .description('delete an enrolled person (templates gone at once), or everyone with --all')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--person <id>', 'the person id (see faces list)')
+    .option('--all', 'delete every enrolled person')
+    .action(async (opts: { config: string; person?: string; all?: boolean }) => {
+      const { runFacesDelete } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesDelete({ config: opts.config, ...(opts.person === undefined ? {} : { personId: opts.person }), ...(opts.all === true ? { all: true } : {}) }, io))();
     });
 
   program

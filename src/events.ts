@@ -20,6 +20,10 @@ export interface CamveilEvents {
   'mode.changed': { mode: 'cloud' | 'local-only'; reason: string };
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
+  /** An enrolled person, confirmed over several frames; `personId` is the `person_…` pseudonym, never a name. */
+  'face.known': { cameraId: string; personId: string; at: number; distance: number };
+  /** A face that matched nobody enrolled, confirmed over several frames. */
+  'face.unknown': { cameraId: string; at: number };
 }
 
 export type CameraHealth = 'starting' | 'streaming' | 'reconnecting' | 'failed' | 'stopped';

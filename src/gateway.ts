@@ -4,6 +4,8 @@ import { ControlPlane } from './control/dispatcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './control/embedded-broker.js';
 import { hubCommands } from './control/hub-commands.js';
 import { KeyRegistry } from './control/key-registry.js';
+import { HomeAssistantBridge } from './control/ha-discovery.js';
+import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
 import { connectOptions } from './control/topics.js';
 import { readPasswordFile } from './config/secrets.js';
 import { link, mkdir, unlink } from 'node:fs/promises';
@@ -21,6 +23,10 @@ import { resolveCameraPassword } from './config/secrets.js';
 import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
 import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
+import { EnrolmentStore, purgeAfterWithdrawal } from './analysis/faces/enrolment.js';
+import { FaceStage } from './analysis/faces/face-stage.js';
+import type { DeviceFacts } from './cameras/device-facts.js';
+import { DEFAULT_CAPABLE_MODELS, DEFAULT_MIN_FACE_STREAM, isFaceCapable, type FaceCapabilityReason } from './policy/device-rules.js';
 import type { Logger } from './log.js';
 import { ConsentLedger } from './policy/consent-ledger.js';
 import { ConsentService, type ModeChange } from './policy/consent-service.js';
@@ -91,12 +97,20 @@ export class Gateway {
   #mqtt: MqttClient | undefined;
   #control: ControlPlane | undefined;
   #stopControl: (() => void) | undefined;
+  #makePipeline: ((camera: CameraConfig) => CameraPipeline) | undefined;
+  #retention: { retentionDays: number; quotaBytes: number } | undefined;
+  #ha: HomeAssistantBridge | undefined;
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
   #audit: AuditLog | undefined;
   #ledger: ConsentLedger | undefined;
   #gate: PolicyGate | undefined;
   #consent: ConsentService | undefined;
+  /** Per camera, what the gate is told: the household's switch and the device's capability (updated as cameras identify themselves). */
+  readonly #faceCameras = new Map<string, { faceRecognitionEnabled: boolean; faceCapable: boolean }>();
+  #faces: FaceStage | undefined;
+  #enrolment: EnrolmentStore | undefined;
+  #stopFaces: (() => void) | undefined;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -110,38 +124,65 @@ export class Gateway {
     this.#ffmpeg = { origin: binaries.origin, major };
     this.#keys = await loadOrCreateHubKeys(config.dataDir);
     this.#openPolicy();
+    this.#openFaces();
     const sink = this.#o.sink ?? this.#buildSealedSink();
     // The mode is established (and local-only enforced) before any camera produces anything.
     await this.#consent?.start();
     await this.#startControl();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
-    for (const camera of config.cameras) {
-      if (!camera.enabled) continue;
-      const pipeline = new CameraPipeline({
+    this.#makePipeline = (camera) =>
+      new CameraPipeline({
         camera,
-        recording: config.recording,
+        recording: this.#o.config.recording,
         sink,
         bus: this.bus,
         logger,
         ffmpeg: binaries.ffmpeg,
         ffmpegMajor: major,
         resolveSource: () => this.#resolve(camera),
+        ...(this.#faces === undefined ? {} : { faces: this.#faces }),
         ...(this.#o.backoff === undefined ? {} : { backoff: this.#o.backoff }),
         ...(this.#o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: this.#o.stallTimeoutMs }),
       });
+    for (const camera of config.cameras) {
+      if (!camera.enabled) continue;
+      const pipeline = this.#makePipeline(camera);
       this.#pipelines.push(pipeline);
       pipeline.start();
     }
+  }
+
+  /**
+   * Applies settings changed over MQTT (`config/set`: zones, masks, sensitivity, analysis fps, retention)
+   * in memory. A camera whose settings changed is restarted: its motion detector reads them when built.
+   */
+  async #applySettings(patch: SettingsPatch): Promise<HubSettings> {
+    const next = applySettingsPatch(this.#o.config, patch);
+    this.#o.config = next;
+    if (this.#retention !== undefined) this.#retention.retentionDays = next.storage.retentionDays;
+    for (const { id } of patch.cameras ?? []) {
+      const i = this.#pipelines.findIndex((p) => p.cameraId === id);
+      const camera = next.cameras.find((c) => c.id === id);
+      if (i < 0 || camera === undefined || this.#makePipeline === undefined) continue;
+      await this.#pipelines[i]!.stop();
+      const pipeline = this.#makePipeline(camera);
+      this.#pipelines[i] = pipeline;
+      pipeline.start();
+    }
+    return settingsOf(next);
   }
 
   /** Stops every camera (open clips end and are sealed and stored), then the uploader and the database. */
   async stop(): Promise<void> {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
+    this.#stopFaces?.();
+    await this.#faces?.stop();
     this.#stopRetention?.();
     this.#stopDeletions?.();
     this.#consent?.stop();
     this.#stopControl?.();
+    await this.#ha?.stop();
     await this.#control?.stop().catch(() => undefined);
     await this.#mqtt?.endAsync().catch(() => undefined);
     await this.#broker?.close();
@@ -184,6 +225,17 @@ export class Gateway {
     return this.#consent;
   }
 
+  /** Enrolled people (enrol, list, rename, delete); the face stage picks changes up by the store's revision. */
+  get enrolment(): EnrolmentStore {
+    if (this.#enrolment === undefined) throw new Error('the gateway has not started');
+    return this.#enrolment;
+  }
+
+  /** The face stage's counters (calls, gated-out and dropped frames, whether models are loaded); undefined before start. */
+  faceStats(): ReturnType<FaceStage['stats']> | undefined {
+    return this.#faces?.stats();
+  }
+
   /** The hub's keyed pseudonym of a value (camera id, serial, hub id). */
   pseudonymise(kind: string, value: string): string {
     if (this.#keys === undefined) throw new Error('the gateway has not started');
@@ -205,7 +257,8 @@ export class Gateway {
     const inForce = history.find((v) => v.version === config.privacy.policyVersion);
     // The config schema has checked that the version is known; fail closed if not.
     const policy = { inForce: inForce ?? { version: config.privacy.policyVersion, material: true, publishedAt: new Date().toISOString() }, history };
-    const cameras = new Map(config.cameras.map((c) => [c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: false }]));
+    for (const c of config.cameras) this.#faceCameras.set(c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: this.#faceCapability().capable });
+    const cameras = this.#faceCameras;
     this.#gate = new PolicyGate({
       ledger: this.#ledger,
       region: config.hub.region,
@@ -224,6 +277,62 @@ export class Gateway {
       logger,
       enforce: (change) => this.#enforce(change),
     });
+  }
+
+  /**
+   * Enrolled people and the shared face stage. Nothing is loaded here: the stage starts its worker on the
+   * first frame the gate allows. A faceRecognition withdrawal (here, by the CLI or while the hub was off)
+   * deletes the templates of everyone enrolled before it, checked at start and whenever the ledger moves.
+   */
+  #openFaces(): void {
+    const { config, logger } = this.#o;
+    const db = this.#db!;
+    const ledger = this.#ledger!;
+    const policyVersion = config.privacy.policyVersion;
+    const enrolment = new EnrolmentStore({ db, hub: this.#keys!, audit: this.#audit!, ledger, policyVersion });
+    this.#enrolment = enrolment;
+    this.#faces = new FaceStage({
+      gate: this.#gate!,
+      cameraIds: () => config.cameras.filter((c) => c.enabled).map((c) => c.id),
+      bus: this.bus,
+      logger,
+      audit: this.#audit!,
+      cameraPseudonym: (id) => this.pseudonymise('cam', id),
+      region: config.hub.region,
+      policyVersion,
+      people: enrolment,
+    });
+    let seen = -1;
+    const purge = () => {
+      let seq: number;
+      try {
+        seq = ledger.currentConsent().seq;
+      } catch {
+        return;
+      }
+      if (seq === seen) return;
+      seen = seq;
+      const removed = purgeAfterWithdrawal(enrolment, ledger);
+      if (removed > 0) logger.info({ removed }, 'faceRecognition withdrawn: enrolled face templates deleted');
+      void this.#faces?.reconcile();
+    };
+    purge();
+    const timer = setInterval(purge, 1000);
+    timer.unref();
+    this.#stopFaces = () => clearInterval(timer);
+  }
+
+  /**
+   * Whether a camera is face-capable (device-rules.ts). The stream size is not reported by
+   * resolveCameraSource yet (plain RTSP cannot tell it at all), and an unknown size fails safe: only the
+   * household override, which vouches for the camera, makes such a camera capable.
+   */
+  #faceCapability(facts: DeviceFacts = {}, size?: { width: number; height: number }): { capable: boolean; reason: FaceCapabilityReason } {
+    const p = this.#o.config.privacy;
+    const opts = { capableModels: p.faceCapableModels ?? DEFAULT_CAPABLE_MODELS, ...DEFAULT_MIN_FACE_STREAM, householdOverride: p.faceCapableOverride };
+    if (size !== undefined) return isFaceCapable(facts, size.width, size.height, opts);
+    if (!opts.householdOverride) return { capable: false, reason: 'stream-too-small' };
+    return isFaceCapable(facts, opts.minWidth, opts.minHeight, opts);
   }
 
   /**
@@ -256,6 +365,7 @@ export class Gateway {
     this.#media = 'sealed';
     const db = this.#db!;
     const retention = { retentionDays: config.storage.retentionDays, quotaBytes: config.storage.quotaMiB * 2 ** 20 };
+    this.#retention = retention;
     const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
     this.#store = store;
     this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
@@ -363,7 +473,23 @@ export class Gateway {
       hubId: config.hub.id,
       registry,
       audit: this.#audit,
-      handlers: hubCommands({ consent: this.#consent, ledger: this.#ledger, policyInForce: config.privacy.policyVersion }),
+      handlers: hubCommands({
+        consent: this.#consent,
+        ledger: this.#ledger,
+        policyInForce: config.privacy.policyVersion,
+        cameras: () => cameraSummaries(this.#o.config.cameras, this.#pipelines.map((p) => p.status()), this.#gate!),
+        getConfig: () => settingsOf(this.#o.config),
+        applyConfig: (patch) => this.#applySettings(patch),
+        dataRights: () => ({
+          db: this.#db!,
+          config: this.#o.config,
+          audit: this.#audit!,
+          ledger: this.#ledger!,
+          pseudonymise: (k, v) => this.pseudonymise(k, v),
+          ...(this.#store === undefined ? {} : { store: this.#store }),
+          ...(this.#enrolment === undefined ? {} : { people: this.#enrolment }),
+        }),
+      }),
       logger,
       getState: () => this.state(),
     });
@@ -371,15 +497,22 @@ export class Gateway {
     const publishState = () => {
       if (client.connected) void control.publishState(this.state()).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: state not published'));
     };
+    const ha = config.homeAssistant.discovery
+      ? new HomeAssistantBridge({ baseTopic: m.baseTopic, hubId: config.hub.id, prefix: config.homeAssistant.prefix, cameras: config.cameras.filter((c) => c.enabled), logger })
+      : undefined;
+    this.#ha = ha;
     client.once('connect', () => {
       control
         .start()
         .then(publishState)
+        .then(() => ha?.start(client))
         .catch((error: unknown) => logger.error({ err: error }, 'mqtt: control plane did not start'));
     });
-    const alert = (event: { type: 'motion' | 'camera-offline'; camera: string; at: number; reason?: string }) => {
-      // Every alert asks the gate (motion and camera-offline alerts carry no biometric data and are allowed).
-      if (this.#gate?.ask({ kind: 'alert', alertKind: event.type }).allowed !== true) return;
+    const alert = (cameraId: string, fields: { type: 'motion' | 'camera-offline' | 'known-face' | 'unknown-face'; at: number; reason?: string; person?: string }) => {
+      // Every alert asks the gate: motion and camera-offline alerts carry no biometric data; face alerts
+      // follow the face-recognition rules for that camera.
+      if (this.#gate?.ask({ kind: 'alert', alertKind: fields.type }, cameraId).allowed !== true) return;
+      const event = { ...fields, camera: this.pseudonymise('cam', cameraId) };
       const recipients = [...(config.household?.recipients ?? []), ...registry.activeRecipients()];
       if (recipients.length === 0 || !client.connected) return;
       void control.publishEvent([...new Set(recipients)], event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: event not published'));
@@ -390,9 +523,16 @@ export class Gateway {
       this.bus.on('mode.changed', publishState),
       this.bus.on('camera.state', (e) => {
         publishState();
-        if (e.health === 'failed' || e.health === 'reconnecting') alert({ type: 'camera-offline', camera: this.pseudonymise('cam', e.cameraId), at: Date.now(), reason: e.error?.code ?? e.health });
+        if (e.health === 'failed' || e.health === 'reconnecting') alert(e.cameraId, { type: 'camera-offline', at: Date.now(), reason: e.error?.code ?? e.health });
       }),
-      this.bus.on('motion.start', (e) => alert({ type: 'motion', camera: this.pseudonymise('cam', e.cameraId), at: e.at })),
+      this.bus.on('motion.start', (e) => {
+        alert(e.cameraId, { type: 'motion', at: e.at });
+        void ha?.motion(e.cameraId, true);
+      }),
+      this.bus.on('motion.end', (e) => void ha?.motion(e.cameraId, false)),
+      // The person id is itself a random id; the name stays sealed on the hub and in the app.
+      this.bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId })),
+      this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at })),
     ];
     this.#stopControl = () => {
       clearInterval(timer);
@@ -407,6 +547,12 @@ export class Gateway {
     if (resolved.facts !== undefined) {
       const device = describeFactsForLog(resolved.facts, (kind, value) => this.pseudonymise(kind, value));
       this.#o.logger.info({ camera: camera.id, device }, 'camera identified');
+    }
+    const capability = this.#faceCapability(resolved.facts);
+    const entry = this.#faceCameras.get(camera.id);
+    if (entry !== undefined && entry.faceCapable !== capability.capable) {
+      entry.faceCapable = capability.capable;
+      this.#o.logger.info({ camera: camera.id, faceCapable: capability.capable, reason: capability.reason }, 'face capability');
     }
     const kind = resolved.kind === 'file' ? 'file' : 'rtsp';
     return {

@@ -9,14 +9,14 @@ import { openHubContext } from './hub-context.js';
 /**
  * `camveil data export --config F --out FILE`: everything the hub holds about the household — consent
  * records, the event index, the index of stored objects (the objects themselves are already sealed to the
- * household), enrolled people (none until face enrolment lands) and the audit log — as JSON lines in one
+ * household) and the audit log — as JSON lines in one
  * age file sealed to the household's recipients. Nothing is written in plaintext.
  */
 export async function runDataExport(opts: { config: string; out: string }, io: CommandIO): Promise<number> {
   const hub = await openHubContext(opts.config);
   try {
     if (hub.config.household?.recipients === undefined) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `${opts.config}: household.recipients is needed to encrypt the export`);
-    const sealed = openHouseholdExport(hub);
+    const sealed = await openHouseholdExport(hub);
     const tmp = `${opts.out}.partial`;
     try {
       await pipeline(sealed.ciphertext, createWriteStream(tmp, { mode: 0o600 }));
@@ -48,7 +48,7 @@ export async function runDataDelete(opts: { config: string; yes?: boolean }, io:
     const deleted = await deleteAllHouseholdData(hub);
     const { objects, events, consentRecords, cloud } = deleted;
     const ms = Math.round(performance.now() - started);
-    io.stdout(`deleted ${objects} object(s), ${events} event(s), ${consentRecords} consent record(s), ${deleted.queuedUploads} queued upload(s) in ${ms} ms`);
+    io.stdout(`deleted ${objects} object(s), ${deleted.people} enrolled person(s), ${events} event(s), ${consentRecords} consent record(s), ${deleted.queuedUploads} queued upload(s) in ${ms} ms`);
     io.stdout(`cloud: ${cloud.sent} deletion request(s) confirmed, ${cloud.pending} pending (retried by the running hub)`);
     return 0;
   } finally {

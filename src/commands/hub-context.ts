@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { AuditLog } from '../audit/audit-log.js';
+import { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { loadOrCreateHubKeys } from '../crypto/hub-keys.js';
@@ -20,6 +21,8 @@ export interface HubContext {
   gate: PolicyGate;
   consent: ConsentService;
   pseudonymise: (kind: string, value: string) => string;
+  /** Enrolled people (sealed to the hub's own key). */
+  people: EnrolmentStore;
   close(): void;
 }
 
@@ -46,5 +49,6 @@ export async function openHubContext(configFile: string, logger: Logger = silent
     cameraPseudonym: (id) => pseudonymise('cam', id),
   });
   const consent = new ConsentService({ db, ledger, gate, audit, policyVersion: inForce.version, logger, enforce: () => Promise.resolve() });
-  return { config, db, audit, ledger, gate, consent, pseudonymise, close: () => db.close() };
+  const people = new EnrolmentStore({ db, hub: { identity: keys.identity, recipient: keys.recipient }, audit, policyVersion: inForce.version, ledger });
+  return { config, db, audit, ledger, gate, consent, pseudonymise, people, close: () => db.close() };
 }

@@ -29,6 +29,8 @@ export interface DataRightsDeps {
   pseudonymise: (kind: string, value: string) => string;
   /** The store already open on `db`; opened here when absent (only when nothing else writes to it). */
   store?: ObjectStore;
+  /** Enrolled people (names and face templates): exported (names, not templates) and deleted with the rest. */
+  people?: { deleteAll(): number; list(): Promise<Array<{ personId: string; name: string; minor: boolean; templates: number; enrolledAt: string }>> };
 }
 
 /** Who asked, for the audit record: the signing app key and the request digest (MQTT), or nobody (CLI). */
@@ -40,6 +42,7 @@ export interface DataRightsRequester {
 /** What `deleteAllHouseholdData` removed, and where the cloud's deletion requests stand. */
 export interface DeletionCounts {
   objects: number;
+  people: number;
   events: number;
   consentRecords: number;
   queuedUploads: number;
@@ -74,20 +77,22 @@ function readConsent(ledger: ConsentLedger): object[] {
 }
 
 /**
- * Everything the hub holds about the household — consent records, the event index, the index of stored
+ * Everything the hub holds about the household — consent records, enrolled people's names, the event index, the index of stored
  * objects (the objects themselves are already sealed to the household), and the audit log — as JSON lines
  * in one age stream sealed to the household's recipients. Nothing is written anywhere; the caller records
  * the export with `recordExport` once the ciphertext has reached its destination.
  *
  * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients.
  */
-export function openHouseholdExport(deps: DataRightsDeps, now: Date = new Date()): SealedExport {
+export async function openHouseholdExport(deps: DataRightsDeps, now: Date = new Date()): Promise<SealedExport> {
+  const people = (await deps.people?.list()) ?? [];
   const recipients = householdRecipients(deps.config);
   const { config } = deps;
   const store = storeOf(deps);
   const lines: object[] = [
     { section: 'export', hub: deps.pseudonymise('hub', config.hub.id), region: config.hub.region, exportedAt: now.toISOString(), policyInForce: config.privacy.policyVersion },
     ...readConsent(deps.ledger).map((r) => ({ section: 'consent', ...r })),
+    ...people.map((p) => ({ section: 'person', ...p })),
     ...store.listEvents({ limit: ALL }).map((e) => ({ section: 'event', ...e })),
     ...store.list({ limit: ALL }).map(({ path: _path, ...o }) => ({ section: 'object', ...o })),
     ...deps.audit.entries({ limit: 10_000 }).map((a) => ({ section: 'audit', ...a })),
@@ -129,7 +134,7 @@ export async function collectCapped(ciphertext: Readable, maxBytes: number): Pro
  * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients, `CAMVEIL_E_REPLY_TOO_LARGE`.
  */
 export async function exportHouseholdData(deps: DataRightsDeps, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
-  const sealed = openHouseholdExport(deps);
+  const sealed = await openHouseholdExport(deps);
   const bytes = await collectCapped(sealed.ciphertext, options.maxBytes);
   recordExport(deps.audit, 'household', sealed.records, sealed.recipients, options.who);
   return bytes;
@@ -187,9 +192,10 @@ export async function deleteAllHouseholdData(
     if (deleted === 0) break;
   }
   const events = store.pruneEvents(Number.MAX_SAFE_INTEGER);
+  const people = deps.people?.deleteAll() ?? 0;
   deps.audit.append('deletion', {
     scope: 'all',
-    count: objects + events + consentRecords,
+    count: objects + events + consentRecords + people,
     reason: 'data-subject-request',
     objectIds: uploaded.slice(0, 256),
     ...options.who,
@@ -200,5 +206,5 @@ export async function deleteAllHouseholdData(
     const endpoint = chooseEndpoint(uplink.endpoints, rulesFor(config.hub.region).residencyZone);
     cloud = await deletions.flush({ endpoint, hubPseudonym: deps.pseudonymise('hub', config.hub.id), token: readToken(uplink.tokenFile) });
   }
-  return { objects, events, consentRecords, queuedUploads: destroyedQueue.length, cloud };
+  return { objects, people, events, consentRecords, queuedUploads: destroyedQueue.length, cloud };
 }

@@ -245,7 +245,7 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
   it('data/delete: signed returns the counts; the store and the ledger are empty and the hub is local-only', async () => {
     const data = ok(await app.request('data/delete', { confirm: 'delete-all' }, { sign: true }));
     expect(data).toEqual({
-      deleted: { objects: 3, events: 1, consentRecords: 3, queuedUploads: 0, cloud: { sent: 0, pending: 0 } },
+      deleted: { objects: 3, people: 0, events: 1, consentRecords: 3, queuedUploads: 0, cloud: { sent: 0, pending: 0 } },
       mode: { mode: 'local-only', reason: expect.any(String) as string },
     });
     expect(store.count()).toBe(0);

@@ -1,0 +1,330 @@
+import type { AuditLog } from '../../audit/audit-log.js';
+import type { AnalysisFrame } from '../../cameras/frame.js';
+import type { EventBus } from '../../events.js';
+import type { Logger } from '../../log.js';
+import type { GateDecision } from '../../policy/gate.js';
+import { FrameQueue } from '../frame-queue.js';
+import { FaceWorkerClient } from './face-worker-client.js';
+import { FaceMatcher, type EnrolledPerson, type MatcherOptions } from './matcher.js';
+
+/** Where the stage gets enrolled people: a cheap revision to poll, and the decrypted list when it moved. */
+export interface PeopleSource {
+  revision(): number;
+  load(): Promise<EnrolledPerson[]>;
+}
+
+export interface FaceStageOptions {
+  /** Asked first for every frame; a denial means the nets never see it. */
+  gate: { mayRecogniseFaces(cameraId: string): GateDecision };
+  /** Every camera the stage may be offered frames from: when none is allowed, the models are unloaded. */
+  cameraIds: () => readonly string[];
+  bus: EventBus;
+  logger: Logger;
+  /** Decisions are audited as `face.recognition`, at most once per camera per `auditIntervalMs`. */
+  audit?: AuditLog;
+  cameraPseudonym: (cameraId: string) => string;
+  /** Recorded with audited decisions. */
+  region?: string;
+  policyVersion?: string;
+  people?: PeopleSource;
+  /** Only frames in which motion was detected (default true): a still scene holds no new face. */
+  onlyWithMotion?: boolean;
+  /** Frames waiting for the worker before the oldest is dropped (default 2). */
+  queueCapacity?: number;
+  matcher?: MatcherOptions;
+  auditIntervalMs?: number;
+  now?: () => number;
+  /** While models are loaded, how often to check whether any camera may still use them (default 5 000 ms). */
+  reconcileMs?: number;
+  /** Starts a worker; tests may substitute. Default: a worker thread running face-worker.ts. */
+  createWorker?: () => FaceWorkerClient;
+}
+
+export interface FaceStageStats {
+  /** Calls made in the worker(s) since the stage was built: proof the nets did (not) run. */
+  detectCalls: number;
+  describeCalls: number;
+  /** Frames offered with motion (or all frames, when onlyWithMotion is off). */
+  framesOffered: number;
+  /** Frames the gate refused (at offer, or again just before the worker). */
+  framesGatedOut: number;
+  /** Frames dropped because the worker was behind. */
+  framesDropped: number;
+  framesAnalysed: number;
+  /** Whether a worker is running with its models loaded. */
+  loaded: boolean;
+  /** Workers started so far (lazy: 0 while no camera may use faces). */
+  workersStarted: number;
+  known: number;
+  unknown: number;
+  /** Wall time of the last frame in the worker, ms. */
+  lastFrameMs?: number;
+  errors: number;
+}
+
+interface Job {
+  cameraId: string;
+  frame: AnalysisFrame;
+}
+
+interface AuditWindow {
+  lastAt: number;
+  /** `allowed:reason` of the last record. */
+  lastKey: string | undefined;
+  matched: number;
+  unknown: number;
+  subjects: Set<string>;
+}
+
+const ISO_REGION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
+
+/**
+ * The gated face stage shared by all cameras: motion frame → gate → bounded queue → one worker thread
+ * (detect → quality → describe) → matcher → `face.known` / `face.unknown` on the bus. The worker and its
+ * models are started on the first allowed frame and ended as soon as no camera may use faces, so a hub
+ * with faces off never loads a model. Frames are copied when handed to the worker (the pipeline keeps
+ * the original for its snapshot); descriptors come back transferred and stay in this process's RAM.
+ */
+export class FaceStage {
+  readonly #o: FaceStageOptions;
+  readonly #now: () => number;
+  readonly #queue: FrameQueue<Job>;
+  readonly #matcher: FaceMatcher;
+  #worker: FaceWorkerClient | undefined;
+  /** Serialises worker work (frames, load, close) so a close never races a frame. */
+  #ops: Promise<void> = Promise.resolve();
+  #loop: Promise<void> | undefined;
+  /** Frames queued or being analysed. */
+  #outstanding = 0;
+  #nextId = 1;
+  #closedCalls = { detectCalls: 0, describeCalls: 0 };
+  #peopleRevision: number | undefined;
+  #stopped = false;
+  /** After a worker failed to start (model files, backend), no new attempt before this time. */
+  #retryAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #audits = new Map<string, AuditWindow>();
+  readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, lastFrameMs: undefined as number | undefined };
+
+  constructor(options: FaceStageOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#queue = new FrameQueue<Job>(options.queueCapacity ?? 2, () => {
+      this.#outstanding -= 1;
+    });
+    this.#matcher = new FaceMatcher(options.matcher);
+  }
+
+  /**
+   * Called by a camera pipeline for every analysed frame, after motion detection. Never blocks and never
+   * throws: a frame either is refused by the gate, or queued (possibly pushing out the oldest waiting one).
+   */
+  offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void {
+    if (this.#stopped) return;
+    if ((this.#o.onlyWithMotion ?? true) && !motion) return;
+    this.#stats.framesOffered += 1;
+    const decision = this.#ask(cameraId);
+    if (!decision.allowed) {
+      this.#stats.framesGatedOut += 1;
+      if (this.#worker !== undefined) void this.reconcile();
+      return;
+    }
+    this.#outstanding += 1;
+    this.#queue.push({ cameraId, frame });
+    this.#loop ??= this.#run();
+  }
+
+  /** Ends the worker (models unloaded, memory freed) when no camera may use faces now. */
+  reconcile(): Promise<void> {
+    const anyAllowed = this.#o.cameraIds().some((id) => this.#o.gate.mayRecogniseFaces(id).allowed);
+    if (anyAllowed || this.#worker === undefined) return this.#ops;
+    return this.#enqueueOp(() => this.#closeWorker('no camera may use faces'));
+  }
+
+  /** Resolves once every queued frame has been analysed (or refused). For tests and orderly stops. */
+  async idle(): Promise<void> {
+    while (this.#outstanding > 0) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await this.#ops;
+  }
+
+  stats(): FaceStageStats {
+    const w = this.#worker;
+    const { lastFrameMs, ...rest } = this.#stats;
+    return {
+      ...rest,
+      detectCalls: this.#closedCalls.detectCalls + (w?.detectCalls ?? 0),
+      describeCalls: this.#closedCalls.describeCalls + (w?.describeCalls ?? 0),
+      framesDropped: this.#queue.dropped,
+      loaded: w !== undefined && w.alive,
+      ...(lastFrameMs === undefined ? {} : { lastFrameMs }),
+    };
+  }
+
+  /** Drops waiting frames, ends the worker and forgets every template and sighting. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#queue.close();
+    this.#outstanding = 0;
+    await this.#loop;
+    await this.#enqueueOp(() => this.#closeWorker('stopped'));
+  }
+
+  #ask(cameraId: string): GateDecision {
+    let decision: GateDecision;
+    try {
+      decision = this.#o.gate.mayRecogniseFaces(cameraId);
+    } catch {
+      decision = { allowed: false, reason: 'gate-error' };
+    }
+    this.#audit(cameraId, decision);
+    return decision;
+  }
+
+  #enqueueOp(op: () => Promise<void>): Promise<void> {
+    this.#ops = this.#ops.then(op).catch((error: unknown) => {
+      this.#stats.errors += 1;
+      this.#o.logger.error({ err: error instanceof Error ? error.message : String(error) }, 'face stage: worker operation failed');
+    });
+    return this.#ops;
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      const job = await this.#queue.next();
+      if (job === undefined) return;
+      try {
+        // Asked again: a withdrawal while the frame waited must stop it before the nets see it.
+        if (!this.#o.gate.mayRecogniseFaces(job.cameraId).allowed) {
+          this.#stats.framesGatedOut += 1;
+          await this.reconcile();
+          continue;
+        }
+        await this.#enqueueOp(() => this.#analyse(job));
+      } finally {
+        this.#outstanding -= 1;
+      }
+    }
+  }
+
+  async #analyse(job: Job): Promise<void> {
+    if (this.#stopped) return;
+    const worker = await this.#ensureWorker();
+    await this.#refreshPeople();
+    const { frame } = job;
+    // A copy the worker owns (transferred): the pipeline still needs the original for its snapshot.
+    const pixels = new ArrayBuffer(frame.data.length);
+    new Uint8Array(pixels).set(frame.data);
+    const result = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
+    this.#stats.framesAnalysed += 1;
+    this.#stats.lastFrameMs = Math.round(result.ms);
+    const sightings = this.#matcher.observe(job.cameraId, frame.at, result.descriptors);
+    const window = this.#auditWindow(job.cameraId);
+    for (const s of sightings) {
+      if (s.kind === 'known') {
+        this.#stats.known += 1;
+        window.matched += 1;
+        window.subjects.add(s.personId);
+        this.#o.bus.emit('face.known', { cameraId: job.cameraId, personId: s.personId, at: frame.at, distance: s.distance });
+      } else {
+        this.#stats.unknown += 1;
+        window.unknown += 1;
+        this.#o.bus.emit('face.unknown', { cameraId: job.cameraId, at: frame.at });
+      }
+    }
+  }
+
+  async #ensureWorker(): Promise<FaceWorkerClient> {
+    if (this.#worker !== undefined && !this.#worker.alive) await this.#closeWorker('worker died');
+    if (this.#worker !== undefined) return this.#worker;
+    if (this.#now() < this.#retryAt) throw new Error('face worker failed to start recently; not retrying yet');
+    const worker = (this.#o.createWorker ?? (() => new FaceWorkerClient()))();
+    this.#worker = worker;
+    this.#stats.workersStarted += 1;
+    this.#peopleRevision = undefined;
+    try {
+      await worker.load();
+    } catch (error) {
+      // A missing or tampered model file will not heal by itself: one attempt a minute, not one per frame.
+      this.#retryAt = this.#now() + 60_000;
+      await this.#closeWorker('load failed');
+      throw error;
+    }
+    // A withdrawal or region change with no motion must still unload the models: frames alone would not notice.
+    this.#timer = setInterval(() => void this.reconcile(), this.#o.reconcileMs ?? 5_000);
+    this.#timer.unref();
+    this.#o.logger.info({ workers: this.#stats.workersStarted }, 'face stage: models loaded');
+    return worker;
+  }
+
+  async #refreshPeople(): Promise<void> {
+    const source = this.#o.people;
+    if (source === undefined) return;
+    const revision = source.revision();
+    if (revision === this.#peopleRevision) return;
+    this.#matcher.setPeople(await source.load());
+    this.#peopleRevision = revision;
+  }
+
+  async #closeWorker(why: string): Promise<void> {
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    // Ops are serialised, so no frame is in the worker now: its counters are final.
+    this.#closedCalls.detectCalls += worker.detectCalls;
+    this.#closedCalls.describeCalls += worker.describeCalls;
+    this.#worker = undefined;
+    clearInterval(this.#timer);
+    this.#matcher.setPeople([]);
+    this.#matcher.forget();
+    this.#peopleRevision = undefined;
+    try {
+      await worker.close();
+    } finally {
+      this.#o.logger.info({ why }, 'face stage: models unloaded');
+    }
+  }
+
+  #auditWindow(cameraId: string): AuditWindow {
+    let w = this.#audits.get(cameraId);
+    if (w === undefined) {
+      w = { lastAt: Number.NEGATIVE_INFINITY, lastKey: undefined, matched: 0, unknown: 0, subjects: new Set() };
+      this.#audits.set(cameraId, w);
+    }
+    return w;
+  }
+
+  /**
+   * At most one `face.recognition` record per camera per interval: when the decision (or its reason)
+   * changed since the last record, or, while allowed, to carry the sightings since the last one. A camera
+   * that stays denied for the same reason is recorded once, not every minute of motion.
+   */
+  #audit(cameraId: string, decision: GateDecision): void {
+    const audit = this.#o.audit;
+    if (audit === undefined) return;
+    const w = this.#auditWindow(cameraId);
+    const now = this.#now();
+    if (now - w.lastAt < (this.#o.auditIntervalMs ?? 60_000)) return;
+    const key = `${decision.allowed}:${decision.reason}`;
+    if (key === w.lastKey && (!decision.allowed || w.matched + w.unknown === 0)) return;
+    w.lastAt = now;
+    w.lastKey = key;
+    const region = this.#o.region !== undefined && ISO_REGION.test(this.#o.region) ? { region: this.#o.region } : {};
+    const seen = w.matched + w.unknown > 0 ? { matched: w.matched, unknown: w.unknown, subjects: [...w.subjects].slice(0, 64) } : {};
+    try {
+      audit.append('face.recognition', {
+        camera: this.#o.cameraPseudonym(cameraId),
+        decision: decision.allowed ? 'allowed' : 'denied',
+        reason: decision.reason,
+        ...region,
+        ...seen,
+        ...(this.#o.policyVersion === undefined ? {} : { policyVersion: this.#o.policyVersion }),
+      });
+    } catch (error) {
+      this.#o.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'face stage: audit record refused');
+    }
+    w.matched = 0;
+    w.unknown = 0;
+    w.subjects.clear();
+  }
+}
