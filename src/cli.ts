@@ -48,7 +48,8 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .description('run the gateway on embedded defaults: a looping sample camera, everything on loopback')
     .option('--for <seconds>', 'stop after this many seconds (default: until Ctrl-C)', positiveNumber)
     .option('--data-dir <dir>', 'where the demo keeps its state (default: a fresh temporary directory)')
-    .action(async (opts: { for?: number; dataDir?: string }) => {
+    .option('--region <code>', 'the hub region (ISO 3166): the region rules decide about face recognition and residency', 'DE')
+    .action(async (opts: { for?: number; dataDir?: string; region?: string }) => {
       const { runDemo } = await import('./commands/demo.js');
       await run(() => runDemo(opts, globals(), io))();
     });

@@ -231,6 +231,18 @@ export class Gateway {
     return this.#enrolment;
   }
 
+  /** Whether faces may be enrolled now (region, consent, policy), and why not. */
+  enrolmentDecision(): { allowed: boolean; reason: string } {
+    if (this.#gate === undefined) throw new Error('the gateway has not started');
+    return this.#gate.mayEnrolFaces();
+  }
+
+  /** Whether face recognition may run on a camera now, and why not (the gate's answer). */
+  faceDecision(cameraId: string): { allowed: boolean; reason: string } {
+    if (this.#gate === undefined) throw new Error('the gateway has not started');
+    return this.#gate.mayRecogniseFaces(cameraId);
+  }
+
   /** The face stage's counters (calls, gated-out and dropped frames, whether models are loaded); undefined before start. */
   faceStats(): ReturnType<FaceStage['stats']> | undefined {
     return this.#faces?.stats();

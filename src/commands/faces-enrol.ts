@@ -65,7 +65,11 @@ export async function runFacesEnrol(opts: FacesEnrolOptions, io: CommandIO): Pro
       minor && opts.guardianKey !== undefined && opts.guardianStatement !== undefined
         ? { guardianKeyId: opts.guardianKey, statement: opts.guardianStatement, at: new Date().toISOString() }
         : undefined;
-    const person = await withStore(opts.config, async (store) => {
+    const person = await withStore(opts.config, async (store, ctx) => {
+      const decision = ctx.gate.mayEnrolFaces();
+      if (!decision.allowed) {
+        throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`, { where: 'faces enrol' });
+      }
       const engine = opts.engine ?? new FaceEngine();
       try {
         if (opts.engine === undefined) await engine.load();

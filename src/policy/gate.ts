@@ -104,6 +104,17 @@ export class PolicyGate implements Gate {
     return this.ask({ kind: 'local-recording', cameraId }, cameraId);
   }
 
+  /**
+   * Whether faces may be enrolled at all now: making a template is biometric processing, so it needs
+   * what recognition needs on some camera — a region that does not prohibit it, the household's consent
+   * and an accepted policy (the per-camera switch and device model are then for the cameras to pass).
+   */
+  mayEnrolFaces(): GateDecision {
+    const facts = this.facts();
+    facts.camera = { faceRecognitionEnabled: true, faceCapable: true };
+    return decide({ kind: 'face-recognition', cameraId: '(enrolment)' }, facts);
+  }
+
   mayRecogniseFaces(cameraId: string): GateDecision {
     return this.ask({ kind: 'face-recognition', cameraId }, cameraId);
   }

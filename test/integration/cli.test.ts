@@ -85,6 +85,8 @@ describe('camveil CLI', () => {
     const r = await camveil(['demo', '--for', '30'], 120_000);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/sample-cam\s+camera streaming/);
+    expect(r.stdout).toMatch(/Enrolled "Demo person" \(person_[a-z2-7]{16}\) from a face cropped in memory/);
+    expect(r.stdout).toContain('Face recognition on sample-cam (region DE): allowed.');
     expect(r.stdout).toMatch(/sample-cam\s+motion started/);
     expect(r.stdout).toMatch(/sample-cam\s+snapshot: 640x360 JPEG/);
     expect(r.stdout).toMatch(/sample-cam\s+clip ready: \d+\.\d s, [\d.]+ [kM]B/);

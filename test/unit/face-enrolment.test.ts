@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnrolmentStore, purgeAfterWithdrawal } from '../../src/analysis/faces/enrolment.js';
 import { FaceEngine, type Face } from '../../src/analysis/faces/face-engine.js';
 import { readImageFile } from '../../src/analysis/faces/image-input.js';
+import { runConsent } from '../../src/commands/consent.js';
 import { runFacesDelete, runFacesEnrol, runFacesList } from '../../src/commands/faces-enrol.js';
 import type { CommandIO } from '../../src/commands/io.js';
 import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
@@ -162,6 +163,12 @@ describe('faces enrol / list / delete commands', () => {
     const config = join(dir, 'camveil.yaml');
     const { writeFileSync } = await import('node:fs');
     writeFileSync(config, `hub:\n  id: test-hub\n  region: DE\ndataDir: ${hub.dataDir}\ncameras: []\n`);
+    // Without the household's faceRecognition consent (and an accepted policy) nobody can be enrolled.
+    const early = capture();
+    expect(await runFacesEnrol({ config, name: NAME, photos: [crop], engine }, early)).toBe(1);
+    expect(early.err.join('')).toMatch(/CAMVEIL_E_CONSENT_REQUIRED.*(policy-not-accepted|face-consent-missing)/);
+    await runConsent({ kind: 'accept-policy', version: '2021-10-31' }, { config }, capture());
+    await runConsent({ kind: 'grant', consent: 'faceRecognition' }, { config }, capture());
     const io = capture();
     expect(await runFacesEnrol({ config, name: NAME, photos: [crop], engine }, io), io.err.join('\n')).toBe(0);
     const id = /person_[a-z2-7]{16}/.exec(io.out.join('\n'))?.[0];

@@ -7,7 +7,7 @@ import { CamveilError } from '../../errors.js';
 import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type GuardianAttestation } from '../../policy/consent-ledger.js';
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
-import { readImageFile } from './image-input.js';
+import { readImageFile, type FaceImage } from './image-input.js';
 import type { EnrolledPerson } from './matcher.js';
 
 /**
@@ -46,8 +46,11 @@ export interface EnrolmentStoreOptions {
 
 export interface EnrolRequest {
   name: string;
-  /** Image files, each showing the person's face and no other usable face. */
-  photos: readonly string[];
+  /**
+   * Each showing the person's face and no other usable face: image files, or images already in memory
+   * (photos sent sealed by the app, a crop made on the hub) — those never touch the disk.
+   */
+  photos: ReadonlyArray<string | { label: string; image: FaceImage }>;
   minor: boolean;
   guardianAttestation?: GuardianAttestation;
 }
@@ -96,9 +99,10 @@ function checkName(name: string): string {
  * The template of the one usable face in a photo. Refuses, naming the photo (by its position, and its
  * path for the local operator), when it holds no face, only unusable ones, or several usable ones.
  */
-async function templateOf(engine: FaceEngine, file: string, index: number): Promise<Float32Array> {
+async function templateOf(engine: FaceEngine, photo: string | { label: string; image: FaceImage }, index: number): Promise<Float32Array> {
+  const file = typeof photo === 'string' ? photo : photo.label;
   const where = `photo ${index + 1} (${file})`;
-  const image = await readImageFile(file);
+  const image = typeof photo === 'string' ? await readImageFile(photo) : photo.image;
   const faces = await engine.detect(image, { pad: 'auto' });
   const usable = faces.filter((f) => f.quality.ok);
   if (usable.length > 1) {
