@@ -174,6 +174,16 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       await run(() => runFacesList(opts, io))();
     });
   faces
+    .command('rename')
+    .description("correct an enrolled person's name")
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .requiredOption('--person <id>', 'the person id (see faces list)')
+    .requiredOption('--name <name>', 'the new name (stored encrypted)')
+    .action(async (opts: { config: string; person: string; name: string }) => {
+      const { runFacesRename } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesRename({ config: opts.config, personId: opts.person, name: opts.name }, io))();
+    });
+  faces
     .command('delete')
     .description('delete an enrolled person (templates gone at once), or everyone with --all')
     .requiredOption('-c, --config <file>', 'the hub configuration file')

@@ -117,3 +117,14 @@ export async function runFacesDelete(opts: FacesDeleteOptions, io: CommandIO): P
     return report(io, error);
   }
 }
+
+/** `camveil faces rename --person ID --name NAME`: corrects a person's name (stored sealed to the hub key). @returns 0; 1 for an unknown id. */
+export async function runFacesRename(opts: { config: string; personId: string; name: string }, io: CommandIO): Promise<number> {
+  try {
+    await withStore(opts.config, (store) => store.rename(opts.personId, opts.name));
+    io.stdout(`renamed ${opts.personId}`);
+    return 0;
+  } catch (error) {
+    return report(io, error);
+  }
+}

@@ -8,7 +8,7 @@ import { EnrolmentStore, purgeAfterWithdrawal } from '../../src/analysis/faces/e
 import { FaceEngine, type Face } from '../../src/analysis/faces/face-engine.js';
 import { readImageFile } from '../../src/analysis/faces/image-input.js';
 import { runConsent } from '../../src/commands/consent.js';
-import { runFacesDelete, runFacesEnrol, runFacesList } from '../../src/commands/faces-enrol.js';
+import { runFacesDelete, runFacesEnrol, runFacesList, runFacesRename } from '../../src/commands/faces-enrol.js';
 import type { CommandIO } from '../../src/commands/io.js';
 import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { CamveilError } from '../../src/errors.js';
@@ -176,6 +176,12 @@ describe('faces enrol / list / delete commands', () => {
     const listed = capture();
     expect(await runFacesList({ config, json: true }, listed)).toBe(0);
     expect(JSON.parse(listed.out.join(''))).toMatchObject({ people: [{ personId: id, name: NAME, minor: false, templates: 1 }] });
+    const renamed = capture();
+    expect(await runFacesRename({ config, personId: id!, name: 'Corrected Name' }, renamed)).toBe(0);
+    const relisted = capture();
+    await runFacesList({ config, json: true }, relisted);
+    expect(JSON.parse(relisted.out.join(''))).toMatchObject({ people: [{ personId: id, name: 'Corrected Name' }] });
+    expect(await runFacesRename({ config, personId: 'person_aaaaaaaaaaaaaaaa', name: 'x' }, capture())).toBe(1);
     const refused = capture();
     expect(await runFacesEnrol({ config, name: 'Kid', photos: [crop], minor: true, engine }, refused)).toBe(1);
     expect(refused.err.join('')).toContain('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED');
