@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { FrameQueue } from './analysis/frame-queue.js';
 import { MotionDetector } from './analysis/motion.js';
 import type { BackoffOptions } from './cameras/backoff.js';
+import { boundingBox } from './cameras/ffmpeg-args.js';
 import type { AnalysisFrame } from './cameras/frame.js';
 import { CameraIngest, type IngestSource, type IngestStats } from './cameras/ingest.js';
 import type { CameraConfig, RecordingConfig } from './config/schema.js';
@@ -101,6 +102,8 @@ export class CameraPipeline {
       cameraId: camera.id,
       resolveSource: options.resolveSource,
       analysis: camera.analysis,
+      // Privacy masks go into every clip as well as every snapshot.
+      maskBoxes: camera.privacyMasks.map(boundingBox),
       ffmpeg: options.ffmpeg,
       ffmpegMajor: options.ffmpegMajor,
       logger: options.logger,

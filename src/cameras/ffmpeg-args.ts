@@ -23,6 +23,34 @@ export interface IngestArgsOptions {
   ioTimeoutSeconds: number;
   /** Major version of the ffmpeg binary: option names differ between 4.x and 5.x and later. */
   ffmpegMajor: number;
+  /**
+   * Privacy masks, as their bounding boxes in normalised coordinates: painted black into the recorded
+   * stream, which is then re-encoded instead of copied (a mask cannot be drawn into compressed video).
+   */
+  maskBoxes?: readonly MaskBox[];
+}
+
+/** A rectangle in normalised frame coordinates (0..1). */
+export interface MaskBox {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** The bounding box of a polygon: painting it covers the polygon and never less. */
+export function boundingBox(polygon: ReadonlyArray<readonly [number, number]>): MaskBox {
+  const xs = polygon.map((p) => p[0]);
+  const ys = polygon.map((p) => p[1]);
+  const x = Math.min(...xs);
+  const y = Math.min(...ys);
+  return { x, y, w: Math.max(...xs) - x, h: Math.max(...ys) - y };
+}
+
+/** ffmpeg's drawbox filters painting the boxes black (sizes as fractions of the input, so any resolution works). */
+export function maskFilter(boxes: readonly MaskBox[]): string {
+  const f = (v: number) => v.toFixed(4);
+  return boxes.map((b) => `drawbox=x=iw*${f(b.x)}:y=ih*${f(b.y)}:w=iw*${f(b.w)}:h=ih*${f(b.h)}:color=black:t=fill`).join(',');
 }
 
 /** The file descriptor the analysis frames are written to. */
@@ -54,13 +82,19 @@ export function analysisFilter(a: IngestArgsOptions['analysis']): string {
 /** The full argument list for one camera's ffmpeg process. */
 export function buildIngestArgs(o: IngestArgsOptions): string[] {
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-fflags', '+genpts'];
-  args.push(...inputArgs(o.main, o, o.sub === undefined));
+  const masked = (o.maskBoxes?.length ?? 0) > 0;
+  args.push(...inputArgs(o.main, o, o.sub === undefined || masked));
   if (o.sub !== undefined) args.push(...inputArgs(o.sub, o, true));
   const analysisInput = o.sub !== undefined ? 1 : 0;
+  // Main stream, video only: audio is left out, since clips are evidence of motion and audio adds a
+  // privacy burden (conversations) that the policies do not cover. Copied without re-encoding, unless the
+  // camera has privacy masks: then they are painted in and the stream re-encoded, with a keyframe every
+  // second so that clips still cut on one-second fragments. That costs CPU (see the README).
+  const main = masked
+    ? ['-vf', `${maskFilter(o.maskBoxes!)},format=yuv420p`, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-crf', '23', '-force_key_frames', 'expr:gte(t,n_forced*1)']
+    : ['-c:v', 'copy'];
   args.push(
-    // Main stream: copied, video only. Audio is left out: clips are evidence of motion, and audio adds a
-    // privacy burden (conversations) that the policies do not cover.
-    '-map', '0:v:0', '-c:v', 'copy', '-an', '-sn', '-dn',
+    '-map', '0:v:0', ...main, '-an', '-sn', '-dn',
     '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
     'pipe:1',
     '-map', `${analysisInput}:v:0`, '-an', '-sn', '-dn',

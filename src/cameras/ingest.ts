@@ -5,7 +5,7 @@ import type { CameraHealth } from '../events.js';
 import type { Logger } from '../log.js';
 import { Fmp4Splitter } from '../recording/fmp4.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { buildIngestArgs, FRAMES_FD, frameBytes, type IngestInput } from './ffmpeg-args.js';
+import { buildIngestArgs, FRAMES_FD, frameBytes, type IngestInput, type MaskBox } from './ffmpeg-args.js';
 import { classifyFfmpegFailure, StderrTail } from './ffmpeg-errors.js';
 import type { AnalysisFrame } from './frame.js';
 import { RawFrameReader } from './raw-frame-reader.js';
@@ -31,6 +31,8 @@ export interface CameraIngestOptions {
   cameraId: string;
   resolveSource: () => Promise<IngestSource>;
   analysis: { fps: number; width: number; height: number };
+  /** Privacy masks painted into the recorded stream (see buildIngestArgs). */
+  maskBoxes?: readonly MaskBox[];
   ffmpeg: string;
   ffmpegMajor: number;
   handlers: IngestHandlers;
@@ -144,6 +146,7 @@ export class CameraIngest {
       analysis: this.#o.analysis,
       ioTimeoutSeconds: this.#o.ioTimeoutSeconds ?? 10,
       ffmpegMajor: this.#o.ffmpegMajor,
+      ...(this.#o.maskBoxes === undefined ? {} : { maskBoxes: this.#o.maskBoxes }),
     });
     const spawn = this.#o.spawn ?? nodeSpawn;
     const child = spawn(this.#o.ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });

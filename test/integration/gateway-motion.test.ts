@@ -6,6 +6,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { CamveilEvents } from '../../src/events.js';
 import { Gateway } from '../../src/gateway.js';
@@ -76,7 +78,8 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
         hub: { id: 'test-hub', region: 'DE' },
         dataDir,
         cameras: [
-          { id: 'open', source: open.url },
+          // A privacy mask in the top-left corner, away from the motion: it must be black in the clip too.
+          { id: 'open', source: open.url, privacyMasks: [[[0, 0], [0.2, 0], [0.2, 0.2], [0, 0.2]]] },
           // The privacy mask covers the whole band the box moves through: nothing there may count as motion.
           { id: 'masked', source: masked.url, privacyMasks: [[[0, 0.25], [1, 0.25], [1, 0.75], [0, 0.75]]] },
           { id: 'guarded', source: guarded.url, credentials: { username: 'admin', passwordFile } },
@@ -127,13 +130,13 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     expect(seenAfter).toBeLessThan(MOTION_AT + 2.5);
   });
 
-  it('cuts a playable clip from the pre-roll to the post-roll, without re-encoding', () => {
+  it('cuts a playable clip from the pre-roll to the post-roll', () => {
     const clip = sink.clips[0]!;
     expect(clip.meta.cameraId).toBe('open');
     expect(clip.summary.endedBy).toBe('motion-stopped');
     const media = probeMediaBuffer(clip.bytes);
     expect(media.codec).toBe('h264');
-    // Main stream copied at its own size (1280x720), not the 640x360 analysis size.
+    // Main stream at its own size (1280x720), not the 640x360 analysis size (re-encoded here: it has a mask).
     expect([media.width, media.height]).toEqual([1280, 720]);
     // Stream time equals video time: the clip starts at or before motion minus pre-roll (keyframes are 1 s apart).
     expect(media.firstPts).toBeLessThanOrEqual(MOTION_AT - PRE_ROLL + 0.05);
@@ -144,6 +147,29 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     expect(clip.summary.durationMs / 1000).toBeCloseTo(media.lastPts - media.firstPts, 0);
     expect(clip.summary.bytes).toBe(clip.bytes.length);
     expect(clip.meta.startedAt).toBeLessThanOrEqual(clip.meta.motionAt - PRE_ROLL * 1000 + 100);
+  });
+
+  it('paints the privacy mask into the clip itself (re-encoded), not only into snapshots', () => {
+    const { ffmpeg } = findFfmpeg();
+    const w = 320;
+    const h = 180;
+    // One decoded frame from the middle of the clip, in memory (stdin to stdout), as 8-bit grey.
+    const r = spawnSync(ffmpeg, ['-v', 'error', '-i', 'pipe:0', '-vf', `select=gte(n\\,20),scale=${w}:${h}`, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], {
+      input: sink.clips[0]!.bytes,
+      maxBuffer: 1 << 24,
+    });
+    expect(r.status, r.stderr?.toString()).toBe(0);
+    const grey = r.stdout;
+    expect(grey.length).toBe(w * h);
+    const mean = (x0: number, y0: number, x1: number, y1: number) => {
+      let sum = 0;
+      let n = 0;
+      for (let y = Math.floor(y0 * h); y < Math.floor(y1 * h); y++) for (let x = Math.floor(x0 * w); x < Math.floor(x1 * w); x++, n++) sum += grey[y * w + x]!;
+      return sum / n;
+    };
+    // Inside the mask (a margin in from its edge): black. The bars beside it: bright.
+    expect(mean(0.01, 0.01, 0.18, 0.18)).toBeLessThan(20);
+    expect(mean(0.25, 0.02, 0.45, 0.18)).toBeGreaterThan(60);
   });
 
   it('sends one JPEG snapshot per event, from the analysis frame', () => {

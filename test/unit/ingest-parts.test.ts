@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameQueue } from '../../src/analysis/frame-queue.js';
 import { Backoff } from '../../src/cameras/backoff.js';
-import { buildIngestArgs, FRAMES_FD } from '../../src/cameras/ffmpeg-args.js';
+import { boundingBox, buildIngestArgs, FRAMES_FD } from '../../src/cameras/ffmpeg-args.js';
 import { classifyFfmpegFailure } from '../../src/cameras/ffmpeg-errors.js';
 import { RawFrameReader } from '../../src/cameras/raw-frame-reader.js';
 import { SegmentRing } from '../../src/recording/segment-ring.js';
@@ -38,6 +38,23 @@ describe('buildIngestArgs', () => {
     // Only the analysed input gets the single-thread decoder option; the main stream is only copied.
     expect(args.join(' ')).toContain('-i rtsp://cam:88/videoMain -threads 1 -rtsp_transport');
     expect(args.indexOf('-threads')).toBeGreaterThan(args.indexOf('rtsp://cam:88/videoMain'));
+  });
+
+  it('paints privacy masks into the recorded stream and re-encodes it only when the camera has masks', () => {
+    const args = buildIngestArgs({
+      main: { url: 'rtsp://cam/videoMain', kind: 'rtsp' },
+      sub: { url: 'rtsp://cam/videoSub', kind: 'rtsp' },
+      analysis,
+      ioTimeoutSeconds: 5,
+      ffmpegMajor: 5,
+      maskBoxes: [boundingBox([[0.8, 0.75], [1, 0.75], [1, 1], [0.9, 1]])],
+    });
+    const joined = args.join(' ');
+    expect(joined).toContain('drawbox=x=iw*0.8000:y=ih*0.7500:w=iw*0.2000:h=ih*0.2500:color=black:t=fill');
+    expect(joined).toContain('-c:v libx264');
+    expect(joined).not.toContain('-c:v copy');
+    // The masked main stream is decoded, so it gets the single-thread decoder option too.
+    expect(args.slice(0, args.indexOf('rtsp://cam/videoMain'))).toContain('-threads');
   });
 
   it('plays a file in real time, looped', () => {
