@@ -239,6 +239,16 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
   appCommand('accept-policy', 'accept a privacy-policy version (signed)')
     .argument('<version>', 'e.g. 2021-10-31')
     .action((version: string, opts: AppGlobal) => runAppAction({ kind: 'consent', action: 'accept-policy', version }, opts));
+  appCommand('faces-enroll', 'enrol a person: name and photos sealed to the hub, the request signed')
+    .requiredOption('--name <name>', "the person's name")
+    .requiredOption('--photo <file...>', 'one or more photos, each with exactly one face')
+    .option('--minor', 'the person is under 18 (a guardian attestation is then required)')
+    .action((opts: AppGlobal & { name: string; photo: string[]; minor?: boolean }) =>
+      runAppAction({ kind: 'faces-enroll', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}) }, opts),
+    );
+  appCommand('faces-list', 'the enrolled people; names come sealed to this phone and are decrypted here')
+    .requiredOption('-i, --identity <file>', 'the household identity file')
+    .action((opts: AppGlobal & { identity: string }) => runAppAction({ kind: 'faces-list', identity: opts.identity }, opts));
   appCommand('events', "follow the hub's sealed alerts, decrypted with the household identity")
     .requiredOption('-i, --identity <file>', 'the household identity file')
     .option('--for <seconds>', 'stop after this many seconds', positiveNumber)

@@ -3,6 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { ControlPlane } from './control/dispatcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './control/embedded-broker.js';
 import { hubCommands } from './control/hub-commands.js';
+import { faceCommands } from './control/face-commands.js';
 import { KeyRegistry } from './control/key-registry.js';
 import { HomeAssistantBridge } from './control/ha-discovery.js';
 import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
@@ -61,6 +62,8 @@ export interface GatewayOptions {
 
 export interface GatewayState {
   hub: string;
+  /** The hub's own age recipient (a public key): the app seals names, photos and passwords to it. */
+  hubRecipient?: string;
   region: string;
   ffmpeg: { origin: 'system' | 'npm'; major: number };
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
@@ -197,6 +200,7 @@ export class Gateway {
     const { config } = this.#o;
     const state: GatewayState = {
       hub: this.#keys === undefined ? 'hub_unknown' : this.pseudonymise('hub', config.hub.id),
+      ...(this.#keys === undefined ? {} : { hubRecipient: this.#keys.recipient }),
       region: config.hub.region,
       ffmpeg: this.#ffmpeg ?? { origin: 'system', major: 0 },
       media: this.#media,
@@ -485,7 +489,11 @@ export class Gateway {
       hubId: config.hub.id,
       registry,
       audit: this.#audit,
-      handlers: hubCommands({
+      handlers: {
+        ...(this.#enrolment === undefined || this.#keys === undefined
+          ? {}
+          : faceCommands({ people: () => this.enrolment, hubIdentity: this.#keys.identity, registry, mayEnrol: () => this.enrolmentDecision() })),
+        ...hubCommands({
         consent: this.#consent,
         ledger: this.#ledger,
         policyInForce: config.privacy.policyVersion,
@@ -502,6 +510,7 @@ export class Gateway {
           ...(this.#enrolment === undefined ? {} : { people: this.#enrolment }),
         }),
       }),
+      },
       logger,
       getState: () => this.state(),
     });

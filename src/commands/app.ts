@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { AppClient } from '../control/app-client.js';
 import type { ControlResponse } from '../control/command.js';
+import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
 import { CamveilError } from '../errors.js';
 import type { CommandIO } from './io.js';
@@ -19,7 +20,9 @@ export type AppAction =
   | { kind: 'pair'; code: string; identity: string; label?: string }
   | { kind: 'status' }
   | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
-  | { kind: 'events'; identity: string; for?: number };
+  | { kind: 'events'; identity: string; for?: number }
+  | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean }
+  | { kind: 'faces-list'; identity: string };
 
 /**
  * `camveil app …`: plays the phone app from a terminal, over MQTT only. Its Ed25519 key and sequence
@@ -45,6 +48,26 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
       case 'consent': {
         const args = action.action === 'accept-policy' ? { action: action.action, version: action.version } : { action: action.action, consent: action.consent };
         response = await app.request('consent/set', args, { sign: action.unsigned !== true });
+        break;
+      }
+      case 'faces-enroll': {
+        // The name and photos are sealed to the hub's own recipient inside the signed payload.
+        const status = await app.request('status', {}, { sign: false });
+        const hubRecipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
+        if (hubRecipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
+        const photos = await Promise.all(action.photos.map(async (f) => (await readFile(f)).toString('base64')));
+        const sealed = await encryptToBuffer([hubRecipient], Buffer.from(JSON.stringify({ name: action.name, minor: action.minor === true, photos })));
+        response = await app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
+        break;
+      }
+      case 'faces-list': {
+        response = await app.request('faces/list', {}, { sign: true });
+        if (response.status === 'ok') {
+          const data = response.data as { people: object[]; sealedNames: string };
+          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
+          const names = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealedNames, 'base64'))).toString('utf8')) as unknown;
+          response = { ...response, data: { people: data.people, names } };
+        }
         break;
       }
       case 'events': {

@@ -4,13 +4,17 @@ import path from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import sharp from 'sharp';
 import { runPair } from '../../src/commands/pair.js';
+import { decryptToBuffer, encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { AppClient } from '../../src/control/app-client.js';
 import { validateConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../harness/mosquitto.js';
 import { waitFor } from '../harness/wait.js';
+
+const FACE_DEMO = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo');
 
 /** The control plane inside the running gateway, with its embedded broker: what the phone app does. */
 describe('gateway control plane over MQTT (embedded broker)', () => {
@@ -21,10 +25,12 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
   let url: string;
   let configFile: string;
   let recipient: string;
+  let identity: string;
 
   beforeAll(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'camveil-ctl-'));
-    recipient = await identityToRecipient(await generateX25519Identity());
+    identity = await generateX25519Identity();
+    recipient = await identityToRecipient(identity);
     url = `mqtt://127.0.0.1:${await freePort()}`;
     const raw = {
       hub: { id: 'ctl-hub', region: 'DE' },
@@ -89,6 +95,29 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     expect((await app.send(prepared.command, prepared.bytes, prepared.transaction)).status).toBe('ok');
     const again = await app.send(prepared.command, prepared.bytes, prepared.transaction);
     expect(again).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REPLAY' } });
+  });
+
+  it('enrols a person over MQTT with name and photo sealed to the hub; lists names sealed to the phone', async () => {
+    const status = await app.request('status', {}, { sign: false });
+    const hubRecipient = (status.data as { hubRecipient: string }).hubRecipient;
+    expect(hubRecipient).toMatch(/^age1/);
+    // A crop around the largest face of a sample photo, made in memory.
+    const photo = await sharp(path.join(FACE_DEMO, 'sample1.jpg')).extract({ left: 300, top: 230, width: 420, height: 480 }).jpeg().toBuffer();
+    const payload = Buffer.from(JSON.stringify({ name: 'Ada Example', photos: [photo.toString('base64')] }));
+    const sealed = (await encryptToBuffer([hubRecipient], payload)).toString('base64');
+    // Without faceRecognition consent the hub refuses, and nothing is enrolled.
+    expect(await app.request('faces/enroll', { sealed }, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_CONSENT_REQUIRED' } });
+    expect((await app.request('consent/set', { action: 'grant', consent: 'faceRecognition' }, { sign: true })).status).toBe('ok');
+    // Unsigned: refused at the door.
+    expect(await app.request('faces/enroll', { sealed }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
+    const enrolled = await app.request('faces/enroll', { sealed }, { sign: true });
+    expect(enrolled, JSON.stringify(enrolled)).toMatchObject({ status: 'ok', data: { personId: expect.stringMatching(/^person_/) as string } });
+    const listed = await app.request('faces/list', {}, { sign: true });
+    const data = listed.data as { people: Array<{ personId: string }>; sealedNames: string };
+    expect(JSON.stringify(data.people)).not.toContain('Ada');
+    const names = JSON.parse((await decryptToBuffer(identity, Buffer.from(data.sealedNames, 'base64'))).toString()) as Array<{ name: string }>;
+    expect(names.map((n) => n.name)).toEqual(['Ada Example']);
+    expect((await app.request('faces/delete', { all: true }, { sign: true })).data).toEqual({ deleted: 1 });
   });
 
   it('accepts an unsigned withdrawal: anyone may narrow what flows, and the hub is local-only at once', async () => {
