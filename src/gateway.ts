@@ -353,17 +353,24 @@ export class Gateway {
 
   /**
    * Makes a mode change true. Entering local-only: every upload in flight is aborted (the gate already
-   * refuses new ones, since the ledger changed first) and every queued upload is destroyed — its staging
+   * refuses new ones, since the ledger changed first), the uploader is stopped, and every queued upload is destroyed — its staging
    * link under `<dataDir>/outbox/` is removed; the local copy stays in the store only under the household's
    * local-recording consent and retention.
    */
   async #enforce(change: ModeChange): Promise<void> {
     this.bus.emit('mode.changed', { mode: change.to, reason: change.reason });
     if (change.to !== 'local-only') {
-      this.#uploader?.kick();
+      try {
+        this.#uploader?.start();
+        this.#uploader?.kick();
+      } catch (error) {
+        this.#o.logger.error({ err: error }, 'cloud mode, but the uploader cannot start');
+      }
       return;
     }
     const destroyed = this.#uploader !== undefined && this.#outbox !== undefined ? await cutUploads(this.#uploader, this.#outbox, change.reason) : [];
+    // The cloud client is closed until the household grants again (deletion requests still go out).
+    await this.#uploader?.stop();
     if (destroyed.length > 0) {
       this.#audit?.append('deletion', { scope: 'object', count: destroyed.length, reason: 'local-only', objectIds: destroyed.slice(0, 256) });
       this.#o.logger.info({ destroyed: destroyed.length, reason: change.reason }, 'local-only: queued uploads destroyed');
