@@ -17,6 +17,8 @@ export interface ResolvedSource {
   display: { main: string; sub?: string };
   /** What the camera said about itself (ONVIF sources only). Serial and MAC: see describeFactsForLog. */
   facts?: DeviceFacts;
+  /** The main stream's resolution as the camera reports it (ONVIF profiles); the device-model rules need it. */
+  mainSize?: { width: number; height: number };
   kind: SourceKind;
 }
 
@@ -87,6 +89,7 @@ export async function resolveCameraSource(camera: CameraConfig, password: string
         main: withCredentials(report.main.streamUri, username, password),
         display: { main: redactUrl(report.main.streamUri) },
         facts: report.facts,
+        mainSize: { width: report.main.width, height: report.main.height },
       };
       if (report.sub !== undefined) {
         resolved.sub = withCredentials(report.sub.streamUri, username, password);

@@ -108,6 +108,8 @@ describe('resolveCameraSource', () => {
     expect(r.sub).toBe('rtsp://admin:pw1234@cam:88/videoSub');
     expect(r.display).toEqual({ main: 'rtsp://cam:88/videoMain', sub: 'rtsp://cam:88/videoSub' });
     expect(r.facts?.model).toBe('FI9900P');
+    // The main stream's size goes with it: the device-model rules need a minimum resolution.
+    expect(r.mainSize).toEqual({ width: 1920, height: 1080 });
 
     const o = await resolveCameraSource(camera({ source: 'onvif://cam', subSource: 'rtsp://cam:88/other' }), 'pw1234', { queryOnvif });
     expect(o.sub).toBe('rtsp://admin:pw1234@cam:88/other');
