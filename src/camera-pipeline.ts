@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { blurBoxes } from './analysis/faces/bystander-blur.js';
+import type { FaceBox } from './analysis/faces/face-engine.js';
 import { FrameQueue } from './analysis/frame-queue.js';
 import { MotionDetector } from './analysis/motion.js';
 import type { BackoffOptions } from './cameras/backoff.js';
@@ -22,8 +24,17 @@ export interface CameraPipelineOptions {
   ffmpegMajor: number;
   /** Where the streams are: resolved before every (re)connect. */
   resolveSource: () => Promise<IngestSource>;
-  /** The shared face stage: offered every analysed frame after motion detection (it asks the gate itself). */
-  faces?: { offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void };
+  /**
+   * The shared face stage: offered every analysed frame after motion detection (it asks the gate itself).
+   * For a camera with `bystanderBlur`, `bystanderBoxes` is asked for the snapshot frame: the faces to blur,
+   * or undefined when the gate denies recognition (the snapshot then goes as it is).
+   */
+  faces?: {
+    offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void;
+    bystanderBoxes?(cameraId: string, frame: AnalysisFrame): Promise<readonly FaceBox[] | undefined>;
+  };
+  /** How long a snapshot may wait for its bystander check before it is withheld (default 3 000 ms). */
+  bystanderTimeoutMs?: number;
   /** Frames waiting for analysis before the oldest is dropped. */
   analysisQueue?: number;
   backoff?: BackoffOptions;
@@ -37,9 +48,14 @@ export interface CameraStatus extends IngestStats {
   clips: number;
   framesDropped: number;
   framesAnalysed: number;
+  /** Snapshots not sent because their bystander check failed or timed out (cameras with `bystanderBlur`). */
+  snapshotsWithheld: number;
   /** Bytes of video held in RAM for this camera now (ring buffer and clips on their way to the sink). */
   memoryBytes: number;
 }
+
+/** A snapshot's bystander check failed or timed out: the snapshot is withheld (see #withoutBystanders). */
+class BystanderCheckFailed extends Error {}
 
 interface OpenEvent {
   eventId: string;
@@ -64,6 +80,7 @@ export class CameraPipeline {
   #event: OpenEvent | undefined;
   #events = 0;
   #analysed = 0;
+  #withheld = 0;
   #analysisLoop: Promise<void> | undefined;
   readonly #snapshots = new Set<Promise<void>>();
 
@@ -156,6 +173,7 @@ export class CameraPipeline {
       clips: this.#recorder.clipsMade,
       framesDropped: this.#queue.dropped,
       framesAnalysed: this.#analysed,
+      snapshotsWithheld: this.#withheld,
       memoryBytes: this.#recorder.bytesHeld,
     };
   }
@@ -203,18 +221,51 @@ export class CameraPipeline {
     }
   }
 
+  /**
+   * The snapshot frame with bystanders' faces pixelated, for a camera with `bystanderBlur`. Unchanged when
+   * the gate denies recognition (nothing can tell the household from a bystander then; privacy masks still
+   * apply) or no face stage is wired. Rejects (BystanderCheckFailed) when the check fails or takes longer
+   * than `bystanderTimeoutMs`: the snapshot is then withheld rather than sent with faces unblurred, or sent
+   * blurred all over (a frame blurred enough to hide every face shows nothing worth sending).
+   */
+  async #withoutBystanders(frame: AnalysisFrame): Promise<AnalysisFrame> {
+    const faces = this.#o.faces;
+    if (!this.#o.camera.bystanderBlur || faces?.bystanderBoxes === undefined) return frame;
+    const limitMs = this.#o.bystanderTimeoutMs ?? 3_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${limitMs} ms`)), limitMs);
+    });
+    let boxes: readonly FaceBox[] | undefined;
+    try {
+      boxes = await Promise.race([faces.bystanderBoxes(this.#o.camera.id, frame), timeout]);
+    } catch (error) {
+      throw new BystanderCheckFailed(error instanceof Error ? error.message : String(error));
+    } finally {
+      clearTimeout(timer);
+    }
+    if (boxes === undefined || boxes.length === 0) return frame;
+    return { ...frame, data: await blurBoxes(frame.data, frame.width, frame.height, boxes) };
+  }
+
   /** Closes the open event, if any, and sends its snapshot. */
   #closeEvent(): void {
     const event = this.#event;
     if (event === undefined) return;
     this.#event = undefined;
     const { camera, sink, bus, logger } = this.#o;
-    const delivery = encodeSnapshot(event.peakFrame, { eventId: event.eventId, privacyMasks: camera.privacyMasks })
+    const delivery = this.#withoutBystanders(event.peakFrame)
+      .then((frame) => encodeSnapshot(frame, { eventId: event.eventId, privacyMasks: camera.privacyMasks }))
       .then(async (snapshot) => {
         await sink.snapshot(snapshot);
         bus.emit('snapshot.ready', { cameraId: camera.id, eventId: event.eventId, at: snapshot.at, bytes: snapshot.jpeg.length, width: snapshot.width, height: snapshot.height });
       })
       .catch((error: unknown) => {
+        if (error instanceof BystanderCheckFailed) {
+          this.#withheld += 1;
+          logger.warn({ camera: camera.id, event: event.eventId, withheld: this.#withheld, err: error.message }, 'snapshot withheld: bystanders could not be checked');
+          return;
+        }
         logger.error({ camera: camera.id, event: event.eventId, err: error instanceof Error ? error.message : String(error) }, 'snapshot failed');
       });
     this.#snapshots.add(delivery);

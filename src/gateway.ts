@@ -576,7 +576,7 @@ export class Gateway {
       const device = describeFactsForLog(resolved.facts, (kind, value) => this.pseudonymise(kind, value));
       this.#o.logger.info({ camera: camera.id, device }, 'camera identified');
     }
-    const capability = this.#faceCapability(resolved.facts);
+    const capability = this.#faceCapability(resolved.facts, resolved.mainSize);
     const entry = this.#faceCameras.get(camera.id);
     if (entry !== undefined && entry.faceCapable !== capability.capable) {
       entry.faceCapable = capability.capable;

@@ -99,6 +99,10 @@ export const cameraSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('the household switches face recognition on per camera; it then runs only where region, device model and consent allow'),
+  bystanderBlur: z
+    .boolean()
+    .default(false)
+    .describe('pixelate faces of people not enrolled in the snapshots that leave the hub; only while face recognition is allowed for the camera'),
 });
 
 export const recordingSchema = z

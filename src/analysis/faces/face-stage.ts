@@ -3,9 +3,13 @@ import type { AnalysisFrame } from '../../cameras/frame.js';
 import type { EventBus } from '../../events.js';
 import type { Logger } from '../../log.js';
 import type { GateDecision } from '../../policy/gate.js';
+import { CamveilError } from '../../errors.js';
 import { FrameQueue } from '../frame-queue.js';
+import { bystanderBoxes } from './bystander-blur.js';
+import type { FaceBox } from './face-engine.js';
 import { FaceWorkerClient } from './face-worker-client.js';
 import { FaceMatcher, type EnrolledPerson, type MatcherOptions } from './matcher.js';
+import { MATCH_THRESHOLD } from './threshold.js';
 
 /** Where the stage gets enrolled people: a cheap revision to poll, and the decrypted list when it moved. */
 export interface PeopleSource {
@@ -60,6 +64,9 @@ export interface FaceStageStats {
   /** Wall time of the last frame in the worker, ms. */
   lastFrameMs?: number;
   errors: number;
+  /** Snapshot frames checked for bystanders (bystanderBoxes), and the bystander faces found in them. */
+  bystanderFrames: number;
+  bystanderFaces: number;
 }
 
 interface Job {
@@ -99,12 +106,14 @@ export class FaceStage {
   #nextId = 1;
   #closedCalls = { detectCalls: 0, describeCalls: 0 };
   #peopleRevision: number | undefined;
+  /** The enrolled people last loaded into the matcher: bystanderBoxes compares against the same list. */
+  #people: readonly EnrolledPerson[] = [];
   #stopped = false;
   /** After a worker failed to start (model files, backend), no new attempt before this time. */
   #retryAt = 0;
   #timer: NodeJS.Timeout | undefined;
   readonly #audits = new Map<string, AuditWindow>();
-  readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, lastFrameMs: undefined as number | undefined };
+  readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, bystanderFrames: 0, bystanderFaces: 0, lastFrameMs: undefined as number | undefined };
 
   constructor(options: FaceStageOptions) {
     this.#o = options;
@@ -132,6 +141,45 @@ export class FaceStage {
     this.#outstanding += 1;
     this.#queue.push({ cameraId, frame });
     this.#loop ??= this.#run();
+  }
+
+  /**
+   * The boxes of the faces in `frame` that match nobody enrolled (see bystanderBoxes in bystander-blur.ts),
+   * for blurring a snapshot before it leaves the hub. Asks the gate first (and again just before the
+   * worker, like offer()): when it denies, resolves undefined and no model is called — without recognition
+   * nothing tells the household from a bystander. Runs in the same worker, after the frames already queued
+   * (one ≈ 450 ms each). Does not feed the matcher: no sighting or event comes from a snapshot check.
+   * Rejects when the worker fails or the stage was stopped: the caller must not send the frame unchecked.
+   */
+  async bystanderBoxes(cameraId: string, frame: AnalysisFrame): Promise<FaceBox[] | undefined> {
+    if (this.#stopped) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face stage is stopped', { where: 'faces' });
+    if (!this.#ask(cameraId).allowed) return undefined;
+    let result: { boxes: FaceBox[] | undefined } | undefined;
+    let failure: unknown;
+    await this.#enqueueOp(async () => {
+      try {
+        if (this.#stopped) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face stage is stopped', { where: 'faces' });
+        if (!this.#o.gate.mayRecogniseFaces(cameraId).allowed) {
+          result = { boxes: undefined };
+          return;
+        }
+        const worker = await this.#ensureWorker();
+        await this.#refreshPeople();
+        const pixels = new ArrayBuffer(frame.data.length);
+        new Uint8Array(pixels).set(frame.data);
+        const found = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
+        const boxes = bystanderBoxes(found.faces, found.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD);
+        this.#stats.bystanderFrames += 1;
+        this.#stats.bystanderFaces += boxes.length;
+        result = { boxes };
+      } catch (error) {
+        failure = error;
+        throw error;
+      }
+    });
+    if (result === undefined) throw failure instanceof Error ? failure : new CamveilError('CAMVEIL_E_INTERNAL', 'bystander check failed', { where: 'faces' });
+    if (result.boxes === undefined) void this.reconcile();
+    return result.boxes;
   }
 
   /** Ends the worker (models unloaded, memory freed) when no camera may use faces now. */
@@ -263,7 +311,8 @@ export class FaceStage {
     if (source === undefined) return;
     const revision = source.revision();
     if (revision === this.#peopleRevision) return;
-    this.#matcher.setPeople(await source.load());
+    this.#people = await source.load();
+    this.#matcher.setPeople(this.#people);
     this.#peopleRevision = revision;
   }
 
@@ -275,6 +324,7 @@ export class FaceStage {
     this.#closedCalls.describeCalls += worker.describeCalls;
     this.#worker = undefined;
     clearInterval(this.#timer);
+    this.#people = [];
     this.#matcher.setPeople([]);
     this.#matcher.forget();
     this.#peopleRevision = undefined;

@@ -4,11 +4,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CamveilError, type ErrorCode, ERROR_CODES } from '../../errors.js';
+import type { FaceBox } from './face-engine.js';
 import type { FromWorker, ToWorker } from './face-worker-protocol.js';
 
 export interface WorkerResult {
   descriptors: Float32Array[];
   skipped: number;
+  /** Every face found, with the index of its descriptor when it was described (see face-worker-protocol.ts). */
+  faces: Array<{ box: FaceBox; descriptor?: number }>;
   ms: number;
 }
 
@@ -86,7 +89,7 @@ export class FaceWorkerClient {
   async analyse(id: number, width: number, height: number, pixels: ArrayBuffer): Promise<WorkerResult> {
     const m = await this.#request({ type: 'frame', id, width, height, pixels }, [pixels]);
     if (m.type !== 'result') throw new CamveilError('CAMVEIL_E_INTERNAL', `face worker answered ${m.type} to a frame`, { where: 'faces' });
-    return { descriptors: m.descriptors, skipped: m.skipped, ms: m.ms };
+    return { descriptors: m.descriptors, skipped: m.skipped, faces: m.faces, ms: m.ms };
   }
 
   /** Disposes the nets (engine.unload()), then ends the thread. */

@@ -17,6 +17,11 @@ export type FromWorker =
       descriptors: Float32Array[];
       /** Faces found but not usable for recognition (quality filter). */
       skipped: number;
+      /**
+       * Every face found, usable or not, best score first: its box (frame pixels) and, when it was
+       * described, the index of its descriptor in `descriptors`. Bystander blurring needs the boxes.
+       */
+      faces: Array<{ box: { x: number; y: number; width: number; height: number }; descriptor?: number }>;
       ms: number;
       detectCalls: number;
       describeCalls: number;

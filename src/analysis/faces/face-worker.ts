@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { asCamveilError } from '../../errors.js';
-import { FaceEngine } from './face-engine.js';
+import { FaceEngine, type Face } from './face-engine.js';
 import type { FromWorker, ToWorker } from './face-worker-protocol.js';
 
 /**
@@ -36,19 +36,22 @@ async function handle(message: ToWorker): Promise<void> {
       const image = { width: message.width, height: message.height, data: new Uint8Array(message.pixels), channels: 3 as const };
       const faces = await engine.detect(image, { pad: 'never', landmarks: false });
       const descriptors: Float32Array[] = [];
+      const found: Array<{ box: Face['box']; descriptor?: number }> = [];
       let skipped = 0;
       for (const face of faces) {
         if (!face.quality.ok) {
           skipped += 1;
+          found.push({ box: face.box });
           continue;
         }
+        found.push({ box: face.box, descriptor: descriptors.length });
         descriptors.push(await engine.describe(image, face));
       }
       const s = engine.stats();
       // A descriptor may be a view on a larger buffer: copy so exactly its 512 bytes are transferred.
       const owned = descriptors.map((d) => new Float32Array(d));
       send(
-        { type: 'result', id: message.id, descriptors: owned, skipped, ms: performance.now() - started, detectCalls: s.detectCalls, describeCalls: s.describeCalls },
+        { type: 'result', id: message.id, descriptors: owned, skipped, faces: found, ms: performance.now() - started, detectCalls: s.detectCalls, describeCalls: s.describeCalls },
         owned.map((d) => d.buffer),
       );
       return;
