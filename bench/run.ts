@@ -8,9 +8,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   crypto: () => import('./crypto.js'),
   faces: () => import('./faces.js'),
   withdrawal: () => import('./withdrawal.js'),
+  'faces-live': () => import('./faces-live.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
