@@ -239,6 +239,28 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
   appCommand('accept-policy', 'accept a privacy-policy version (signed)')
     .argument('<version>', 'e.g. 2021-10-31')
     .action((version: string, opts: AppGlobal) => runAppAction({ kind: 'consent', action: 'accept-policy', version }, opts));
+  appCommand('cameras-add', "add a camera to the hub; its password is sealed to the hub's key (signed request)")
+    .requiredOption('--id <id>', 'camera id')
+    .requiredOption('--source <url>', 'rtsp://… or an ONVIF URL, without credentials')
+    .option('--sub-source <url>', 'a lower-resolution stream for analysis')
+    .option('--user <name>', 'camera user name')
+    .option('--password-file <file>', 'file whose first line is the camera password')
+    .action((opts: AppGlobal & { id: string; source: string; subSource?: string; user?: string; passwordFile?: string }) =>
+      runAppAction(
+        {
+          kind: 'cameras-add',
+          id: opts.id,
+          source: opts.source,
+          ...(opts.subSource === undefined ? {} : { subSource: opts.subSource }),
+          ...(opts.user === undefined ? {} : { user: opts.user }),
+          ...(opts.passwordFile === undefined ? {} : { passwordFile: opts.passwordFile }),
+        },
+        opts,
+      ),
+    );
+  appCommand('cameras-remove', 'remove a camera the app added (signed request)')
+    .requiredOption('--id <id>', 'camera id')
+    .action((opts: AppGlobal & { id: string }) => runAppAction({ kind: 'cameras-remove', id: opts.id }, opts));
   appCommand('faces-enroll', 'enrol a person: name and photos sealed to the hub, the request signed')
     .requiredOption('--name <name>', "the person's name")
     .requiredOption('--photo <file...>', 'one or more photos, each with exactly one face')

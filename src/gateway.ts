@@ -4,6 +4,8 @@ import { ControlPlane } from './control/dispatcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './control/embedded-broker.js';
 import { hubCommands } from './control/hub-commands.js';
 import { faceCommands } from './control/face-commands.js';
+import { cameraCommands } from './control/camera-commands.js';
+import { CameraRegistry } from './control/camera-registry.js';
 import { KeyRegistry } from './control/key-registry.js';
 import { HomeAssistantBridge } from './control/ha-discovery.js';
 import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
@@ -101,6 +103,8 @@ export class Gateway {
   #control: ControlPlane | undefined;
   #stopControl: (() => void) | undefined;
   #makePipeline: ((camera: CameraConfig) => CameraPipeline) | undefined;
+  #cameraRegistry: CameraRegistry | undefined;
+  #fileCameraIds: ReadonlySet<string> = new Set();
   #retention: { retentionDays: number; quotaBytes: number } | undefined;
   #ha: HomeAssistantBridge | undefined;
   #lastRetention: RetentionReport | undefined;
@@ -147,12 +151,38 @@ export class Gateway {
         ...(this.#o.backoff === undefined ? {} : { backoff: this.#o.backoff }),
         ...(this.#o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: this.#o.stallTimeoutMs }),
       });
-    for (const camera of config.cameras) {
+    for (const camera of this.#o.config.cameras) {
       if (!camera.enabled) continue;
       const pipeline = this.#makePipeline(camera);
       this.#pipelines.push(pipeline);
       pipeline.start();
     }
+  }
+
+  /** Starts, restarts or stops an app-managed camera after `cameras/add|update|remove`. */
+  async #applyCameraChange(change: { kind: 'added' | 'updated'; camera: CameraConfig } | { kind: 'removed'; cameraId: string }): Promise<void> {
+    const id = change.kind === 'removed' ? change.cameraId : change.camera.id;
+    const i = this.#pipelines.findIndex((p) => p.cameraId === id);
+    if (i >= 0) {
+      await this.#pipelines[i]!.stop();
+      this.#pipelines.splice(i, 1);
+    }
+    const others = this.#o.config.cameras.filter((c) => c.id !== id);
+    if (change.kind === 'removed') {
+      this.#o.config = { ...this.#o.config, cameras: others };
+      this.#faceCameras.delete(id);
+      this.#o.logger.info({ camera: id }, 'camera removed by the app');
+      return;
+    }
+    const camera = change.camera;
+    this.#o.config = { ...this.#o.config, cameras: [...others, camera] };
+    this.#faceCameras.set(camera.id, { faceRecognitionEnabled: camera.faceRecognition, faceCapable: this.#faceCapability().capable });
+    if (camera.enabled && this.#makePipeline !== undefined) {
+      const pipeline = this.#makePipeline(camera);
+      this.#pipelines.push(pipeline);
+      pipeline.start();
+    }
+    this.#o.logger.info({ camera: camera.id, change: change.kind }, `camera ${change.kind} by the app`);
   }
 
   /**
@@ -273,7 +303,13 @@ export class Gateway {
     const inForce = history.find((v) => v.version === config.privacy.policyVersion);
     // The config schema has checked that the version is known; fail closed if not.
     const policy = { inForce: inForce ?? { version: config.privacy.policyVersion, material: true, publishedAt: new Date().toISOString() }, history };
-    for (const c of config.cameras) this.#faceCameras.set(c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: this.#faceCapability().capable });
+    // Cameras the household added from the app join those of the configuration file (which win on an id clash).
+    this.#cameraRegistry = new CameraRegistry(db, this.#keys!.identity);
+    const fileIds = new Set(config.cameras.map((c) => c.id));
+    this.#fileCameraIds = fileIds;
+    const appCameras = this.#cameraRegistry.list().filter((c) => !fileIds.has(c.id));
+    if (appCameras.length > 0) this.#o.config = { ...config, cameras: [...config.cameras, ...appCameras] };
+    for (const c of this.#o.config.cameras) this.#faceCameras.set(c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: this.#faceCapability().capable });
     const cameras = this.#faceCameras;
     this.#gate = new PolicyGate({
       ledger: this.#ledger,
@@ -497,6 +533,14 @@ export class Gateway {
       registry,
       audit: this.#audit,
       handlers: {
+        ...(this.#cameraRegistry === undefined || this.#keys === undefined
+          ? {}
+          : cameraCommands({
+              registry: this.#cameraRegistry,
+              hubIdentity: this.#keys.identity,
+              configCameraIds: () => this.#fileCameraIds,
+              apply: (change) => this.#applyCameraChange(change),
+            })),
         ...(this.#enrolment === undefined || this.#keys === undefined
           ? {}
           : faceCommands({ people: () => this.enrolment, hubIdentity: this.#keys.identity, registry, mayEnrol: () => this.enrolmentDecision() })),
@@ -570,7 +614,11 @@ export class Gateway {
 
   /** Reads the password when it is needed (never kept) and resolves the camera's stream URLs. */
   async #resolve(camera: CameraConfig): Promise<IngestSource> {
-    const password = resolveCameraPassword(camera, this.#o.env ?? process.env);
+    // An app-managed camera's password is stored sealed to the hub key and opened only now.
+    const password =
+      this.#cameraRegistry?.has(camera.id) === true && !this.#fileCameraIds.has(camera.id)
+        ? await this.#cameraRegistry.password(camera.id)
+        : resolveCameraPassword(camera, this.#o.env ?? process.env);
     const resolved = await resolveCameraSource(camera, password);
     if (resolved.facts !== undefined) {
       const device = describeFactsForLog(resolved.facts, (kind, value) => this.pseudonymise(kind, value));

@@ -4,6 +4,7 @@ import { AppClient } from '../control/app-client.js';
 import type { ControlResponse } from '../control/command.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
+import { readPasswordFile } from '../config/secrets.js';
 import { CamveilError } from '../errors.js';
 import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
@@ -22,7 +23,9 @@ export type AppAction =
   | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
   | { kind: 'events'; identity: string; for?: number }
   | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean }
-  | { kind: 'faces-list'; identity: string };
+  | { kind: 'faces-list'; identity: string }
+  | { kind: 'cameras-add'; id: string; source: string; subSource?: string; user?: string; passwordFile?: string }
+  | { kind: 'cameras-remove'; id: string };
 
 /**
  * `camveil app …`: plays the phone app from a terminal, over MQTT only. Its Ed25519 key and sequence
@@ -60,6 +63,27 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         response = await app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
         break;
       }
+      case 'cameras-add': {
+        let sealedPassword: string | undefined;
+        if (action.passwordFile !== undefined) {
+          const status = await app.request('status', {}, { sign: false });
+          const hubRecipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
+          if (hubRecipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
+          const password = readPasswordFile(action.passwordFile, '--password-file');
+          sealedPassword = (await encryptToBuffer([hubRecipient], Buffer.from(password))).toString('base64');
+        }
+        const camera = {
+          id: action.id,
+          source: action.source,
+          ...(action.subSource === undefined ? {} : { subSource: action.subSource }),
+          ...(action.user === undefined ? {} : { credentials: { username: action.user } }),
+        };
+        response = await app.request('cameras/add', { camera, ...(sealedPassword === undefined ? {} : { sealedPassword }) }, { sign: true });
+        break;
+      }
+      case 'cameras-remove':
+        response = await app.request('cameras/remove', { cameraId: action.id }, { sign: true });
+        break;
       case 'faces-list': {
         response = await app.request('faces/list', {}, { sign: true });
         if (response.status === 'ok') {

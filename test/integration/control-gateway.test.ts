@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
@@ -118,6 +118,33 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     const names = JSON.parse((await decryptToBuffer(identity, Buffer.from(data.sealedNames, 'base64'))).toString()) as Array<{ name: string }>;
     expect(names.map((n) => n.name)).toEqual(['Ada Example']);
     expect((await app.request('faces/delete', { all: true }, { sign: true })).data).toEqual({ deleted: 1 });
+  });
+
+  it('adds an app-managed camera with its password sealed to the hub; unsigned refused; kept across restarts', async () => {
+    const status = await app.request('status', {}, { sign: false });
+    const hubRecipient = (status.data as { hubRecipient: string }).hubRecipient;
+    const sealedPassword = (await encryptToBuffer([hubRecipient], Buffer.from('garage-Secret-42'))).toString('base64');
+    const camera = { id: 'garage', source: 'rtsp://127.0.0.1:1/videoMain', credentials: { username: 'admin' } };
+    expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
+    expect(await app.request('cameras/add', { camera: { ...camera, source: 'file:/etc/passwd' } }, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID' } });
+    expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: true })).toMatchObject({ status: 'ok', data: { cameraId: 'garage' } });
+    // The camera runs (nothing listens on port 1: it reports that, without the password anywhere).
+    await waitFor('the new camera to report', () => gateway.state().cameras.find((c) => c.cameraId === 'garage')?.error !== undefined, 15_000);
+    expect(gateway.state().cameras.find((c) => c.cameraId === 'garage')!.error!.code).toBe('CAMVEIL_E_CAMERA_UNREACHABLE');
+    expect(JSON.stringify(gateway.state())).not.toContain('garage-Secret-42');
+    expect(readFileSync(path.join(root, 'hub', 'camveil.db')).includes(Buffer.from('garage-Secret-42'))).toBe(false);
+    // It survives a restart of the hub.
+    await gateway.stop();
+    gateway = new Gateway({ config: validateConfig(JSON.parse(readFileSync(configFile, 'utf8')), configFile, root), logger: createLogger({ level: 'silent' }) });
+    await gateway.start();
+    expect(gateway.state().cameras.map((c) => c.cameraId)).toContain('garage');
+    await app.stop();
+    await appMqtt.endAsync();
+    appMqtt = await mqtt.connectAsync(url);
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 5000, key: app.key });
+    await app.start();
+    expect((await app.request('cameras/remove', { cameraId: 'garage' }, { sign: true })).status).toBe('ok');
+    expect(gateway.state().cameras.map((c) => c.cameraId)).not.toContain('garage');
   });
 
   it('accepts an unsigned withdrawal: anyone may narrow what flows, and the hub is local-only at once', async () => {
