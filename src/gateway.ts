@@ -70,6 +70,8 @@ export interface GatewayState {
   ffmpeg: { origin: 'system' | 'npm'; major: number };
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
   media: 'sealed' | 'memory-only' | 'custom';
+  /** The MQTT protocol in use with the broker: 5 where it supports it, 3.1.1 (4) otherwise. */
+  mqtt?: { protocolVersion: 4 | 5 };
   /** `cloud` or `local-only`, and why (a machine-readable reason from the gate). */
   mode: { mode: 'cloud' | 'local-only'; reason: string };
   policyVersion: string;
@@ -104,6 +106,7 @@ export class Gateway {
   #stopControl: (() => void) | undefined;
   #makePipeline: ((camera: CameraConfig) => CameraPipeline) | undefined;
   #cameraRegistry: CameraRegistry | undefined;
+  #mqttProtocol: 4 | 5 | undefined;
   #fileCameraIds: ReadonlySet<string> = new Set();
   #retention: { retentionDays: number; quotaBytes: number } | undefined;
   #ha: HomeAssistantBridge | undefined;
@@ -235,6 +238,7 @@ export class Gateway {
       ffmpeg: this.#ffmpeg ?? { origin: 'system', major: 0 },
       media: this.#media,
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
+      ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
       policyVersion: config.privacy.policyVersion,
       cameras: this.#pipelines.map((p) => p.status()),
     };
@@ -522,6 +526,9 @@ export class Gateway {
     if (m.keyFile !== undefined) options.key = readFileSync(m.keyFile);
     if (m.username !== undefined) options.username = m.username;
     if (m.passwordFile !== undefined) options.password = readPasswordFile(m.passwordFile, 'mqtt.passwordFile');
+    options.protocolVersion = await brokerProtocol(m.url, options);
+    this.#mqttProtocol = options.protocolVersion;
+    logger.info({ protocolVersion: options.protocolVersion }, 'mqtt: protocol');
     const client = mqtt.connect(m.url, options);
     this.#mqtt = client;
     client.on('error', (error) => logger.warn({ code: (error as NodeJS.ErrnoException).code }, 'mqtt: connection problem; retrying'));
@@ -658,4 +665,22 @@ function sweepStaging(staging: string, outbox: Outbox, logger: Logger): void {
     }
   }
   if (removed > 0) logger.info({ removed }, 'removed staged upload links whose upload is over');
+}
+
+/**
+ * MQTT 5 where the broker supports it, 3.1.1 otherwise: one short trial connection with version 5. A broker
+ * that refuses the version (aedes, older brokers) or cannot be reached now gets 3.1.1, which every broker
+ * speaks; the real client then reconnects on its own.
+ */
+async function brokerProtocol(url: string, options: IClientOptions): Promise<4 | 5> {
+  try {
+    // The trial connection carries no last will: it must not publish "offline" when it ends.
+    const trial: IClientOptions = { ...options, clientId: `${options.clientId ?? 'camveil'}-probe`, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 3000 };
+    delete trial.will;
+    const probe = await mqtt.connectAsync(url, trial);
+    await probe.endAsync(true);
+    return 5;
+  } catch {
+    return 4;
+  }
 }

@@ -11,7 +11,8 @@ import { AppClient } from '../../src/control/app-client.js';
 import { validateConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
-import { freePort } from '../harness/mosquitto.js';
+import { freePort, startMosquitto } from '../harness/mosquitto.js';
+import { describeWithPeers } from '../harness/peers.js';
 import { waitFor } from '../harness/wait.js';
 
 const FACE_DEMO = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo');
@@ -52,6 +53,10 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     await appMqtt?.endAsync();
     await gateway?.stop();
     if (root !== undefined) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('falls back to MQTT 3.1.1 with a broker that does not speak 5 (aedes)', () => {
+    expect(gateway.state().mqtt).toEqual({ protocolVersion: 4 });
   });
 
   it('a fresh subscriber sees the retained availability and state, with the mode and no secrets', async () => {
@@ -151,5 +156,32 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     const r = await app.request('consent/set', { action: 'withdraw', consent: 'cloudUpload' }, { sign: false });
     expect(r).toMatchObject({ status: 'ok', data: { mode: { mode: 'local-only', reason: 'cloud-upload-withdrawn' } } });
     expect(gateway.state().mode.mode).toBe('local-only');
+  });
+});
+
+describeWithPeers(['mosquitto'], "gateway control plane on Debian's mosquitto (MQTT 5)", () => {
+  it('speaks MQTT 5 where the broker supports it, and the app works through it', async () => {
+    const broker = await startMosquitto();
+    const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-ctl5-'));
+    const raw = { hub: { id: 'ctl5', region: 'DE' }, dataDir: path.join(root, 'hub'), mqtt: { url: broker.url } };
+    const gateway = new Gateway({ config: validateConfig(raw, 'test', root), logger: createLogger({ level: 'silent' }) });
+    const client = await mqtt.connectAsync(broker.url);
+    const app = new AppClient({ client, baseTopic: 'camveil', hubId: 'ctl5', timeoutMs: 5000 });
+    try {
+      await gateway.start();
+      expect(gateway.state().mqtt).toEqual({ protocolVersion: 5 });
+      await app.start();
+      // The hub subscribes once its client has connected: ask again until it answers.
+      let r = await app.request('status', {}, { sign: false }).catch(() => undefined);
+      for (let i = 0; r === undefined && i < 10; i++) r = await app.request('status', {}, { sign: false }).catch(() => undefined);
+      expect(r?.status).toBe('ok');
+      expect(await app.request('consent/set', { action: 'grant', consent: 'cloudUpload' }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
+    } finally {
+      await app.stop();
+      await client.endAsync();
+      await gateway.stop();
+      await broker.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
