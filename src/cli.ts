@@ -206,10 +206,21 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
 
   const app = program
     .command('app')
-    .description('play the phone app from a terminal, over MQTT: pair, consent, status, events');
+    .description('play the phone app from a terminal, over MQTT: keygen, pair, status, consent, cameras, faces, events');
+  app
+    .command('keygen')
+    .description("the household's age identity, as the phone app would hold it (stdout; recipient on stderr)")
+    .option('--pq', 'a post-quantum hybrid identity')
+    .action(async (opts: { pq?: boolean }) => {
+      const { runKeygen } = await import('./commands/keygen.js');
+      await run(() => runKeygen(opts, io))();
+    });
+  const appConsent = app.command('consent').description("the household's consents: grant (signed), withdraw, accept-policy (signed)");
+  const appCameras = app.command('cameras').description('cameras the app manages: add (password sealed to the hub), remove');
+  const appFaces = app.command('faces').description('enrolled people: enroll (name and photos sealed to the hub), list');
   type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string };
-  const appCommand = (name: string, description: string) =>
-    app
+  const appCommand = (name: string, description: string, parent: Command = app) =>
+    parent
       .command(name)
       .description(description)
       .requiredOption('--broker <url>', 'the MQTT broker, e.g. mqtt://127.0.0.1:1883')
@@ -229,17 +240,17 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     );
   appCommand('status', "the hub's public state").action((opts: AppGlobal) => runAppAction({ kind: 'status' }, opts));
   for (const action of ['grant', 'withdraw'] as const) {
-    appCommand(`consent-${action}`, `${action} a consent (signed; --unsigned to see the hub's answer without a signature)`)
+    appCommand(action, `${action} a consent (signed; --unsigned to see the hub's answer without a signature)`, appConsent)
       .argument('<consent>', 'cloudUpload | faceRecognition | crossBorderTransfer | localRecording')
       .option('--unsigned', 'send without a signature')
       .action((consentName: string, opts: AppGlobal & { unsigned?: boolean }) =>
         runAppAction({ kind: 'consent', action, consent: consentName, ...(opts.unsigned === true ? { unsigned: true } : {}) }, opts),
       );
   }
-  appCommand('accept-policy', 'accept a privacy-policy version (signed)')
+  appCommand('accept-policy', 'accept a privacy-policy version (signed)', appConsent)
     .argument('<version>', 'e.g. 2021-10-31')
     .action((version: string, opts: AppGlobal) => runAppAction({ kind: 'consent', action: 'accept-policy', version }, opts));
-  appCommand('cameras-add', "add a camera to the hub; its password is sealed to the hub's key (signed request)")
+  appCommand('add', "add a camera to the hub; its password is sealed to the hub's key (signed request)", appCameras)
     .requiredOption('--id <id>', 'camera id')
     .requiredOption('--source <url>', 'rtsp://… or an ONVIF URL, without credentials')
     .option('--sub-source <url>', 'a lower-resolution stream for analysis')
@@ -258,21 +269,22 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
         opts,
       ),
     );
-  appCommand('cameras-remove', 'remove a camera the app added (signed request)')
+  appCommand('remove', 'remove a camera the app added (signed request)', appCameras)
     .requiredOption('--id <id>', 'camera id')
     .action((opts: AppGlobal & { id: string }) => runAppAction({ kind: 'cameras-remove', id: opts.id }, opts));
-  appCommand('faces-enroll', 'enrol a person: name and photos sealed to the hub, the request signed')
+  appCommand('enroll', 'enrol a person: name and photos sealed to the hub, the request signed', appFaces)
     .requiredOption('--name <name>', "the person's name")
     .requiredOption('--photo <file...>', 'one or more photos, each with exactly one face')
     .option('--minor', 'the person is under 18 (a guardian attestation is then required)')
     .action((opts: AppGlobal & { name: string; photo: string[]; minor?: boolean }) =>
       runAppAction({ kind: 'faces-enroll', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}) }, opts),
     );
-  appCommand('faces-list', 'the enrolled people; names come sealed to this phone and are decrypted here')
+  appCommand('list', 'the enrolled people; names come sealed to this phone and are decrypted here', appFaces)
     .requiredOption('-i, --identity <file>', 'the household identity file')
     .action((opts: AppGlobal & { identity: string }) => runAppAction({ kind: 'faces-list', identity: opts.identity }, opts));
   appCommand('events', "follow the hub's sealed alerts, decrypted with the household identity")
     .requiredOption('-i, --identity <file>', 'the household identity file')
+    .option('--follow', 'keep following until Ctrl-C (the default)')
     .option('--for <seconds>', 'stop after this many seconds', positiveNumber)
     .action((opts: AppGlobal & { identity: string; for?: number }) =>
       runAppAction({ kind: 'events', identity: opts.identity, ...(opts.for === undefined ? {} : { for: opts.for }) }, opts),

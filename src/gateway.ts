@@ -77,7 +77,7 @@ export interface GatewayState {
   policyVersion: string;
   storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
   uplink?: { zone: string; outbox: OutboxStats };
-  cameras: CameraStatus[];
+  cameras: Array<CameraStatus & { features: { motion: boolean; faceRecognition: { allowed: boolean; reason: string }; localRecording: { allowed: boolean; reason: string } } }>;
 }
 
 const HOUR = 3_600_000;
@@ -240,7 +240,15 @@ export class Gateway {
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
       ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
       policyVersion: config.privacy.policyVersion,
-      cameras: this.#pipelines.map((p) => p.status()),
+      // With each camera, what the gate allows on it now and why not (no personal data).
+      cameras: this.#pipelines.map((p) => ({
+        ...p.status(),
+        features: {
+          motion: p.status().motion.enabled,
+          faceRecognition: this.#gate?.mayRecogniseFaces(p.cameraId) ?? { allowed: false, reason: 'not-started' },
+          localRecording: this.#gate?.mayRecordLocally(p.cameraId) ?? { allowed: false, reason: 'not-started' },
+        },
+      })),
     };
     if (this.#store !== undefined && this.#db?.open === true) {
       state.storage = {

@@ -140,8 +140,8 @@ export async function runDemo(opts: { for?: number; dataDir?: string; region?: s
     io.stdout(`Withdraw it from another terminal and watch uploads stop: npx camveil consent withdraw cloudUpload --config ${configFile}`);
     io.stdout(`Or play the phone app over MQTT (${mqttUrl}): npx camveil pair --config ${configFile}, then`);
     io.stdout(`  npx camveil app pair ${appFlags} --identity ${keyFile} --code CODE`);
-    io.stdout(`  npx camveil app consent-withdraw cloudUpload ${appFlags}     (and consent-grant, which must be signed)`);
-    io.stdout(`  npx camveil app events ${appFlags} --identity ${keyFile}      (sealed alerts, decrypted)`);
+    io.stdout(`  npx camveil app consent withdraw cloudUpload ${appFlags}     (and consent grant, which must be signed)`);
+    io.stdout(`  npx camveil app events --follow ${appFlags} --identity ${keyFile}      (sealed alerts, decrypted)`);
     await untilStopRequested(opts.for);
     await gateway.stop();
   } finally {

@@ -57,6 +57,8 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
   const logLines: string[] = [];
   let filesBefore: Map<string, number>;
   let startedAt: number;
+  /** When the camera with motion first delivered data: its stream (and the video) started about then. */
+  let streamingAt: number | undefined;
 
   beforeAll(async () => {
     const video = motionVideo({ seconds: 24, motionAt: MOTION_AT, motionUntil: MOTION_UNTIL, region: { x0: 0.1, x1: 0.7, y: 0.4 } });
@@ -104,6 +106,9 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
       sink,
       backoff: { initialMs: 500, maxMs: 2000 },
     });
+    gateway.bus.on('camera.state', (e) => {
+      if (e.cameraId === 'open' && e.health === 'streaming' && streamingAt === undefined) streamingAt = Date.now();
+    });
     for (const name of ['camera.state', 'motion.start', 'motion.end', 'clip.ready', 'snapshot.ready'] as const) {
       gateway.bus.on(name, (payload) => events.push({ name, payload }));
     }
@@ -124,9 +129,11 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
   it('turns motion at a known second into exactly one event, on the camera that saw it', () => {
     const starts = events.filter((e) => e.name === 'motion.start').map((e) => e.payload as CamveilEvents['motion.start']);
     expect(starts.map((s) => s.cameraId)).toEqual(['open']);
-    const seenAfter = (starts[0]!.at - startedAt) / 1000;
-    // The stream starts playing when ffmpeg connects (within a second of start); one 2 fps frame of slack.
-    expect(seenAfter).toBeGreaterThan(MOTION_AT - 0.5);
+    // The video plays from when ffmpeg connects, which under load may be seconds after start: time the
+    // detection from the camera's first data (ffmpeg probes the stream for up to a second or two first).
+    expect(streamingAt).toBeGreaterThanOrEqual(startedAt);
+    const seenAfter = (starts[0]!.at - streamingAt!) / 1000;
+    expect(seenAfter).toBeGreaterThan(MOTION_AT - 2.5);
     expect(seenAfter).toBeLessThan(MOTION_AT + 2.5);
   });
 
@@ -222,6 +229,12 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     expect(byId.get('masked')!.health).toBe('streaming');
     expect(byId.get('masked')!.framesAnalysed).toBeGreaterThan(10);
     expect(byId.get('masked')!.motion.events).toBe(0);
+    // State says per camera what the gate allows and why not: nothing was consented to in this test.
+    expect(byId.get('open')!.features).toEqual({
+      motion: true,
+      faceRecognition: { allowed: false, reason: 'policy-not-accepted' },
+      localRecording: { allowed: false, reason: 'local-recording-withdrawn' },
+    });
     // The camera's error names it; the logs carry the errors but never the password.
     expect(byId.get('guarded')!.error!.message).toContain('camera guarded');
     const logs = logLines.join('');
