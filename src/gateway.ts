@@ -27,7 +27,7 @@ import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
 import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
 import { EnrolmentStore, purgeAfterWithdrawal } from './analysis/faces/enrolment.js';
-import { FaceStage } from './analysis/faces/face-stage.js';
+import { FaceStage, type FaceStageStats } from './analysis/faces/face-stage.js';
 import type { DeviceFacts } from './cameras/device-facts.js';
 import { DEFAULT_CAPABLE_MODELS, DEFAULT_MIN_FACE_STREAM, isFaceCapable, type FaceCapabilityReason } from './policy/device-rules.js';
 import type { Logger } from './log.js';
@@ -70,6 +70,8 @@ export interface GatewayState {
   ffmpeg: { origin: 'system' | 'npm'; major: number };
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
   media: 'sealed' | 'memory-only' | 'custom';
+  /** The face stage: model backend while loaded, calls, frames gated out and dropped (counts only). */
+  faces?: FaceStageStats;
   /** The MQTT protocol in use with the broker: 5 where it supports it, 3.1.1 (4) otherwise. */
   mqtt?: { protocolVersion: 4 | 5 };
   /** `cloud` or `local-only`, and why (a machine-readable reason from the gate). */
@@ -239,6 +241,7 @@ export class Gateway {
       media: this.#media,
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
       ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
+      ...(this.#faces === undefined ? {} : { faces: this.#faces.stats() }),
       policyVersion: config.privacy.policyVersion,
       // With each camera, what the gate allows on it now and why not (no personal data).
       cameras: this.#pipelines.map((p) => ({

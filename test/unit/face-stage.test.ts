@@ -136,6 +136,8 @@ describe('gated face stage', () => {
     stage.offer('front', at(0), true);
     await stage.idle();
     expect(stage.stats().loaded).toBe(true);
+    // tfjs-node is not installed here: the wasm backend it is (state shows it).
+    expect(stage.stats().backend).toBe('wasm');
     hub.withdraw();
     const deadline = Date.now() + 5_000;
     while (stage.stats().loaded && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

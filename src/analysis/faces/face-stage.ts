@@ -45,6 +45,8 @@ export interface FaceStageOptions {
 }
 
 export interface FaceStageStats {
+  /** The model backend in use while the models are loaded. */
+  backend?: string;
   /** Calls made in the worker(s) since the stage was built: proof the nets did (not) run. */
   detectCalls: number;
   describeCalls: number;
@@ -206,6 +208,7 @@ export class FaceStage {
       describeCalls: this.#closedCalls.describeCalls + (w?.describeCalls ?? 0),
       framesDropped: this.#queue.dropped,
       loaded: w !== undefined && w.alive,
+      ...(w?.alive === true && w.backend !== undefined ? { backend: w.backend } : {}),
       ...(lastFrameMs === undefined ? {} : { lastFrameMs }),
     };
   }

@@ -43,12 +43,15 @@ export class FaceWorkerClient {
   #dead: Error | undefined;
   detectCalls = 0;
   describeCalls = 0;
+  /** The TensorFlow.js backend the worker loaded the nets on (`wasm`, or `tensorflow` with tfjs-node). */
+  backend: string | undefined;
 
   constructor() {
     this.#worker = spawnFaceWorker();
     this.#worker.on('message', (m: FromWorker) => {
       const pending = this.#pending;
       this.#pending = undefined;
+      if (m.type === 'loaded') this.backend = m.backend;
       if (m.type === 'result' || m.type === 'unloaded') {
         this.detectCalls = m.detectCalls;
         this.describeCalls = m.describeCalls;
