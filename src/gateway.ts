@@ -34,7 +34,7 @@ import type { Logger } from './log.js';
 import { ConsentLedger } from './policy/consent-ledger.js';
 import { ConsentService, type ModeChange } from './policy/consent-service.js';
 import { PolicyGate } from './policy/gate.js';
-import { SHIPPED_POLICY_VERSIONS } from './policy/policy-history.js';
+import { policyFromConfig } from './policy/policy-history.js';
 import { CountingSink } from './recording/counting-sink.js';
 import type { MediaSink } from './recording/sink.js';
 import { openDatabase } from './store/database.js';
@@ -140,7 +140,6 @@ export class Gateway {
     const sink = this.#o.sink ?? this.#buildSealedSink();
     // The mode is established (and local-only enforced) before any camera produces anything.
     await this.#consent?.start();
-    await this.#startControl();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
     this.#makePipeline = (camera) =>
       new CameraPipeline({
@@ -162,6 +161,8 @@ export class Gateway {
       this.#pipelines.push(pipeline);
       pipeline.start();
     }
+    // After the cameras: the broker's trial connection (up to 3 s for an unreachable one) must not hold them up.
+    await this.#startControl();
   }
 
   /** Starts, restarts or stops an app-managed camera after `cameras/add|update|remove`. */
@@ -244,12 +245,12 @@ export class Gateway {
       ...(this.#faces === undefined ? {} : { faces: this.#faces.stats() }),
       policyVersion: config.privacy.policyVersion,
       // With each camera, what the gate allows on it now and why not (no personal data).
-      cameras: this.#pipelines.map((p) => ({
-        ...p.status(),
+      cameras: this.#pipelines.map((p) => p.status()).map((status) => ({
+        ...status,
         features: {
-          motion: p.status().motion.enabled,
-          faceRecognition: this.#gate?.mayRecogniseFaces(p.cameraId) ?? { allowed: false, reason: 'not-started' },
-          localRecording: this.#gate?.mayRecordLocally(p.cameraId) ?? { allowed: false, reason: 'not-started' },
+          motion: status.motion.enabled,
+          faceRecognition: this.#gate?.mayRecogniseFaces(status.cameraId) ?? { allowed: false, reason: 'not-started' },
+          localRecording: this.#gate?.mayRecordLocally(status.cameraId) ?? { allowed: false, reason: 'not-started' },
         },
       })),
     };
@@ -314,15 +315,14 @@ export class Gateway {
     this.#db = db;
     this.#audit = new AuditLog(db);
     this.#ledger = new ConsentLedger(db);
-    const history = [...SHIPPED_POLICY_VERSIONS, ...config.privacy.policyHistory];
-    const inForce = history.find((v) => v.version === config.privacy.policyVersion);
-    // The config schema has checked that the version is known; fail closed if not.
-    const policy = { inForce: inForce ?? { version: config.privacy.policyVersion, material: true, publishedAt: new Date().toISOString() }, history };
+    const policy = policyFromConfig(config.privacy);
     // Cameras the household added from the app join those of the configuration file (which win on an id clash).
     this.#cameraRegistry = new CameraRegistry(db, this.#keys!.identity);
     const fileIds = new Set(config.cameras.map((c) => c.id));
     this.#fileCameraIds = fileIds;
-    const appCameras = this.#cameraRegistry.list().filter((c) => !fileIds.has(c.id));
+    const appCameras = this.#cameraRegistry
+      .list((id, reason) => this.#o.logger.error({ camera: id, code: 'CAMVEIL_E_CONFIG_INVALID', reason }, `app-managed camera ${id} left out: ${reason}`))
+      .filter((c) => !fileIds.has(c.id));
     if (appCameras.length > 0) this.#o.config = { ...config, cameras: [...config.cameras, ...appCameras] };
     for (const c of this.#o.config.cameras) this.#faceCameras.set(c.id, { faceRecognitionEnabled: c.faceRecognition, faceCapable: this.#faceCapability().capable });
     const cameras = this.#faceCameras;

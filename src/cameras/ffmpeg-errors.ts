@@ -7,19 +7,25 @@ import { redactText } from '../redact.js';
  * the first match wins, so specific ones come first.
  */
 const RULES: Array<{ pattern: RegExp; code: ErrorCode; message: string }> = [
-  { pattern: /401 Unauthorized|403 Forbidden|authorization failed/i, code: 'CAMVEIL_E_CAMERA_AUTH', message: 'the camera refused the credentials (check the user name and password)' },
+  { pattern: /\b401\b|Unauthorized|authorization failed|\b403\b|Forbidden/i, code: 'CAMVEIL_E_CAMERA_AUTH', message: 'the camera refused the credentials (check the user name and password)' },
   { pattern: /Connection refused/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'connection refused: nothing listens on that host and port' },
   { pattern: /No route to host|Network is unreachable|Host is unreachable/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'no route to the camera host' },
-  { pattern: /Connection timed out|timed out|Operation timed out/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'the camera did not answer in time' },
+  { pattern: /timed out/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'the camera did not answer in time' },
   { pattern: /Name or service not known|Temporary failure in name resolution|No address associated|Failed to resolve hostname/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'the camera host name does not resolve' },
-  { pattern: /404 Not Found|Server returned 4\d\d/i, code: 'CAMVEIL_E_CAMERA_NOT_VIDEO', message: 'the server answers but has no stream at that path' },
+  { pattern: /Connection reset/i, code: 'CAMVEIL_E_CAMERA_UNREACHABLE', message: 'the camera closed the connection' },
+  { pattern: /\b404\b|Not Found|Server returned 4\d\d/i, code: 'CAMVEIL_E_CAMERA_NOT_VIDEO', message: 'the server answers but has no stream at that path' },
   {
-    pattern: /Invalid data found when processing input|does not contain any stream|matches no streams|Could not find codec parameters|Unsupported (?:codec|transport)|Protocol not found|Invalid argument/i,
+    pattern: /Invalid data found when processing input|does not contain any stream|matches no streams|Could not find codec|Unsupported|Protocol not found|Invalid argument|\b400\b|\b405\b|\b415\b|\b454\b|\b461\b/i,
     code: 'CAMVEIL_E_CAMERA_NOT_VIDEO',
     message: 'the source answers but is not a usable video stream',
   },
   { pattern: /No such file or directory/i, code: 'CAMVEIL_E_CAMERA_NOT_VIDEO', message: 'the video file does not exist' },
 ];
+
+/** The first rule matching what ffmpeg or ffprobe printed: its stable code and a message a person can act on. */
+export function matchFfmpegFailure(stderr: string): { code: ErrorCode; message: string } | undefined {
+  return RULES.find((rule) => rule.pattern.test(stderr));
+}
 
 /** Keeps the last lines of a process's stderr (bounded) for classification after it exits. */
 export class StderrTail {
@@ -41,9 +47,8 @@ export class StderrTail {
  * from stderr is redacted: ffmpeg echoes the input URL, which may hold credentials.
  */
 export function classifyFfmpegFailure(stderr: string, where: string): CamveilError {
-  for (const rule of RULES) {
-    if (rule.pattern.test(stderr)) return new CamveilError(rule.code, `${where}: ${rule.message}`, { where });
-  }
+  const rule = matchFfmpegFailure(stderr);
+  if (rule !== undefined) return new CamveilError(rule.code, `${where}: ${rule.message}`, { where });
   const last = redactText(stderr.trim().split('\n').filter((l) => l.trim() !== '').slice(-1)[0] ?? 'no output');
   return new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: the stream ended (${last.slice(0, 200)})`, { where });
 }

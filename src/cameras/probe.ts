@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
+import { matchFfmpegFailure } from './ffmpeg-errors.js';
 import { CamveilError, asCamveilError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import type { DeviceFacts } from './device-facts.js';
@@ -157,21 +158,6 @@ function frameRate(text: string | undefined): number | undefined {
   return Number.isFinite(fps) && fps > 0 && fps <= 240 ? Math.round(fps * 100) / 100 : undefined;
 }
 
-const FFPROBE_RULES: Array<[RegExp, ErrorCode, string]> = [
-  [/\b401\b|Unauthorized|authorization failed|\b403\b|Forbidden/i, 'CAMVEIL_E_CAMERA_AUTH', 'refused the credentials'],
-  [
-    /Connection refused|No route to host|Network is unreachable|timed out|Failed to resolve hostname|Name or service not known|Temporary failure in name resolution|Connection reset/i,
-    'CAMVEIL_E_CAMERA_UNREACHABLE',
-    'does not answer',
-  ],
-  [/\b404\b|Not Found|No such file/i, 'CAMVEIL_E_CAMERA_NOT_VIDEO', 'has no stream at this path'],
-  [
-    /Invalid data found|does not contain any stream|could not find codec|Protocol not found|Unsupported|\b400\b|\b405\b|\b415\b|\b454\b|\b461\b/i,
-    'CAMVEIL_E_CAMERA_NOT_VIDEO',
-    'answers but not with a stream ffmpeg can read',
-  ],
-];
-
 /**
  * Classifies ffprobe's stderr (it has no exit codes beyond 1). `shown` is the redacted URL; the quoted
  * detail is scrubbed of credentials, since ffprobe repeats the URL it was given, userinfo included.
@@ -179,9 +165,9 @@ const FFPROBE_RULES: Array<[RegExp, ErrorCode, string]> = [
 export function classifyFfprobeError(stderr: string, shown: string, password?: string): CamveilError {
   const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
   const detail = scrub((lines.at(-1) ?? 'ffprobe failed').replace(/^\S+:\/\/\S*:\s*/, ''), password);
-  for (const [pattern, code, what] of FFPROBE_RULES) {
-    if (pattern.test(stderr)) return new CamveilError(code, `${shown} ${what} (${detail})`, { where: shown });
-  }
+  // The same rules as the ingest's (ffmpeg and ffprobe print the same libavformat messages).
+  const rule = matchFfmpegFailure(stderr);
+  if (rule !== undefined) return new CamveilError(rule.code, `${shown}: ${rule.message} (${detail})`, { where: shown });
   return new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', `${shown}: ffprobe could not read it (${detail})`, { where: shown });
 }
 

@@ -3,8 +3,8 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { AuditLog, type AuditEntry } from '../audit/audit-log.js';
-import { canonicalJson } from '../audit/canonical.js';
+import { exportLine, exportLines } from '../audit/audit-export.js';
+import { AuditLog } from '../audit/audit-log.js';
 import { encryptStream } from '../crypto/age-stream.js';
 import { parseRecipients } from '../crypto/recipients.js';
 import { CamveilError, exitCodeFor } from '../errors.js';
@@ -56,16 +56,7 @@ export function runAuditVerify(opts: { dataDir: string }, io: CommandIO): Promis
  * One JSON line per record: canonicalJson({seq, at, type, details, prevHash, hash}). A reader re-checks
  * the chain with hash = SHA-256(prevHash || '\n' || canonicalJson({seq, at, type, details})).
  */
-export function exportLine(entry: AuditEntry): string {
-  return `${canonicalJson({ ...entry })}\n`;
-}
-
-function* lines(log: AuditLog, counter: { count: number }): Generator<Buffer> {
-  for (const entry of log.iterate()) {
-    counter.count += 1;
-    yield Buffer.from(exportLine(entry), 'utf8');
-  }
-}
+export { exportLine };
 
 /**
  * `camveil audit export --recipient R… [--out FILE]`: the whole log as JSON lines (see exportLine),
@@ -95,7 +86,7 @@ export async function runAuditExport(
       const log = new AuditLog(db);
       const verdict = log.verify();
       const counter = { count: 0 };
-      const ciphertext = encryptStream(recipients, lines(log, counter));
+      const ciphertext = encryptStream(recipients, exportLines(log, counter));
       if (opts.out === undefined) {
         await pipeline(ciphertext, output, { end: output !== process.stdout });
       } else {

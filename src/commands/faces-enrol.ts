@@ -1,6 +1,5 @@
 import { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import { FaceEngine } from '../analysis/faces/face-engine.js';
-import { loadOrCreateHubKeys } from '../crypto/hub-keys.js';
 import { CamveilError, exitCodeFor } from '../errors.js';
 import type { GuardianAttestation } from '../policy/consent-ledger.js';
 import { openHubContext, type HubContext } from './hub-context.js';
@@ -42,9 +41,7 @@ function report(io: CommandIO, error: unknown): number {
 async function withStore<T>(configFile: string, use: (store: EnrolmentStore, ctx: HubContext) => Promise<T>): Promise<T> {
   const ctx = await openHubContext(configFile);
   try {
-    const keys = await loadOrCreateHubKeys(ctx.config.dataDir);
-    const store = new EnrolmentStore({ db: ctx.db, hub: keys, audit: ctx.audit, ledger: ctx.ledger, policyVersion: ctx.config.privacy.policyVersion });
-    return await use(store, ctx);
+    return await use(ctx.people, ctx);
   } finally {
     ctx.close();
   }

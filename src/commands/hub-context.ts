@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { ConsentLedger } from '../policy/consent-ledger.js';
 import { ConsentService } from '../policy/consent-service.js';
 import { PolicyGate } from '../policy/gate.js';
-import { SHIPPED_POLICY_VERSIONS } from '../policy/policy-history.js';
+import { policyFromConfig } from '../policy/policy-history.js';
 import { openDatabase } from '../store/database.js';
 
 /** What the hub-side CLI commands (consent, data, audit) work on: the same database the service uses. */
@@ -37,8 +37,7 @@ export async function openHubContext(configFile: string, logger: Logger = silent
   const db = openDatabase(config.dataDir);
   const audit = new AuditLog(db);
   const ledger = new ConsentLedger(db);
-  const history = [...SHIPPED_POLICY_VERSIONS, ...config.privacy.policyHistory];
-  const inForce = history.find((v) => v.version === config.privacy.policyVersion) ?? history.at(-1)!;
+  const { inForce, history } = policyFromConfig(config.privacy);
   const gate = new PolicyGate({
     ledger,
     region: config.hub.region,

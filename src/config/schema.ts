@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { recipientsSchema } from '../crypto/recipients.js';
-import { SHIPPED_POLICY_VERSIONS } from '../policy/policy-history.js';
+import { knownPolicyVersions } from '../policy/policy-history.js';
 import { rulesFor } from '../policy/region-rules.js';
 import { isLoopbackHost } from '../uplink/endpoint.js';
 
@@ -232,7 +232,7 @@ export const configSchema = z
     if (c.homeAssistant.discovery && c.mqtt === undefined) {
       ctx.addIssue({ code: 'custom', path: ['homeAssistant', 'discovery'], message: 'needs mqtt: discovery is published on the control broker' });
     }
-    const known = [...SHIPPED_POLICY_VERSIONS, ...c.privacy.policyHistory].map((v) => v.version);
+    const known = knownPolicyVersions(c.privacy.policyHistory).map((v) => v.version);
     if (!known.includes(c.privacy.policyVersion)) {
       ctx.addIssue({ code: 'custom', path: ['privacy', 'policyVersion'], message: `unknown version; known: ${known.join(', ')} (add new ones to privacy.policyHistory)` });
     }

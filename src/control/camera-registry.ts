@@ -24,14 +24,26 @@ export class CameraRegistry {
     migrate(db, 'control-cameras', STEPS);
   }
 
-  /** The stored cameras, validated again on the way out (a damaged row is reported, never half-used). */
-  list(): CameraConfig[] {
+  /**
+   * The stored cameras, validated again on the way out. A damaged or no longer valid row is left out and
+   * reported through `onInvalid` (never half-used), so one bad camera cannot keep the hub from starting.
+   */
+  list(onInvalid?: (cameraId: string, reason: string) => void): CameraConfig[] {
     const rows = this.#db.prepare('SELECT camera_id, definition FROM control_cameras ORDER BY camera_id').all() as Array<{ camera_id: string; definition: string }>;
-    return rows.map((row) => {
-      const parsed = cameraSchema.safeParse(JSON.parse(row.definition));
-      if (!parsed.success) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `app-managed camera ${row.camera_id}: its stored definition no longer validates`);
-      return parsed.data;
-    });
+    const cameras: CameraConfig[] = [];
+    for (const row of rows) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(row.definition);
+      } catch {
+        onInvalid?.(row.camera_id, 'its stored definition is not JSON');
+        continue;
+      }
+      const parsed = cameraSchema.safeParse(raw);
+      if (parsed.success) cameras.push(parsed.data);
+      else onInvalid?.(row.camera_id, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    }
+    return cameras;
   }
 
   has(cameraId: string): boolean {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type Database from 'better-sqlite3';
+import { exportLines } from '../audit/audit-export.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { canonicalJson } from '../audit/canonical.js';
 import type { Config } from '../config/schema.js';
 import { encryptStream } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
@@ -150,15 +150,9 @@ export async function exportHouseholdData(deps: DataRightsDeps, options: { maxBy
 export async function exportAuditLog(deps: Pick<DataRightsDeps, 'audit' | 'config'>, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
   const recipients = householdRecipients(deps.config);
   const audit = deps.audit;
-  let count = 0;
-  function* lines(): Generator<Buffer> {
-    for (const entry of audit.iterate()) {
-      count += 1;
-      yield Buffer.from(`${canonicalJson({ ...entry })}\n`, 'utf8');
-    }
-  }
-  const bytes = await collectCapped(encryptStream(recipients, lines()), options.maxBytes);
-  recordExport(audit, 'audit', count, recipients.length, options.who);
+  const counter = { count: 0 };
+  const bytes = await collectCapped(encryptStream(recipients, exportLines(audit, counter)), options.maxBytes);
+  recordExport(audit, 'audit', counter.count, recipients.length, options.who);
   return bytes;
 }
 

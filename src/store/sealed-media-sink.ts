@@ -1,22 +1,12 @@
 import type { Readable } from 'node:stream';
+import type { ObjectStore } from './object-store.js';
 import { newObjectId, sealObject } from '../crypto/sealed-object.js';
 import type { Manifest, ObjectKind } from '../crypto/manifest.js';
 import type { Logger } from '../log.js';
 import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
 
-/** Where sealed objects are kept: the local store (only ever given age ciphertext). */
-export interface SealedObjectWriter {
-  put(input: {
-    objectId: string;
-    kind: ObjectKind;
-    cameraId?: string;
-    eventId?: string;
-    capturedAt: number;
-    body: Readable;
-  }): Promise<{ objectId: string; bytes: number; path: string }>;
-  /** Indexes an event (ids and times only). */
-  recordEvent?(event: { eventId: string; cameraId: string; kind: 'motion'; startedAt: number; endedAt?: number }): void;
-}
+/** Where sealed objects are kept: the local store (only ever given age ciphertext), or a stand-in in tests. */
+export type SealedObjectWriter = Pick<ObjectStore, 'put'> & Partial<Pick<ObjectStore, 'recordEvent'>>;
 
 /** Where objects that may go to the cloud are queued. */
 export interface UploadQueue {
