@@ -1,7 +1,5 @@
 import { z } from 'zod';
 import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
-import { FaceEngine } from '../analysis/faces/face-engine.js';
-import { decodeImage } from '../analysis/faces/image-input.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { GateDecision } from '../policy/gate.js';
@@ -74,6 +72,8 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
         const decision = deps.mayEnrol();
         if (!decision.allowed) throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`);
         const payload = await openSealed(deps.hubIdentity, args.sealed, enrolmentPayloadSchema, 'sealed');
+        // The face model and image decoding are loaded only when someone enrols, not with the hub.
+        const [{ FaceEngine }, { decodeImage }] = await Promise.all([import('../analysis/faces/face-engine.js'), import('../analysis/faces/image-input.js')]);
         const photos = [];
         for (const [i, text] of payload.photos.entries()) {
           const bytes = decodeBase64(text);

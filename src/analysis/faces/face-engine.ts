@@ -79,16 +79,7 @@ export interface FaceEngineStats {
   describeCalls: number;
 }
 
-/** Euclidean distance between two descriptors; throws when their lengths differ. */
-export function distance(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new CamveilError('CAMVEIL_E_INTERNAL', `descriptor lengths differ: ${a.length} and ${b.length}`);
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i]! - b[i]!;
-    sum += d * d;
-  }
-  return Math.sqrt(sum);
-}
+export { distance } from './descriptor-distance.js';
 
 function judge(box: FaceBox, score: number, outside: number): FaceQuality {
   if (Math.min(box.width, box.height) < MIN_FACE_SIDE) return { ok: false, reason: 'too-small' };

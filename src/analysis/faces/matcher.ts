@@ -1,4 +1,4 @@
-import { distance } from './face-engine.js';
+import { distance } from './descriptor-distance.js';
 import { MATCH_THRESHOLD } from './threshold.js';
 
 /** One enrolled person as the matcher needs them: an id (a `person_…` pseudonym) and their templates, decrypted, in RAM only. */
