@@ -17,7 +17,7 @@ import { CamveilError } from '../../src/errors.js';
 // Real nets on the wasm backend and the photos npm installs with face-api: sample1.jpg holds three
 // different women side by side (all faces usable), sample5.jpg five different women on a staircase.
 const DEMO = join(dirname(createRequire(import.meta.url).resolve('@vladmandic/face-api/package.json')), 'demo');
-const MANIFEST_FILES = ['ssd_mobilenetv1', 'face_landmark_68', 'face_recognition'].flatMap((n) => [`${n}_model-weights_manifest.json`, `${n}_model.bin`]);
+const MANIFEST_FILES = ['ssd_mobilenetv1', 'tiny_face_detector', 'face_landmark_68', 'face_recognition'].flatMap((n) => [`${n}_model-weights_manifest.json`, `${n}_model.bin`]);
 
 let engine: FaceEngine;
 let dir: string;

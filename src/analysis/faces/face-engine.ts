@@ -14,8 +14,36 @@ import { disposeNets, loadNets, type FaceNets } from './nets.js';
 export const MIN_FACE_SIDE = 40;
 /** Detections below this SSD score are not reported at all (face-api's default). */
 export const MIN_DETECTION_SCORE = 0.5;
-/** Detections below this score are reported but marked `low-score`: not used for recognition. */
+/** SSD detections below this score are reported but marked `low-score`: not used for recognition. */
 export const MIN_QUALITY_SCORE = 0.8;
+
+/**
+ * The two detectors. `ssd` (SSD MobileNet v1) for photos: enrolment and the CLI. `tiny` (Tiny Face
+ * Detector at TINY_INPUT_SIZE) for camera frames. Measured 2026-11-23 on the wasm backend with SIMD, on 17
+ * 640×360 frames (the dev set's group photos and face-api's demo photos): SSD 308 ms a frame, tiny 89 ms at
+ * 512 (65 ms at 416, 124 ms at 608), with 43 against 45 faces of at least 40 px found (416 finds 39). SSD
+ * alone used more than the 250 ms a frame that two cameras at 2 fps allow one worker; landmarks (9.5 ms)
+ * and the descriptor (28 ms) per face do not. On camera-scale probes (each dev photo shrunk to a 60 or
+ * 90 px face in a 640×360 frame, matched against templates enrolled from the photos with SSD) tiny gave
+ * TAR 0.902/0.908 at MATCH_THRESHOLD against SSD's 0.862/0.900, both with no false accept; SSD also missed
+ * more of the tight 90 px crops (8 of 39 against 0). `npm run bench -- faces` prints both.
+ */
+export type FaceDetector = 'ssd' | 'tiny';
+/** The tiny detector's square input side (a multiple of 32). */
+export const TINY_INPUT_SIZE = 512;
+/** Tiny detections below this score are not reported; it scores real faces lower than SSD does. */
+export const TINY_MIN_DETECTION_SCORE = 0.4;
+/**
+ * Tiny detections below this are `low-score`. On the 79 faces SSD also found with a score above 0.8 in the
+ * frames above (and the same at 1280×720), tiny's scores had p10 0.64 and median 0.80.
+ */
+export const TINY_MIN_QUALITY_SCORE = 0.6;
+/**
+ * Tiny boxes take in hair and chin: on face-api's six demo photos at 640×360 they were 1.35–1.7× as wide
+ * as SSD's box of the same face. MIN_FACE_SIDE is meant for SSD-sized boxes, so a tiny box must be this
+ * much larger to count as big enough.
+ */
+export const TINY_BOX_SCALE = 1.5;
 /**
  * Borders tried in turn, on every side, as a fraction of the longer image side, when a face may fill
  * the image: SSD misses faces that fill its input. On the 40 tight 150×150 crops of ../shared/faces/dev
@@ -67,6 +95,8 @@ export interface DetectOptions {
   padFractions?: readonly number[];
   /** Also run the landmark net and return the 68 points (describe() reuses them). */
   landmarks?: boolean;
+  /** Which detector (default `ssd`; see FaceDetector). */
+  detector?: FaceDetector;
 }
 
 export interface FaceEngineOptions {
@@ -81,10 +111,10 @@ export interface FaceEngineStats {
 
 export { distance } from './descriptor-distance.js';
 
-function judge(box: FaceBox, score: number, outside: number): FaceQuality {
-  if (Math.min(box.width, box.height) < MIN_FACE_SIDE) return { ok: false, reason: 'too-small' };
+function judge(box: FaceBox, score: number, outside: number, detector: FaceDetector): FaceQuality {
+  if (Math.min(box.width, box.height) < MIN_FACE_SIDE * (detector === 'tiny' ? TINY_BOX_SCALE : 1)) return { ok: false, reason: 'too-small' };
   if (outside > MAX_OFF_FRAME) return { ok: false, reason: 'off-frame' };
-  if (score < MIN_QUALITY_SCORE) return { ok: false, reason: 'low-score' };
+  if (score < (detector === 'tiny' ? TINY_MIN_QUALITY_SCORE : MIN_QUALITY_SCORE)) return { ok: false, reason: 'low-score' };
   return { ok: true };
 }
 
@@ -106,7 +136,7 @@ function toTensor(image: RgbImage): tf.Tensor3D {
 const asFaceApi = (t: tf.Tensor3D): faceapi.tf.Tensor3D => t as unknown as faceapi.tf.Tensor3D;
 
 /**
- * Face detection (SSD MobileNet v1), 68-point landmarks and 128-D descriptors (face-api's dlib-style
+ * Face detection (SSD MobileNet v1 for photos, Tiny Face Detector for camera frames), 68-point landmarks and 128-D descriptors (face-api's dlib-style
  * ResNet) on the hub. Construct, then `load()`; `unload()` frees the nets when no camera may use faces.
  * The model files are verified against models/manifest.json and the verified bytes are the ones loaded.
  */
@@ -137,7 +167,7 @@ export class FaceEngine {
   }
 
   /**
-   * Verifies the model files, starts the backend and loads the three nets. Idempotent.
+   * Verifies the model files, starts the backend and loads the four nets. Idempotent.
    * Throws `CAMVEIL_E_MODEL_INVALID` or `CAMVEIL_E_BACKEND_UNAVAILABLE`.
    */
   async load(): Promise<void> {
@@ -176,11 +206,12 @@ export class FaceEngine {
     const pad = options.pad ?? 'auto';
     const input = toTensor(rgb);
     try {
-      let found = pad === 'always' ? [] : await this.locate(nets, input, 0, rgb);
+      const detector = options.detector ?? 'ssd';
+      let found = pad === 'always' ? [] : await this.locate(nets, input, 0, rgb, detector);
       if (pad !== 'never') {
         for (const fraction of options.padFractions ?? PAD_FRACTIONS) {
           if (found.some((f) => f.quality.ok)) break;
-          const padded = await this.locate(nets, input, fraction, rgb);
+          const padded = await this.locate(nets, input, fraction, rgb, detector);
           // An earlier pass's unusable faces stay unless this pass has a usable one.
           if (padded.some((f) => f.quality.ok) || found.length === 0) found = padded;
         }
@@ -195,8 +226,8 @@ export class FaceEngine {
     }
   }
 
-  /** Runs SSD on the image, or on a copy with a border of `padFraction` × the longer side (scaled down to MAX_PADDED_SIDE). */
-  private async locate(nets: FaceNets, input: tf.Tensor3D, padFraction: number, image: RgbImage): Promise<Face[]> {
+  /** Runs a detector on the image, or on a copy with a border of `padFraction` × the longer side (scaled down to MAX_PADDED_SIDE). */
+  private async locate(nets: FaceNets, input: tf.Tensor3D, padFraction: number, image: RgbImage, detector: FaceDetector): Promise<Face[]> {
     const longer = Math.max(image.width, image.height);
     const scale = padFraction === 0 ? 1 : Math.min(1, MAX_PADDED_SIDE / (longer * (1 + 2 * padFraction)));
     const border = Math.round(padFraction * longer * scale);
@@ -208,8 +239,10 @@ export class FaceEngine {
             return tf.pad(scaled, [[border, border], [border, border], [0, 0]]);
           });
     try {
-      const options = new faceapi.SsdMobilenetv1Options({ minConfidence: MIN_DETECTION_SCORE, maxResults: 100 });
-      const detections = await nets.detector.locateFaces(asFaceApi(padded), options);
+      const detections =
+        detector === 'tiny'
+          ? await nets.tinyDetector.locateFaces(asFaceApi(padded), new faceapi.TinyFaceDetectorOptions({ inputSize: TINY_INPUT_SIZE, scoreThreshold: TINY_MIN_DETECTION_SCORE }))
+          : await nets.detector.locateFaces(asFaceApi(padded), new faceapi.SsdMobilenetv1Options({ minConfidence: MIN_DETECTION_SCORE, maxResults: 100 }));
       return detections.map((d) => {
         const raw = {
           x: (d.box.x - border) / scale,
@@ -218,7 +251,7 @@ export class FaceEngine {
           height: d.box.height / scale,
         };
         const { box, outside } = clip(raw, image.width, image.height);
-        return { box, score: d.score, quality: judge(box, d.score, outside) };
+        return { box, score: d.score, quality: judge(box, d.score, outside, detector) };
       });
     } finally {
       if (padded !== input) padded.dispose();

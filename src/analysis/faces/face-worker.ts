@@ -1,11 +1,14 @@
 import { parentPort } from 'node:worker_threads';
 import { asCamveilError } from '../../errors.js';
-import { FaceEngine, type Face } from './face-engine.js';
+import { FaceEngine, type Face, type FaceDetector } from './face-engine.js';
 import type { FromWorker, ToWorker } from './face-worker-protocol.js';
 
+/** Camera frames go through the tiny detector: SSD alone takes longer than 2 cameras at 2 fps allow (see FaceDetector). */
+const LIVE_DETECTOR: FaceDetector = 'tiny';
+
 /**
- * The face worker: runs the nets off the main thread so a 300–450 ms frame never stalls ingest, motion or
- * MQTT. One frame at a time: detect (no padding: a face never fills a camera frame) → quality filter →
+ * The face worker: runs the nets off the main thread so a 100–300 ms frame never stalls ingest, motion or
+ * MQTT. One frame at a time: detect (tiny detector, no padding: a face never fills a camera frame) → quality filter →
  * describe each usable face → descriptors back, transferred. The main thread (face-stage.ts) decides what
  * reaches here; this file never asks the gate and never sees a camera id.
  */
@@ -34,7 +37,7 @@ async function handle(message: ToWorker): Promise<void> {
       const started = performance.now();
       await engine.load();
       const image = { width: message.width, height: message.height, data: new Uint8Array(message.pixels), channels: 3 as const };
-      const faces = await engine.detect(image, { pad: 'never', landmarks: false });
+      const faces = await engine.detect(image, { pad: 'never', landmarks: false, detector: LIVE_DETECTOR });
       const descriptors: Float32Array[] = [];
       const found: Array<{ box: Face['box']; descriptor?: number }> = [];
       let skipped = 0;
