@@ -9,9 +9,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   faces: () => import('./faces.js'),
   withdrawal: () => import('./withdrawal.js'),
   'faces-live': () => import('./faces-live.js'),
+  'clip-blur': () => import('./clip-blur.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
