@@ -30,7 +30,7 @@ export interface CameraPipelineOptions {
    * or undefined when the gate denies recognition (the snapshot then goes as it is).
    */
   faces?: {
-    offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void;
+    offer(cameraId: string, frame: AnalysisFrame, motion: boolean, eventId?: string): void;
     bystanderBoxes?(cameraId: string, frame: AnalysisFrame): Promise<readonly FaceBox[] | undefined>;
   };
   /** How long a snapshot may wait for its bystander check before it is withheld (default 3 000 ms). */
@@ -187,7 +187,7 @@ export class CameraPipeline {
         const { score, motion } = await this.#detector.update(frame);
         this.#analysed += 1;
         this.#onMotionResult(frame, score, motion);
-        this.#o.faces?.offer(this.#o.camera.id, frame, motion);
+        this.#o.faces?.offer(this.#o.camera.id, frame, motion, this.#event?.eventId);
       } catch (error) {
         this.#o.logger.error({ camera: this.#o.camera.id, err: error instanceof Error ? error.message : String(error) }, 'motion analysis failed on a frame');
       }

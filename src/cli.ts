@@ -154,12 +154,13 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .description('enrol a person from reference photos (each must hold exactly one usable face); name and templates are sealed to the hub key')
     .requiredOption('-c, --config <file>', 'the hub configuration file')
     .requiredOption('--name <name>', "the person's name (stored encrypted)")
-    .requiredOption('--photo <file...>', 'one or more reference photos (not kept)')
+    .requiredOption('--photo <file...>', 'one or more reference photos (not kept unless --keep-photos)')
+    .option('--keep-photos', 'keep the photos on the hub, sealed to its key')
     .option('--minor', 'the person is under 18: a guardian attestation is required')
     .option('--guardian-key <keyId>', "the guardian's paired key id or name for the attestation")
     .option('--guardian-statement <text>', "the guardian's consent statement")
     .option('--json', 'print one JSON document')
-    .action(async (opts: { config: string; name: string; photo: string[]; minor?: boolean; guardianKey?: string; guardianStatement?: string; json?: boolean }) => {
+    .action(async (opts: { config: string; name: string; photo: string[]; minor?: boolean; guardianKey?: string; guardianStatement?: string; keepPhotos?: boolean; json?: boolean }) => {
       const { runFacesEnrol } = await import('./commands/faces-enrol.js');
       const { photo, ...rest } = opts;
       await run(() => runFacesEnrol({ ...rest, photos: photo }, io))();
@@ -193,6 +194,40 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       const { runFacesDelete } = await import('./commands/faces-enrol.js');
       await run(() => runFacesDelete({ config: opts.config, ...(opts.person === undefined ? {} : { personId: opts.person }), ...(opts.all === true ? { all: true } : {}) }, io))();
     });
+  faces
+    .command('add-photos')
+    .description('add reference photos to an enrolled person (each must hold exactly one usable face; all or none)')
+    .argument('<person>', 'the person id (see faces list)')
+    .argument('<photos...>', 'one or more photos')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--keep-photos', 'keep the photos on the hub, sealed to its key (default: not kept)')
+    .option('--json', 'print one JSON document')
+    .action(async (person: string, photos: string[], opts: { config: string; keepPhotos?: boolean; json?: boolean }) => {
+      const { runFacesAddPhotos } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesAddPhotos({ ...opts, personId: person, photos }, io))();
+    });
+  faces
+    .command('correct')
+    .description('correct a sighting: --is PERSON adds its face to the person; --not PERSON keeps it so that face is not taken for them again')
+    .argument('<sighting>', 'the sighting id (sight_…, from an alert or faces sightings)')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--is <person>', 'the sighting shows this person')
+    .option('--not <person>', 'the sighting does not show this person')
+    .option('--json', 'print one JSON document')
+    .action(async (sighting: string, opts: { config: string; is?: string; not?: string; json?: boolean }) => {
+      const { runFacesCorrect } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesCorrect({ ...opts, sightingId: sighting }, io))();
+    });
+  faces
+    .command('sightings')
+    .description('recent confirmed face sightings (id, time, camera, event, person or unknown), newest first')
+    .requiredOption('-c, --config <file>', 'the hub configuration file')
+    .option('--limit <n>', 'at most this many', positiveNumber)
+    .option('--json', 'print one JSON document')
+    .action(async (opts: { config: string; limit?: number; json?: boolean }) => {
+      const { runFacesSightings } = await import('./commands/faces-enrol.js');
+      await run(() => runFacesSightings(opts, io))();
+    });
 
   program
     .command('pair')
@@ -217,7 +252,7 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     });
   const appConsent = app.command('consent').description("the household's consents: grant (signed), withdraw, accept-policy (signed)");
   const appCameras = app.command('cameras').description('cameras the app manages: add (password sealed to the hub), remove');
-  const appFaces = app.command('faces').description('enrolled people: enroll (name and photos sealed to the hub), list');
+  const appFaces = app.command('faces').description('enrolled people: enroll and add-photos (photos sealed to the hub), list, sightings, correct');
   type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string };
   const appCommand = (name: string, description: string, parent: Command = app) =>
     parent
@@ -276,8 +311,37 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .requiredOption('--name <name>', "the person's name")
     .requiredOption('--photo <file...>', 'one or more photos, each with exactly one face')
     .option('--minor', 'the person is under 18 (a guardian attestation is then required)')
-    .action((opts: AppGlobal & { name: string; photo: string[]; minor?: boolean }) =>
-      runAppAction({ kind: 'faces-enroll', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}) }, opts),
+    .option('--keep-photos', 'ask the hub to keep the photos, sealed to its key')
+    .action((opts: AppGlobal & { name: string; photo: string[]; minor?: boolean; keepPhotos?: boolean }) =>
+      runAppAction(
+        { kind: 'faces-enroll', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}), ...(opts.keepPhotos === true ? { keepPhotos: true } : {}) },
+        opts,
+      ),
+    );
+  appCommand('add-photos', "add photos to an enrolled person: photos sealed to the hub, the request signed", appFaces)
+    .argument('<person>', 'the person id')
+    .argument('<photos...>', 'one or more photos, each with exactly one face')
+    .option('--keep-photos', 'ask the hub to keep the photos, sealed to its key')
+    .action((person: string, photos: string[], opts: AppGlobal & { keepPhotos?: boolean }) =>
+      runAppAction({ kind: 'faces-add-photos', personId: person, photos, ...(opts.keepPhotos === true ? { keepPhotos: true } : {}) }, opts),
+    );
+  appCommand('correct', 'correct a sighting from an alert: --is PERSON or --not PERSON (signed; --unsigned to see it refused)', appFaces)
+    .argument('<sighting>', 'the sighting id (sight_…) from an alert')
+    .option('--is <person>', 'the sighting shows this person')
+    .option('--not <person>', 'the sighting does not show this person')
+    .option('--unsigned', 'send without a signature')
+    .action((sighting: string, opts: AppGlobal & { is?: string; not?: string; unsigned?: boolean }) => {
+      if ((opts.is === undefined) === (opts.not === undefined)) throw new InvalidArgumentError('give one of --is PERSON or --not PERSON');
+      return runAppAction(
+        { kind: 'faces-correct', sightingId: sighting, personId: (opts.is ?? opts.not)!, verdict: opts.is === undefined ? 'is-not' : 'is', ...(opts.unsigned === true ? { unsigned: true } : {}) },
+        opts,
+      );
+    });
+  appCommand('sightings', 'recent face sightings; they come sealed to this phone and are decrypted here', appFaces)
+    .requiredOption('-i, --identity <file>', 'the household identity file')
+    .option('--limit <n>', 'at most this many (1–500)', positiveNumber)
+    .action((opts: AppGlobal & { identity: string; limit?: number }) =>
+      runAppAction({ kind: 'faces-sightings', identity: opts.identity, ...(opts.limit === undefined ? {} : { limit: Math.floor(opts.limit) }) }, opts),
     );
   appCommand('list', 'the enrolled people; names come sealed to this phone and are decrypted here', appFaces)
     .requiredOption('-i, --identity <file>', 'the household identity file')

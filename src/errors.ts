@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_NO_FACE: 'An image holds no usable face (none found, or too small, low-score or cut off at the edge)',
   CAMVEIL_E_SEVERAL_FACES: 'An enrolment photo holds more than one usable face: it cannot say whose face to enrol',
   CAMVEIL_E_PERSON_NOT_FOUND: 'No enrolled person has that id',
+  CAMVEIL_E_SIGHTING_NOT_FOUND: 'No face sighting has that id (unknown, or deleted after the sighting retention period)',
   CAMVEIL_E_BACKEND_UNAVAILABLE: 'No TensorFlow.js backend for face recognition could be started (tfjs-node absent and wasm failed)',
   CAMVEIL_E_REQUEST_INVALID: 'An MQTT request is malformed, oversized, stale, retained or names another command than its topic',
   CAMVEIL_E_SIGNATURE_INVALID: 'An MQTT request signature does not verify against the paired key it names',

@@ -20,10 +20,13 @@ export interface CamveilEvents {
   'mode.changed': { mode: 'cloud' | 'local-only'; reason: string };
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
-  /** An enrolled person, confirmed over several frames; `personId` is the `person_…` pseudonym, never a name. */
-  'face.known': { cameraId: string; personId: string; at: number; distance: number };
-  /** A face that matched nobody enrolled, confirmed over several frames. */
-  'face.unknown': { cameraId: string; at: number };
+  /**
+   * An enrolled person, confirmed over several frames; `personId` is the `person_…` pseudonym, never a name.
+   * `sightingId` (`sight_…`) names the sighting for corrections; `eventId` the motion event open on the camera.
+   */
+  'face.known': { cameraId: string; personId: string; at: number; distance: number; sightingId: string; eventId?: string };
+  /** A face that matched nobody enrolled, confirmed over several frames (ids as for `face.known`). */
+  'face.unknown': { cameraId: string; at: number; sightingId: string; eventId?: string };
 }
 
 export type CameraHealth = 'starting' | 'streaming' | 'reconnecting' | 'failed' | 'stopped';

@@ -28,6 +28,10 @@ import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
 import { EnrolmentStore, purgeAfterWithdrawal } from './analysis/faces/enrolment.js';
 import { FaceStage, type FaceStageStats } from './analysis/faces/face-stage.js';
+import { BystanderLog } from './analysis/faces/bystander-log.js';
+import { BystanderClipSink } from './recording/bystander-clip-sink.js';
+import { FaceAlbums } from './analysis/faces/face-albums.js';
+import { startSightingRetention } from './analysis/faces/sightings.js';
 import type { DeviceFacts } from './cameras/device-facts.js';
 import { DEFAULT_CAPABLE_MODELS, DEFAULT_MIN_FACE_STREAM, isFaceCapable, type FaceCapabilityReason } from './policy/device-rules.js';
 import type { Logger } from './log.js';
@@ -72,6 +76,8 @@ export interface GatewayState {
   media: 'sealed' | 'memory-only' | 'custom';
   /** The face stage: model backend while loaded, calls, frames gated out and dropped (counts only). */
   faces?: FaceStageStats;
+  /** Clips of cameras with bystanderBlurClips: re-encoded with bystanders pixelated, passed on as recorded (none seen), withheld (blurring failed). */
+  clipBlur?: { blurred: number; unchanged: number; withheld: number };
   /** The MQTT protocol in use with the broker: 5 where it supports it, 3.1.1 (4) otherwise. */
   mqtt?: { protocolVersion: 4 | 5 };
   /** `cloud` or `local-only`, and why (a machine-readable reason from the gate). */
@@ -121,8 +127,15 @@ export class Gateway {
   /** Per camera, what the gate is told: the household's switch and the device's capability (updated as cameras identify themselves). */
   readonly #faceCameras = new Map<string, { faceRecognitionEnabled: boolean; faceCapable: boolean }>();
   #faces: FaceStage | undefined;
+  /** Bystanders' boxes per analysed frame, for blurring clips (cameras with bystanderBlurClips). */
+  readonly #bystanders = new BystanderLog();
+  /** The cameras whose clips are blurred, with their analysis frame size; kept in step with the pipelines. */
+  readonly #clipBlurCameras = new Map<string, { analysis: { width: number; height: number } }>();
+  #clipOutcomes = { blurred: 0, unchanged: 0, withheld: 0 };
   #enrolment: EnrolmentStore | undefined;
   #stopFaces: (() => void) | undefined;
+  #albums: FaceAlbums | undefined;
+  #flushDeletions: (() => void) | undefined;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -137,12 +150,23 @@ export class Gateway {
     this.#keys = await loadOrCreateHubKeys(config.dataDir);
     this.#openPolicy();
     this.#openFaces();
-    const sink = this.#o.sink ?? this.#buildSealedSink();
+    const sink = new BystanderClipSink({
+      inner: this.#o.sink ?? this.#buildSealedSink(),
+      camera: (id) => this.#clipBlurCameras.get(id),
+      log: this.#bystanders,
+      ffmpegPath: binaries.ffmpeg,
+      logger,
+      settle: () => this.#faces?.idle() ?? Promise.resolve(),
+      onOutcome: (_camera, outcome) => (this.#clipOutcomes[outcome] += 1),
+    });
     // The mode is established (and local-only enforced) before any camera produces anything.
     await this.#consent?.start();
+    await this.#albums?.start();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
-    this.#makePipeline = (camera) =>
-      new CameraPipeline({
+    this.#makePipeline = (camera) => {
+      if (camera.bystanderBlurClips) this.#clipBlurCameras.set(camera.id, { analysis: { width: camera.analysis.width, height: camera.analysis.height } });
+      else this.#clipBlurCameras.delete(camera.id);
+      return new CameraPipeline({
         camera,
         recording: this.#o.config.recording,
         sink,
@@ -155,6 +179,7 @@ export class Gateway {
         ...(this.#o.backoff === undefined ? {} : { backoff: this.#o.backoff }),
         ...(this.#o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: this.#o.stallTimeoutMs }),
       });
+    };
     for (const camera of this.#o.config.cameras) {
       if (!camera.enabled) continue;
       const pipeline = this.#makePipeline(camera);
@@ -217,6 +242,8 @@ export class Gateway {
     this.#pipelines.length = 0;
     this.#stopFaces?.();
     await this.#faces?.stop();
+    // Pending albums are sealed and queued now, while the store and the outbox are still open.
+    await this.#albums?.stop();
     this.#stopRetention?.();
     this.#stopDeletions?.();
     this.#consent?.stop();
@@ -243,6 +270,7 @@ export class Gateway {
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
       ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
       ...(this.#faces === undefined ? {} : { faces: this.#faces.stats() }),
+      ...(this.#clipBlurCameras.size === 0 ? {} : { clipBlur: { ...this.#clipOutcomes } }),
       policyVersion: config.privacy.policyVersion,
       // With each camera, what the gate allows on it now and why not (no personal data).
       cameras: this.#pipelines.map((p) => p.status()).map((status) => ({
@@ -368,7 +396,19 @@ export class Gateway {
       region: config.hub.region,
       policyVersion,
       people: enrolment,
+      onlyWithMotion: config.faceRecognition.onlyWithMotion,
+      onBystanders: (cameraId, at, boxes) => {
+        if (this.#clipBlurCameras.has(cameraId)) this.#bystanders.record(cameraId, at, boxes);
+      },
+      sightings: enrolment.sightings,
     });
+    // Sightings are kept only for corrections: deleted after faceRecognition.sightingRetentionDays.
+    const stopSightings = startSightingRetention(
+      enrolment.sightings,
+      () => this.#o.config.faceRecognition.sightingRetentionDays,
+      (n) => logger.info({ deleted: n }, 'face sightings past retention deleted'),
+      (error) => logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'face sighting retention failed; will retry'),
+    );
     let seen = -1;
     const purge = () => {
       let seq: number;
@@ -386,7 +426,10 @@ export class Gateway {
     purge();
     const timer = setInterval(purge, 1000);
     timer.unref();
-    this.#stopFaces = () => clearInterval(timer);
+    this.#stopFaces = () => {
+      clearInterval(timer);
+      stopSightings();
+    };
   }
 
   /**
@@ -444,6 +487,7 @@ export class Gateway {
     this.#store = store;
     this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
     let uploads: { enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void } | undefined;
+    let stage: ((item: { objectId: string; path: string; bytes: number; kind: string }) => Promise<void>) | undefined;
     if (config.uplink.enabled) {
       const zone = rulesFor(config.hub.region).residencyZone;
       this.#zone = zone;
@@ -471,24 +515,48 @@ export class Gateway {
       this.#startDeletionRequests(db, endpoint);
       this.#outbox = outbox;
       this.#uploader = uploader;
-      uploads = {
-        enqueue: (item) => {
-          // Nothing is queued in local-only mode; a queue from before a withdrawal was destroyed on entry.
-          if (this.#consent?.mode.mode !== 'cloud') return;
-          // The outbox holds a hard link to the stored file: destroying a queued upload removes the link,
-          // and retention of the local copy does not pull a file from under an upload in progress.
-          const staged = path.join(staging, `${item.objectId}.age`);
-          void mkdir(staging, { recursive: true, mode: 0o700 })
-            .then(() => link(item.path, staged))
-            .then(() => {
-              if (this.#consent?.mode.mode !== 'cloud') return unlink(staged);
-              outbox.enqueue({ ...item, path: staged });
-              uploader.kick();
-            })
-            .catch((error: unknown) => logger.error({ err: error, object: item.objectId }, 'could not queue an object for upload'));
-        },
+      stage = async (item) => {
+        // Nothing is queued in local-only mode; a queue from before a withdrawal was destroyed on entry.
+        if (this.#consent?.mode.mode !== 'cloud') return;
+        // The outbox holds a hard link to the stored file: destroying a queued upload removes the link,
+        // and retention of the local copy does not pull a file from under an upload in progress.
+        const staged = path.join(staging, `${item.objectId}.age`);
+        await mkdir(staging, { recursive: true, mode: 0o700 })
+          .then(() => link(item.path, staged))
+          .then(() => {
+            if (this.#consent?.mode.mode !== 'cloud') return unlink(staged);
+            outbox.enqueue({ ...item, path: staged });
+            uploader.kick();
+          })
+          .catch((error: unknown) => logger.error({ err: error, object: item.objectId }, 'could not queue an object for upload'));
       };
+      const queue = stage;
+      uploads = { enqueue: (item) => void queue(item) };
     }
+    // Face albums are sealed to the same household recipients, stored and queued the same way.
+    this.#albums = new FaceAlbums({
+      db,
+      bus: this.bus,
+      logger,
+      hub: this.#keys!,
+      recipients: () => household.recipients,
+      store,
+      people: this.#enrolment!,
+      ledger: this.#ledger!,
+      mayUpload: (dataKind) => this.#gate!.ask({ kind: 'upload', dataKind }),
+      ...(stage === undefined ? {} : { uploads: { stage } }),
+      ...(this.#outbox === undefined ? {} : { outbox: this.#outbox }),
+      flushDeletions: () => this.#flushDeletions?.(),
+      cameraPseudonym: (id) => this.pseudonymise('cam', id),
+      policyVersion: config.privacy.policyVersion,
+      settings: {
+        embeddings: config.faceRecognition.albumEmbeddings,
+        maxSightings: config.faceRecognition.albumMaxSightings,
+        intervalMs: config.faceRecognition.albumIntervalSeconds * 1000,
+      },
+      retentionDays: () => this.#o.config.storage.retentionDays,
+      audit: this.#audit!,
+    });
     return new SealedMediaSink({
       recipients: () => household.recipients,
       writer: store,
@@ -513,6 +581,7 @@ export class Gateway {
         .catch((error: unknown) => logger.warn({ err: error }, 'cloud deletion requests failed; will retry'));
     };
     flush();
+    this.#flushDeletions = flush;
     const timer = setInterval(flush, 5 * 60_000);
     timer.unref();
     this.#stopDeletions = () => clearInterval(timer);
@@ -598,7 +667,7 @@ export class Gateway {
         .then(() => ha?.start(client))
         .catch((error: unknown) => logger.error({ err: error }, 'mqtt: control plane did not start'));
     });
-    const alert = (cameraId: string, fields: { type: 'motion' | 'camera-offline' | 'known-face' | 'unknown-face'; at: number; reason?: string; person?: string }) => {
+    const alert = (cameraId: string, fields: { type: 'motion' | 'camera-offline' | 'known-face' | 'unknown-face'; at: number; reason?: string; person?: string; sighting?: string; event?: string }) => {
       // Every alert asks the gate: motion and camera-offline alerts carry no biometric data; face alerts
       // follow the face-recognition rules for that camera.
       if (this.#gate?.ask({ kind: 'alert', alertKind: fields.type }, cameraId).allowed !== true) return;
@@ -621,8 +690,9 @@ export class Gateway {
       }),
       this.bus.on('motion.end', (e) => void ha?.motion(e.cameraId, false)),
       // The person id is itself a random id; the name stays sealed on the hub and in the app.
-      this.bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId })),
-      this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at })),
+      // The sighting id lets the app answer "this is X" / "this is not X" (faces/correct).
+      this.bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
+      this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
     ];
     this.#stopControl = () => {
       clearInterval(timer);

@@ -94,6 +94,16 @@ export const auditDetailSchemas = {
     subjects: z.array(anyPseudonym).max(64).optional().describe('Pseudonyms of matched people'),
     policyVersion: version.optional(),
   }),
+  'face.templates': z.strictObject({
+    subject: anyPseudonym.describe('Pseudonym of the enrolled person whose templates changed'),
+    change: z.enum(['photos-added', 'is', 'is-not']).describe('photos added, or a correction: the sighting is / is not the person'),
+    sighting: anyPseudonym.optional().describe('The corrected sighting (sight_…)'),
+    count: count.optional(),
+    kept: count.optional().describe('Photos kept sealed at the household request'),
+    policyVersion: version,
+    keyId: keyId.optional(),
+    requestDigest: requestDigest.optional(),
+  }),
   'policy.accepted': z.strictObject({
     policyVersion: version,
     keyId: keyId.optional(),

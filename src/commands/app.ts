@@ -22,8 +22,11 @@ export type AppAction =
   | { kind: 'status' }
   | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
   | { kind: 'events'; identity: string; for?: number }
-  | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean }
+  | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean; keepPhotos?: boolean }
   | { kind: 'faces-list'; identity: string }
+  | { kind: 'faces-add-photos'; personId: string; photos: string[]; keepPhotos?: boolean }
+  | { kind: 'faces-correct'; sightingId: string; personId: string; verdict: 'is' | 'is-not'; unsigned?: boolean }
+  | { kind: 'faces-sightings'; identity: string; limit?: number }
   | { kind: 'cameras-add'; id: string; source: string; subSource?: string; user?: string; passwordFile?: string }
   | { kind: 'cameras-remove'; id: string };
 
@@ -36,6 +39,14 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
   const client = await mqtt.connectAsync(opts.broker, { connectTimeout: 10_000, reconnectPeriod: 0 });
   const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state });
   await app.start();
+  /** Personal data (names, photos, passwords) is sealed to the hub's own recipient, which `status` gives. */
+  const hubRecipient = async (): Promise<string> => {
+    const status = await app.request('status', {}, { sign: false });
+    const recipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
+    if (recipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
+    return recipient;
+  };
+  const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
   try {
     let response: ControlResponse;
     switch (action.kind) {
@@ -55,22 +66,35 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
       }
       case 'faces-enroll': {
         // The name and photos are sealed to the hub's own recipient inside the signed payload.
-        const status = await app.request('status', {}, { sign: false });
-        const hubRecipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
-        if (hubRecipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
-        const photos = await Promise.all(action.photos.map(async (f) => (await readFile(f)).toString('base64')));
-        const sealed = await encryptToBuffer([hubRecipient], Buffer.from(JSON.stringify({ name: action.name, minor: action.minor === true, photos })));
+        const payload = { name: action.name, minor: action.minor === true, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
+        const sealed = await encryptToBuffer([await hubRecipient()], Buffer.from(JSON.stringify(payload)));
         response = await app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
+        break;
+      }
+      case 'faces-add-photos': {
+        const payload = { photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
+        const sealed = await encryptToBuffer([await hubRecipient()], Buffer.from(JSON.stringify(payload)));
+        response = await app.request('faces/add-photos', { personId: action.personId, sealed: sealed.toString('base64') }, { sign: true });
+        break;
+      }
+      case 'faces-correct':
+        response = await app.request('faces/correct', { sightingId: action.sightingId, personId: action.personId, verdict: action.verdict }, { sign: action.unsigned !== true });
+        break;
+      case 'faces-sightings': {
+        response = await app.request('faces/sightings', action.limit === undefined ? {} : { limit: action.limit }, { sign: true });
+        if (response.status === 'ok') {
+          const data = response.data as { count: number; sealedSightings: string };
+          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
+          const sightings = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealedSightings, 'base64'))).toString('utf8')) as unknown;
+          response = { ...response, data: { count: data.count, sightings } };
+        }
         break;
       }
       case 'cameras-add': {
         let sealedPassword: string | undefined;
         if (action.passwordFile !== undefined) {
-          const status = await app.request('status', {}, { sign: false });
-          const hubRecipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
-          if (hubRecipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
           const password = readPasswordFile(action.passwordFile, '--password-file');
-          sealedPassword = (await encryptToBuffer([hubRecipient], Buffer.from(password))).toString('base64');
+          sealedPassword = (await encryptToBuffer([await hubRecipient()], Buffer.from(password))).toString('base64');
         }
         const camera = {
           id: action.id,

@@ -14,6 +14,8 @@ export interface FacesEnrolOptions {
   /** A minor's guardian: their paired app key id and their written statement (time = now). */
   guardianKey?: string;
   guardianStatement?: string;
+  /** Keep the photos, sealed to the hub key (default: not kept). */
+  keepPhotos?: boolean;
   json?: boolean;
   /** A loaded engine (tests); otherwise one is loaded for the call and unloaded after. */
   engine?: FaceEngine;
@@ -70,13 +72,19 @@ export async function runFacesEnrol(opts: FacesEnrolOptions, io: CommandIO): Pro
       const engine = opts.engine ?? new FaceEngine();
       try {
         if (opts.engine === undefined) await engine.load();
-        return await store.enroll(engine, { name: opts.name, photos: opts.photos, minor, ...(guardian === undefined ? {} : { guardianAttestation: guardian }) });
+        return await store.enroll(engine, {
+          name: opts.name,
+          photos: opts.photos,
+          minor,
+          keepPhotos: opts.keepPhotos === true,
+          ...(guardian === undefined ? {} : { guardianAttestation: guardian }),
+        });
       } finally {
         if (opts.engine === undefined) engine.unload();
       }
     });
-    if (opts.json === true) io.stdout(JSON.stringify({ personId: person.personId, minor: person.minor, templates: person.templates }));
-    else io.stdout(`enrolled ${person.personId} (${person.templates} template(s)${person.minor ? ', minor' : ''})`);
+    if (opts.json === true) io.stdout(JSON.stringify({ personId: person.personId, minor: person.minor, templates: person.templates, photosKept: person.photosKept }));
+    else io.stdout(`enrolled ${person.personId} (${person.templates} template(s)${person.minor ? ', minor' : ''}${person.photosKept > 0 ? `, ${person.photosKept} photo(s) kept sealed` : ''})`);
     return 0;
   } catch (error) {
     return report(io, error);
@@ -91,7 +99,10 @@ export async function runFacesList(opts: FacesListOptions, io: CommandIO): Promi
       io.stdout(JSON.stringify({ people }));
     } else {
       io.stdout(`${people.length} enrolled`);
-      for (const p of people) io.stdout(`  ${p.personId}  ${p.name}${p.minor ? ' (minor)' : ''}  ${p.templates} template(s), since ${p.enrolledAt}`);
+      for (const p of people) {
+        const extra = `${p.negatives > 0 ? `, ${p.negatives} negative(s)` : ''}${p.photosKept > 0 ? `, ${p.photosKept} photo(s) kept` : ''}`;
+        io.stdout(`  ${p.personId}  ${p.name}${p.minor ? ' (minor)' : ''}  ${p.templates} template(s)${extra}, since ${p.enrolledAt}`);
+      }
     }
     return 0;
   } catch (error) {
@@ -120,6 +131,80 @@ export async function runFacesRename(opts: { config: string; personId: string; n
   try {
     await withStore(opts.config, (store) => store.rename(opts.personId, opts.name));
     io.stdout(`renamed ${opts.personId}`);
+    return 0;
+  } catch (error) {
+    return report(io, error);
+  }
+}
+
+/** Face work that widens what the hub keeps (photos, corrections) needs what enrolment needs. */
+function requireEnrolment(ctx: HubContext, where: string): void {
+  const decision = ctx.gate.mayEnrolFaces();
+  if (!decision.allowed) throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`, { where });
+}
+
+/**
+ * `camveil faces add-photos PERSON PHOTO… [--keep-photos]`: more templates for an enrolled person,
+ * each photo with exactly one usable face, all or none.
+ *
+ * @returns 0; 2 when a photo is unreadable or does not hold exactly one usable face; 1 otherwise.
+ */
+export async function runFacesAddPhotos(opts: { config: string; personId: string; photos: string[]; keepPhotos?: boolean; json?: boolean; engine?: FaceEngine }, io: CommandIO): Promise<number> {
+  try {
+    const person = await withStore(opts.config, async (store, ctx) => {
+      requireEnrolment(ctx, 'faces add-photos');
+      if (!store.ids().includes(opts.personId)) throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${opts.personId}`, { where: 'personId' });
+      const engine = opts.engine ?? new FaceEngine();
+      try {
+        if (opts.engine === undefined) await engine.load();
+        return await store.addPhotos(engine, opts.personId, opts.photos, { keepPhotos: opts.keepPhotos === true });
+      } finally {
+        if (opts.engine === undefined) engine.unload();
+      }
+    });
+    if (opts.json === true) io.stdout(JSON.stringify({ personId: person.personId, templates: person.templates, photosKept: person.photosKept }));
+    else io.stdout(`${person.personId}: ${person.templates} template(s) now${person.photosKept > 0 ? `, ${person.photosKept} photo(s) kept sealed` : ''}`);
+    return 0;
+  } catch (error) {
+    return report(io, error);
+  }
+}
+
+/**
+ * `camveil faces correct SIGHTING --is PERSON | --not PERSON`: "this is X" adds the sighting's face to X's
+ * templates; "this is not X" keeps it as a negative so that face is not taken for X again.
+ *
+ * @returns 0; 1 for an unknown sighting or person, or when enrolment is not allowed.
+ */
+export async function runFacesCorrect(opts: { config: string; sightingId: string; is?: string; not?: string; json?: boolean }, io: CommandIO): Promise<number> {
+  try {
+    if ((opts.is === undefined) === (opts.not === undefined)) throw new CamveilError('CAMVEIL_E_USAGE', 'give one of --is PERSON or --not PERSON');
+    const verdict = opts.is === undefined ? 'is-not' : 'is';
+    const personId = (opts.is ?? opts.not)!;
+    const person = await withStore(opts.config, (store, ctx) => {
+      requireEnrolment(ctx, 'faces correct');
+      return store.correct(opts.sightingId, personId, verdict);
+    });
+    if (opts.json === true) io.stdout(JSON.stringify({ sightingId: opts.sightingId, personId, verdict, templates: person.templates, negatives: person.negatives }));
+    else io.stdout(`${opts.sightingId} ${verdict === 'is' ? 'is' : 'is not'} ${personId}: ${person.templates} template(s), ${person.negatives} negative(s)`);
+    return 0;
+  } catch (error) {
+    return report(io, error);
+  }
+}
+
+/** `camveil faces sightings [--limit N] [--json]`: recent confirmed sightings, newest first, without descriptors. */
+export async function runFacesSightings(opts: { config: string; limit?: number; json?: boolean }, io: CommandIO): Promise<number> {
+  try {
+    const sightings = await withStore(opts.config, (store) => store.sightings.list(Math.max(1, Math.floor(opts.limit ?? 100))));
+    if (opts.json === true) {
+      io.stdout(JSON.stringify({ sightings }));
+    } else {
+      io.stdout(`${sightings.length} sighting(s)`);
+      for (const s of sightings) {
+        io.stdout(`  ${s.sightingId}  ${new Date(s.at).toISOString()}  ${s.cameraId}  ${s.eventId ?? '-'}  ${s.label === 'known' ? s.personId : 'unknown'}`);
+      }
+    }
     return 0;
   } catch (error) {
     return report(io, error);

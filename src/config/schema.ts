@@ -103,6 +103,10 @@ export const cameraSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('pixelate faces of people not enrolled in the snapshots that leave the hub; only while face recognition is allowed for the camera'),
+  bystanderBlurClips: z
+    .boolean()
+    .default(false)
+    .describe('the same for clips: a clip in which a bystander was seen is re-encoded when it ends (CPU cost in the README); only while face recognition is allowed for the camera'),
 });
 
 export const recordingSchema = z
@@ -156,6 +160,26 @@ export const privacySchema = z.strictObject({
   faceCapableOverride: z.boolean().default(false).describe('the household declares its unlisted cameras capable'),
 });
 
+/** Hub-wide face settings; whether faces run at all is per camera, per consent and per region. */
+export const faceRecognitionSchema = z.strictObject({
+  albumEmbeddings: z
+    .boolean()
+    .default(false)
+    .describe("the household opts in to the face templates travelling in each person's sealed face album (also needs what face-embedding uploads need)"),
+  albumMaxSightings: z.number().int().min(1).max(10_000).default(200).describe("sightings kept per person in the face album; the oldest go first"),
+  albumIntervalSeconds: z.number().min(1).max(86_400).default(30).describe("a person's face album is sealed and queued at most once per this interval"),
+  sightingRetentionDays: z
+    .number()
+    .min(1)
+    .max(365)
+    .default(7)
+    .describe('confirmed sightings (ids, camera, time; who, event and face descriptor sealed) are kept this long so the household can correct them, then deleted'),
+  onlyWithMotion: z
+    .boolean()
+    .default(true)
+    .describe('look for faces only in analysed frames with motion (a still scene holds no new face); false looks at every analysed frame'),
+});
+
 export const mqttSchema = z.strictObject({
   url: z.string().regex(/^(mqtts?|wss?):\/\/[^/@\s]+(:\d+)?\/?$/, 'must be mqtt://host[:port], mqtts://…, ws://… or wss://…, without credentials'),
   baseTopic: z.string().regex(/^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/, 'must be topic levels of a-z, 0-9, "-", "_"').default('camveil'),
@@ -207,6 +231,7 @@ export const configSchema = z
     privacy: privacySchema.prefault({}),
     mqtt: mqttSchema.optional().describe('the control plane: the phone app configures the hub through this broker'),
     homeAssistant: homeAssistantSchema.prefault({}).describe('Home Assistant MQTT discovery on the control broker (opt-in)'),
+    faceRecognition: faceRecognitionSchema.prefault({}).describe('which frames are searched for faces, how long sightings are kept, what face albums hold and how often they are sealed'),
   })
   .superRefine((c, ctx) => {
     if (c.uplink.enabled && c.household === undefined) {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
+import type { EnrolmentStore, Photo } from '../analysis/faces/enrolment.js';
+import type { FaceEngine } from '../analysis/faces/face-engine.js';
+import { SIGHTING_ID_PATTERN } from '../analysis/faces/sightings.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { GateDecision } from '../policy/gate.js';
@@ -21,11 +23,24 @@ export const enrolmentPayloadSchema = z.strictObject({
   guardianAttestation: z.strictObject({ guardianKeyId: z.string().min(1).max(128), statement: z.string().min(1).max(2000), at: z.iso.datetime({ offset: true }) }).optional(),
   /** JPEG/PNG/WebP photos, base64; each must show exactly one usable face. */
   photos: z.array(z.string().min(1)).min(1).max(5),
+  /** Keep the photos on the hub, sealed to its key (default: described and dropped). */
+  keepPhotos: z.boolean().default(false),
 });
 export type EnrolmentPayload = z.infer<typeof enrolmentPayloadSchema>;
 
+/** What the app seals to the hub's recipient for `faces/add-photos`. */
+export const addPhotosPayloadSchema = z.strictObject({
+  photos: z.array(z.string().min(1)).min(1).max(5),
+  keepPhotos: z.boolean().default(false),
+});
+
 const sealed = z.string().min(1).max(40 * 1024 * 1024);
 const personId = z.string().regex(/^person_[a-z2-7]{16}$/, 'must be a person id (person_…)');
+const sightingId = z.string().regex(SIGHTING_ID_PATTERN, 'must be a sighting id (sight_…)');
+
+function notFound(id: string): never {
+  throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${id}`, { where: 'personId' });
+}
 
 async function openSealed<T>(hubIdentity: string, text: string, schema: z.ZodType<T>, what: string): Promise<T> {
   const bytes = decodeBase64(text);
@@ -41,6 +56,34 @@ async function openSealed<T>(hubIdentity: string, text: string, schema: z.ZodTyp
   return parsed.data;
 }
 
+/** Decodes the base64 photos of a sealed payload; the bytes stay in memory (kept only when asked, sealed). */
+async function photosOf(texts: readonly string[]): Promise<Photo[]> {
+  const { decodeImage } = await import('../analysis/faces/image-input.js');
+  const photos: Photo[] = [];
+  for (const [i, text] of texts.entries()) {
+    const bytes = decodeBase64(text);
+    if (bytes === undefined) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `photo ${i + 1}: not base64`);
+    photos.push({ label: `photo ${i + 1}`, image: await decodeImage(bytes, `photo ${i + 1}`), bytes });
+  }
+  return photos;
+}
+
+/** The face model is loaded only while someone enrols or adds photos, not with the hub. */
+async function withEngine<T>(use: (engine: FaceEngine) => Promise<T>): Promise<T> {
+  const { FaceEngine } = await import('../analysis/faces/face-engine.js');
+  const engine = await FaceEngine.open();
+  try {
+    return await use(engine);
+  } finally {
+    engine.unload();
+  }
+}
+
+function requireEnrolment(deps: FaceCommandDeps, what: string): void {
+  const decision = deps.mayEnrol();
+  if (!decision.allowed) throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `${what} is not allowed now: ${decision.reason}`);
+}
+
 function signerRecipient(deps: FaceCommandDeps, ctx: CommandContext): string {
   const key = ctx.signer === undefined ? undefined : deps.registry.get(ctx.signer);
   if (key === undefined) throw new CamveilError('CAMVEIL_E_NOT_AUTHORISED', 'this command must be signed by a paired app key');
@@ -49,10 +92,10 @@ function signerRecipient(deps: FaceCommandDeps, ctx: CommandContext): string {
 
 /**
  * Face enrolment over MQTT. Every argument that is personal data (names, photos) is sealed with age to the
- * hub's own recipient inside the signed payload, and every name in a reply is sealed to the requesting
- * phone's recipient: the broker sees only ids and counts. All four commands need a paired key's signature
- * (enrolment widens what the hub processes; listing reveals who is enrolled; renaming and deleting change
- * the household's data).
+ * hub's own recipient inside the signed payload, and every name or sighting in a reply is sealed to the
+ * requesting phone's recipient: the broker sees only ids and counts. Every command needs a paired key's
+ * signature (enrolling, adding photos and correcting widen what the hub keeps; listing people or
+ * sightings reveals who is enrolled and who was seen; renaming and deleting change the household's data).
  */
 export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandler> {
   return {
@@ -62,37 +105,68 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
       run: async (_args, ctx) => {
         const people = await deps.people().list();
         const names = await encryptToBuffer([signerRecipient(deps, ctx)], Buffer.from(JSON.stringify(people.map((p) => ({ personId: p.personId, name: p.name })))));
-        return { people: people.map((p) => ({ personId: p.personId, minor: p.minor, templates: p.templates, enrolledAt: p.enrolledAt })), sealedNames: names.toString('base64') };
+        return {
+          people: people.map((p) => ({ personId: p.personId, minor: p.minor, templates: p.templates, negatives: p.negatives, photosKept: p.photosKept, enrolledAt: p.enrolledAt })),
+          sealedNames: names.toString('base64'),
+        };
       },
     }),
     'faces/enroll': defineHandler({
       requires: 'signature',
       args: z.strictObject({ sealed }),
       run: async (args, ctx) => {
-        const decision = deps.mayEnrol();
-        if (!decision.allowed) throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`);
+        requireEnrolment(deps, 'face enrolment');
         const payload = await openSealed(deps.hubIdentity, args.sealed, enrolmentPayloadSchema, 'sealed');
-        // The face model and image decoding are loaded only when someone enrols, not with the hub.
-        const [{ FaceEngine }, { decodeImage }] = await Promise.all([import('../analysis/faces/face-engine.js'), import('../analysis/faces/image-input.js')]);
-        const photos = [];
-        for (const [i, text] of payload.photos.entries()) {
-          const bytes = decodeBase64(text);
-          if (bytes === undefined) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `photo ${i + 1}: not base64`);
-          photos.push({ label: `photo ${i + 1}`, image: await decodeImage(bytes, `photo ${i + 1}`) });
-        }
-        const engine = await FaceEngine.open();
-        try {
-          const person = await deps.people().enroll(engine, {
+        const photos = await photosOf(payload.photos);
+        const person = await withEngine((engine) =>
+          deps.people().enroll(engine, {
             name: payload.name,
             photos,
             minor: payload.minor,
+            keepPhotos: payload.keepPhotos,
             ...(payload.guardianAttestation === undefined ? {} : { guardianAttestation: payload.guardianAttestation }),
-          });
-          void ctx;
-          return { personId: person.personId, minor: person.minor, templates: person.templates };
-        } finally {
-          engine.unload();
-        }
+          }),
+        );
+        void ctx;
+        return { personId: person.personId, minor: person.minor, templates: person.templates, photosKept: person.photosKept };
+      },
+    }),
+    'faces/add-photos': defineHandler({
+      requires: 'signature',
+      args: z.strictObject({ personId, sealed }),
+      run: async (args, ctx) => {
+        requireEnrolment(deps, 'adding face photos');
+        // Refused before the photos are opened and the model loaded.
+        if (!deps.people().ids().includes(args.personId)) notFound(args.personId);
+        const payload = await openSealed(deps.hubIdentity, args.sealed, addPhotosPayloadSchema, 'sealed');
+        const photos = await photosOf(payload.photos);
+        const person = await withEngine((engine) =>
+          deps.people().addPhotos(engine, args.personId, photos, { keepPhotos: payload.keepPhotos, origin: { ...(ctx.signer === undefined ? {} : { keyId: ctx.signer }), requestDigest: ctx.digest } }),
+        );
+        return { personId: person.personId, templates: person.templates, photosKept: person.photosKept };
+      },
+    }),
+    'faces/correct': defineHandler({
+      requires: 'signature',
+      args: z.strictObject({ sightingId, personId, verdict: z.enum(['is', 'is-not']) }),
+      run: async (args, ctx) => {
+        requireEnrolment(deps, 'a face correction');
+        const person = await deps.people().correct(args.sightingId, args.personId, args.verdict, {
+          ...(ctx.signer === undefined ? {} : { keyId: ctx.signer }),
+          requestDigest: ctx.digest,
+        });
+        return { personId: person.personId, sightingId: args.sightingId, verdict: args.verdict, templates: person.templates, negatives: person.negatives };
+      },
+    }),
+    'faces/sightings': defineHandler({
+      requires: 'signature',
+      args: z.strictObject({ limit: z.number().int().min(1).max(500).optional() }).optional(),
+      run: async (args, ctx) => {
+        const recipient = signerRecipient(deps, ctx);
+        const sightings = await deps.people().sightings.list(args?.limit ?? 100);
+        // Who was seen where and when: only the phone that asked can read it.
+        const sealedSightings = await encryptToBuffer([recipient], Buffer.from(JSON.stringify(sightings)));
+        return { count: sightings.length, sealedSightings: sealedSightings.toString('base64') };
       },
     }),
     'faces/rename': defineHandler({

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type Database from 'better-sqlite3';
+import { dropAllAlbums } from '../analysis/faces/face-album-rows.js';
 import { exportLines } from '../audit/audit-export.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/schema.js';
@@ -159,7 +160,7 @@ export async function exportAuditLog(deps: Pick<DataRightsDeps, 'audit' | 'confi
 /**
  * The household's deletion request: the consent records first (the hub is then as new — local-only,
  * nothing recorded — so `stopFlows` can cut uploads before anything else goes), then the upload queue, every
- * stored object and event, and a deletion request to the cloud for every object it received — sent at once
+ * stored object (face albums included) and event, the face-album sightings, and a deletion request to the cloud for every object it received — sent at once
  * when uploads are configured, even in local-only mode, and kept pending until the cloud confirms. What
  * remains is the audit trail of the deletion itself (counts and object ids only).
  */
@@ -187,6 +188,9 @@ export async function deleteAllHouseholdData(
   }
   const events = store.pruneEvents(Number.MAX_SAFE_INTEGER);
   const people = deps.people?.deleteAll() ?? 0;
+  // Face albums: their objects went with the store above (and the cloud's copies with the deletion
+  // requests); the hub-sealed sightings go here, so no person→event record outlives the deletion.
+  dropAllAlbums(db);
   deps.audit.append('deletion', {
     scope: 'all',
     count: objects + events + consentRecords + people,

@@ -54,6 +54,7 @@ const UPLOAD_KINDS: Record<ObjectKind, UploadDataKind> = {
   event: 'event',
   'face-embedding': 'face-embedding',
   export: 'export',
+  'face-album': 'face-album',
 };
 
 export class PolicyGate implements Gate {

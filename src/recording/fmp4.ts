@@ -207,3 +207,30 @@ export class Fmp4Splitter {
     return new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', `fragmented MP4 stream: ${detail}`);
   }
 }
+
+/**
+ * The display size of the video track in an MP4 initialisation segment (`ftyp`+`moov`, or a whole clip
+ * that starts with one): the width and height of the `tkhd` of the track whose handler is `vide`.
+ * Undefined when there is no such track or the boxes are cut short.
+ */
+export function videoSizeOfInit(bytes: Buffer): { width: number; height: number } | undefined {
+  const moov = readBoxes(bytes, 0, bytes.length).find((b) => b.type === 'moov');
+  if (moov === undefined) return undefined;
+  for (const trak of readBoxes(bytes, moov.start + moov.headerSize, moov.start + moov.size).filter((b) => b.type === 'trak')) {
+    const inner = { from: trak.start + trak.headerSize, to: trak.start + trak.size };
+    const hdlr: Box[] = [];
+    findPath(bytes, inner.from, inner.to, ['mdia', 'hdlr'], hdlr);
+    const handler = hdlr[0];
+    // hdlr: header, version+flags (4), pre_defined (4), then the handler type.
+    if (handler === undefined || handler.size < handler.headerSize + 12) continue;
+    if (bytes.toString('latin1', handler.start + handler.headerSize + 8, handler.start + handler.headerSize + 12) !== 'vide') continue;
+    const tkhd = readBoxes(bytes, inner.from, inner.to).find((b) => b.type === 'tkhd');
+    // tkhd ends with width and height, 16.16 fixed point.
+    if (tkhd === undefined || tkhd.size < tkhd.headerSize + 80) continue;
+    const end = tkhd.start + tkhd.size;
+    const width = Math.round(bytes.readUInt32BE(end - 8) / 65536);
+    const height = Math.round(bytes.readUInt32BE(end - 4) / 65536);
+    if (width > 0 && height > 0) return { width, height };
+  }
+  return undefined;
+}

@@ -303,7 +303,7 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server', 'age'], 'sealed pipeline: camera
     const clip = await openPq(ids.clip.objectId);
     const snapshot = await openPq(ids.snapshot.objectId);
     const event = await openPq(ids.event.objectId);
-    const camPseudonym = clip.manifest.cameraPseudonym;
+    const camPseudonym = clip.manifest.cameraPseudonym!;
     const sample = (b: Buffer, at: number): Buffer => b.subarray(Math.floor(b.length * at), Math.floor(b.length * at) + 64);
     const text = (label: string, s: string): Needle => ({ label, bytes: Buffer.from(s, 'utf8') });
     const common: Needle[] = [

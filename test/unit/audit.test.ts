@@ -33,6 +33,7 @@ const SAMPLES: { [T in AuditType]: AuditDetails<T> } = {
   'key.paired': { keyId: 'key_abcd1234', role: 'owner' },
   'key.revoked': { keyId: 'key_abcd1234', reason: 'user.request' },
   'face.recognition': { camera: CAM, decision: 'denied', reason: 'region.prohibited', region: 'US-IL' },
+  'face.templates': { subject: PERSON, change: 'is-not', sighting: 'sight_aaaaaaaaaaaaaaaa', policyVersion: '2026-10' },
   'policy.accepted': { policyVersion: '2026-10', keyId: 'key_abcd1234', material: true },
 };
 

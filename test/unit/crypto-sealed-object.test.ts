@@ -69,7 +69,7 @@ describe('sealed objects', () => {
   it('is a plain age file whose plaintext is length || manifest JSON || body', async () => {
     const m = manifest({ kind: 'snapshot', contentType: 'image/jpeg' });
     const sealed = await collect(sealObject([recipient], m, Buffer.from('JPEGDATA')));
-    expect(sealed.includes(m.cameraPseudonym)).toBe(false);
+    expect(sealed.includes(m.cameraPseudonym!)).toBe(false);
     const d = new Decrypter();
     d.addIdentity(identity);
     const plaintext = Buffer.from(await d.decrypt(sealed));

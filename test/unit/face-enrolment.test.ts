@@ -60,7 +60,7 @@ describe('enrolment store', () => {
       const store = await storeFor(hub);
       const person = await store.enroll(engine, { name: NAME, photos: [crop], minor: false });
       expect(person.personId).toMatch(/^person_[a-z2-7]{16}$/);
-      expect(await store.list()).toEqual([{ personId: person.personId, name: NAME, minor: false, templates: 1, enrolledAt: person.enrolledAt }]);
+      expect(await store.list()).toEqual([{ personId: person.personId, name: NAME, minor: false, templates: 1, negatives: 0, photosKept: 0, enrolledAt: person.enrolledAt }]);
       const loaded = await store.load();
       expect(loaded[0]!.templates[0]).toHaveLength(128);
       hub.db.pragma('wal_checkpoint(TRUNCATE)');

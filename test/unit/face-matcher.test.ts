@@ -37,9 +37,11 @@ describe('matcher (pure)', () => {
     const m = new FaceMatcher();
     m.setPeople(people);
     const a = axis(0, 0.9);
+    // The confirming descriptor comes with each sighting (kept for corrections).
+    const d = expect.any(Float32Array) as Float32Array;
     expect(m.observe('front', 0, [a])).toEqual([]);
     expect(m.observe('front', 500, [])).toEqual([]);
-    expect(m.observe('front', 1000, [a])).toEqual([{ kind: 'known', personId: 'person_aaaaaaaaaaaaaaaa', distance: expect.closeTo(0.1, 5) as number }]);
+    expect(m.observe('front', 1000, [a])).toEqual([{ kind: 'known', personId: 'person_aaaaaaaaaaaaaaaa', distance: expect.closeTo(0.1, 5) as number, descriptor: d }]);
     expect(m.observe('front', 1500, [a])).toEqual([]);
     expect(m.observe('front', 62_000, [a])).toEqual([]); // history too old: one frame again
     expect(m.observe('front', 62_500, [a])).toHaveLength(1);
@@ -52,7 +54,7 @@ describe('matcher (pure)', () => {
     expect(m.observe('front', 10_001, [axis(0)])).toEqual([]);
     expect(m.observe('back', 10_002, [axis(0)])).toEqual([]);
     expect(m.observe('back', 10_500, [axis(5)])).toEqual([]);
-    expect(m.observe('back', 11_000, [axis(6)])).toEqual([{ kind: 'unknown' }]);
+    expect(m.observe('back', 11_000, [axis(6)])).toEqual([{ kind: 'unknown', descriptor: axis(6) }]);
     // 1 of the last 3 only: the oldest of 3 frames dropped out.
     const n = new FaceMatcher();
     n.setPeople(people);

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../../audit/audit-log.js';
 import { base32 } from '../../crypto/base32.js';
@@ -8,12 +9,15 @@ import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type Gu
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
 import { readImageFile, type FaceImage } from './image-input.js';
+import { KeptPhotos } from './kept-photos.js';
 import type { EnrolledPerson } from './matcher.js';
+import { SightingStore } from './sightings.js';
 
 /**
- * Enrolled people: one row each. In clear only a random `person_…` id, the minor flag, the template count
- * and the enrolment time; the name and the 128-D templates are one age file sealed to the hub's own
- * recipient (only the hub identity opens it). Enrolment photos are read, described and dropped, never kept.
+ * Enrolled people: one row each. In clear only a random `person_…` id, the minor flag, the template and
+ * negative counts and the enrolment time; the name, the 128-D templates and the corrections are one age
+ * file sealed to the hub's own recipient (only the hub identity opens it). Enrolment photos are read,
+ * described and dropped, unless the household asks to keep them (kept-photos.ts).
  */
 const STEPS: readonly string[] = [
   `CREATE TABLE faces_people (
@@ -25,10 +29,15 @@ const STEPS: readonly string[] = [
    ) STRICT;
    CREATE TABLE faces_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL) STRICT;
    INSERT INTO faces_revision (id, revision) VALUES (1, 0);`,
+  `ALTER TABLE faces_people ADD COLUMN negatives INTEGER NOT NULL DEFAULT 0 CHECK (negatives >= 0);`,
 ];
 
 /** Longest name accepted, in characters. */
 export const MAX_NAME_LENGTH = 100;
+/** Templates from photos per person: more add little and slow every match. */
+export const MAX_PHOTO_TEMPLATES = 20;
+/** Corrections ("this is X" / "this is not X") kept per person. */
+export const MAX_CORRECTIONS = 200;
 
 export interface EnrolmentStoreOptions {
   db: Database.Database;
@@ -50,9 +59,20 @@ export interface EnrolRequest {
    * Each showing the person's face and no other usable face: image files, or images already in memory
    * (photos sent sealed by the app, a crop made on the hub) — those never touch the disk.
    */
-  photos: ReadonlyArray<string | { label: string; image: FaceImage }>;
+  photos: readonly Photo[];
   minor: boolean;
   guardianAttestation?: GuardianAttestation;
+  /** Keep the photos' bytes, sealed to the hub (default: not kept). */
+  keepPhotos?: boolean;
+}
+
+/** An image file, or an image in memory with its encoded bytes (needed only when the photo is kept). */
+export type Photo = string | { label: string; image: FaceImage; bytes?: Uint8Array };
+
+/** Who asked for a change, recorded in the audit log: a paired key id and the request's digest. */
+export interface ChangeOrigin {
+  keyId?: string;
+  requestDigest?: string;
 }
 
 /** A person as the household sees them (names decrypted). Not for logs. */
@@ -60,24 +80,41 @@ export interface PersonSummary {
   personId: string;
   name: string;
   minor: boolean;
+  /** Templates in use: one per photo, and one per "this is X" correction. */
   templates: number;
+  /** Faces kept as "this is not X". */
+  negatives: number;
+  /** Photos kept (sealed) at the household's request. */
+  photosKept: number;
   enrolledAt: string;
+}
+
+interface Correction {
+  sightingId: string;
+  verdict: 'is' | 'is-not';
+  /** The sighting's descriptor, as templates are stored. */
+  descriptor: string;
 }
 
 interface Sealed {
   v: 1;
   name: string;
-  /** Little-endian float32 bytes, base64. */
+  /** From photos: little-endian float32 bytes, base64. */
   templates: string[];
+  /** The household's corrections, one per sighting (a later one for the same sighting replaces it). */
+  corrections?: Correction[];
 }
 
 interface Row {
   person_id: string;
   minor: number;
   templates: number;
+  negatives: number;
   enrolled_at: string;
   sealed: Buffer;
 }
+
+const COLUMNS = 'person_id, minor, templates, negatives, enrolled_at, sealed';
 
 const toB64 = (t: Float32Array): string => Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('base64');
 function fromB64(s: string): Float32Array {
@@ -99,7 +136,7 @@ function checkName(name: string): string {
  * The template of the one usable face in a photo. Refuses, naming the photo (by its position, and its
  * path for the local operator), when it holds no face, only unusable ones, or several usable ones.
  */
-async function templateOf(engine: FaceEngine, photo: string | { label: string; image: FaceImage }, index: number): Promise<Float32Array> {
+async function templateOf(engine: FaceEngine, photo: Photo, index: number): Promise<Float32Array> {
   const file = typeof photo === 'string' ? photo : photo.label;
   const where = `photo ${index + 1} (${file})`;
   const image = typeof photo === 'string' ? await readImageFile(photo) : photo.image;
@@ -116,10 +153,33 @@ async function templateOf(engine: FaceEngine, photo: string | { label: string; i
   return engine.describe(image, face);
 }
 
+/** The bytes of photos to keep, read only when the household asked to keep them. */
+async function photoBytes(photos: readonly Photo[]): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const [i, p] of photos.entries()) {
+    if (typeof p === 'string') out.push(await readFile(p));
+    else if (p.bytes !== undefined) out.push(p.bytes);
+    else throw new CamveilError('CAMVEIL_E_INTERNAL', `photo ${i + 1}: its encoded bytes are needed to keep it`, { where: 'photos' });
+  }
+  return out;
+}
+
+/** Templates (photos, then "is" corrections) and negatives as the matcher needs them. */
+function matcherViewOf(sealed: Sealed): { templates: Float32Array[]; negatives: Float32Array[] } {
+  const corrections = sealed.corrections ?? [];
+  return {
+    templates: [...sealed.templates, ...corrections.filter((c) => c.verdict === 'is').map((c) => c.descriptor)].map(fromB64),
+    negatives: corrections.filter((c) => c.verdict === 'is-not').map((c) => fromB64(c.descriptor)),
+  };
+}
+
 /** The store of enrolled people and their face templates, in the hub's database. */
 export class EnrolmentStore {
   readonly #o: EnrolmentStoreOptions;
   readonly #db: Database.Database;
+  readonly #photos: KeptPhotos;
+  /** Recent confirmed sightings, which corrections refer to; the face stage records them here. */
+  readonly sightings: SightingStore;
 
   constructor(options: EnrolmentStoreOptions) {
     this.#o = options;
@@ -127,6 +187,8 @@ export class EnrolmentStore {
     migrate(this.#db, 'faces', STEPS);
     // Deleted rows are overwritten, not left in free pages: "templates gone at once" includes the file.
     this.#db.pragma('secure_delete = ON');
+    this.#photos = new KeptPhotos(this.#db, options.hub.recipient);
+    this.sightings = new SightingStore({ db: this.#db, hub: options.hub, ...(options.now === undefined ? {} : { now: () => options.now!().getTime() }) });
   }
 
   #ctx(words: string): { actor: string; policyVersion: string; requestDigest: string } {
@@ -157,8 +219,10 @@ export class EnrolmentStore {
     requireGuardianAttestation({ minor: request.minor }, request.guardianAttestation);
     const name = checkName(request.name);
     if (request.photos.length === 0) throw new CamveilError('CAMVEIL_E_USAGE', 'enrolment needs at least one photo', { where: 'photos' });
+    if (request.photos.length > MAX_PHOTO_TEMPLATES) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_PHOTO_TEMPLATES} photos per person`, { where: 'photos' });
     const templates: Float32Array[] = [];
     for (const [i, file] of request.photos.entries()) templates.push(await templateOf(engine, file, i));
+    const kept = request.keepPhotos === true ? await this.#photos.seal(await photoBytes(request.photos)) : [];
     const personId = `person_${base32(randomBytes(10))}`;
     const sealed = await this.#seal({ v: 1, name, templates: templates.map(toB64) });
     const enrolledAt = (this.#o.now?.() ?? new Date()).toISOString();
@@ -167,6 +231,7 @@ export class EnrolmentStore {
       this.#db
         .prepare('INSERT INTO faces_people (person_id, minor, templates, enrolled_at, sealed) VALUES (?, ?, ?, ?, ?)')
         .run(personId, minor ? 1 : 0, templates.length, enrolledAt, sealed);
+      this.#photos.insert(personId, kept, enrolledAt);
       this.#bump();
       const record = this.#o.ledger?.recordEnrolment({ subject: personId, minor }, this.#ctx(`faces enrol ${personId}`), request.guardianAttestation);
       this.#o.audit.append('consent.changed', {
@@ -178,7 +243,91 @@ export class EnrolmentStore {
         ...(record === undefined ? {} : { ledgerSeq: record.seq }),
       });
     })();
-    return { personId, name, minor, templates: templates.length, enrolledAt };
+    return { personId, name, minor, templates: templates.length, negatives: 0, photosKept: kept.length, enrolledAt };
+  }
+
+  /**
+   * Adds templates to an enrolled person from more photos, with the rule of enrol: exactly one usable face
+   * per photo, and all photos or none. With `keepPhotos` the photos are kept, sealed to the hub.
+   * Audited as `face.templates` (photos-added).
+   *
+   * @throws CamveilError `CAMVEIL_E_PERSON_NOT_FOUND`, `CAMVEIL_E_NO_FACE`, `CAMVEIL_E_SEVERAL_FACES`,
+   * `CAMVEIL_E_IMAGE_INVALID`, `CAMVEIL_E_USAGE` (no photo, too many). Nothing is stored then.
+   */
+  async addPhotos(engine: FaceEngine, personId: string, photos: readonly Photo[], options: { keepPhotos?: boolean; origin?: ChangeOrigin } = {}): Promise<PersonSummary> {
+    this.#row(personId);
+    if (photos.length === 0) throw new CamveilError('CAMVEIL_E_USAGE', 'give at least one photo', { where: 'photos' });
+    const templates: Float32Array[] = [];
+    for (const [i, file] of photos.entries()) templates.push(await templateOf(engine, file, i));
+    const kept = options.keepPhotos === true ? await this.#photos.seal(await photoBytes(photos)) : [];
+    const at = (this.#o.now?.() ?? new Date()).toISOString();
+    await this.#update(personId, (sealed) => {
+      if (sealed.templates.length + templates.length > MAX_PHOTO_TEMPLATES) {
+        throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_PHOTO_TEMPLATES} photos per person (${sealed.templates.length} already)`, { where: 'photos' });
+      }
+      return { ...sealed, templates: [...sealed.templates, ...templates.map(toB64)] };
+    }, () => {
+      this.#photos.insert(personId, kept, at);
+      this.#auditChange(personId, { change: 'photos-added', count: templates.length, ...(kept.length > 0 ? { kept: kept.length } : {}) }, options.origin);
+    });
+    return (await this.list()).find((p) => p.personId === personId)!;
+  }
+
+  /**
+   * Applies the household's verdict on a sighting: `is` adds the sighting's face to the person's templates,
+   * `is-not` keeps it as a negative for the person (the matcher then refuses that stranger for them). A
+   * later verdict on the same sighting for the same person replaces the earlier one. Audited as
+   * `face.templates` with the person's and the sighting's ids, no name.
+   *
+   * @throws CamveilError `CAMVEIL_E_SIGHTING_NOT_FOUND`, `CAMVEIL_E_PERSON_NOT_FOUND`, `CAMVEIL_E_USAGE`
+   * (too many corrections). Nothing changes then.
+   */
+  async correct(sightingId: string, personId: string, verdict: 'is' | 'is-not', origin?: ChangeOrigin): Promise<PersonSummary> {
+    this.#row(personId);
+    const sighting = await this.sightings.get(sightingId);
+    const descriptor = toB64(sighting.descriptor);
+    await this.#update(personId, (sealed) => {
+      const others = (sealed.corrections ?? []).filter((c) => c.sightingId !== sightingId);
+      if (others.length >= MAX_CORRECTIONS) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_CORRECTIONS} corrections per person`, { where: 'personId' });
+      return { ...sealed, corrections: [...others, { sightingId, verdict, descriptor }] };
+    }, () => this.#auditChange(personId, { change: verdict, sighting: sightingId }, origin));
+    return (await this.list()).find((p) => p.personId === personId)!;
+  }
+
+  /**
+   * Read, change, seal and write one person's sealed file; the write happens only if nobody changed the row
+   * meanwhile (another command, the CLI in another process), else it starts again. `also` runs in the same
+   * transaction as the write.
+   */
+  async #update(personId: string, change: (sealed: Sealed) => Sealed, also: () => void): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const row = this.#row(personId);
+      const next = change(await this.#open(row));
+      const resealed = await this.#seal(next);
+      const view = matcherViewOf(next);
+      const written = this.#db.transaction(() => {
+        const r = this.#db
+          .prepare('UPDATE faces_people SET sealed = ?, templates = ?, negatives = ? WHERE person_id = ? AND sealed = ?')
+          .run(resealed, view.templates.length, view.negatives.length, personId, row.sealed);
+        if (r.changes === 0) return false;
+        also();
+        this.#bump();
+        return true;
+      })();
+      if (written) return;
+    }
+    throw new CamveilError('CAMVEIL_E_INTERNAL', 'the person changed repeatedly while being updated; try again', { where: 'personId' });
+  }
+
+  #auditChange(personId: string, details: { change: 'photos-added' | 'is' | 'is-not'; count?: number; kept?: number; sighting?: string }, origin?: ChangeOrigin): void {
+    const keyId = origin?.keyId ?? (this.#o.actor === undefined || this.#o.actor === LOCAL_OPERATOR ? undefined : this.#o.actor);
+    this.#o.audit.append('face.templates', {
+      subject: personId,
+      ...details,
+      policyVersion: this.#o.policyVersion,
+      ...(keyId === undefined ? {} : { keyId }),
+      ...(origin?.requestDigest === undefined ? {} : { requestDigest: origin.requestDigest }),
+    });
   }
 
   /** Everyone enrolled, names decrypted with the hub identity, oldest first. */
@@ -186,7 +335,15 @@ export class EnrolmentStore {
     const out: PersonSummary[] = [];
     for (const row of this.#rows()) {
       const sealed = await this.#open(row);
-      out.push({ personId: row.person_id, name: sealed.name, minor: row.minor === 1, templates: row.templates, enrolledAt: row.enrolled_at });
+      out.push({
+        personId: row.person_id,
+        name: sealed.name,
+        minor: row.minor === 1,
+        templates: row.templates,
+        negatives: row.negatives,
+        photosKept: this.#photos.countFor(row.person_id),
+        enrolledAt: row.enrolled_at,
+      });
     }
     return out;
   }
@@ -194,11 +351,11 @@ export class EnrolmentStore {
   /** The decrypted templates of everyone, for the matcher (RAM only). */
   async load(): Promise<EnrolledPerson[]> {
     const out: EnrolledPerson[] = [];
-    for (const row of this.#rows()) out.push({ personId: row.person_id, templates: (await this.#open(row)).templates.map(fromB64) });
+    for (const row of this.#rows()) out.push({ personId: row.person_id, ...matcherViewOf(await this.#open(row)) });
     return out;
   }
 
-  /** Moves on every enrolment, rename and deletion: the face stage reloads templates when it changes. */
+  /** Moves on every enrolment, rename, correction, added photo and deletion: the face stage reloads templates when it changes. */
   revision(): number {
     return this.#db.prepare<[], { revision: number }>('SELECT revision FROM faces_revision WHERE id = 1').get()?.revision ?? 0;
   }
@@ -225,12 +382,13 @@ export class EnrolmentStore {
   }
 
   /**
-   * Removes everyone (faceRecognition withdrawn, data deletion). Each person is audited `unenrolled`.
-   * Returns how many people were removed.
+   * Removes everyone and every sighting, known or not (`faces delete --all`, data deletion). Each person is
+   * audited `unenrolled`. Returns how many people were removed.
    */
   deleteAll(): number {
     const ids = this.ids();
     this.#remove(ids);
+    this.sightings.deleteAll();
     return ids.length;
   }
 
@@ -253,6 +411,8 @@ export class EnrolmentStore {
       const del = this.#db.prepare('DELETE FROM faces_people WHERE person_id = ?');
       for (const id of ids) {
         del.run(id);
+        this.#photos.deleteFor(id);
+        this.sightings.deleteForPeople([id]);
         const record = this.#o.ledger?.recordUnenrolment(id, this.#ctx(`faces delete ${id}`));
         this.#o.audit.append('consent.changed', {
           state: 'unenrolled',
@@ -273,20 +433,21 @@ export class EnrolmentStore {
   }
 
   #rows(): Row[] {
-    return this.#db.prepare<[], Row>('SELECT person_id, minor, templates, enrolled_at, sealed FROM faces_people ORDER BY enrolled_at, person_id').all();
+    return this.#db.prepare<[], Row>(`SELECT ${COLUMNS} FROM faces_people ORDER BY enrolled_at, person_id`).all();
   }
 
   #row(personId: string): Row {
-    const row = this.#db.prepare<[string], Row>('SELECT person_id, minor, templates, enrolled_at, sealed FROM faces_people WHERE person_id = ?').get(personId);
+    const row = this.#db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM faces_people WHERE person_id = ?`).get(personId);
     if (row === undefined) throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${personId}`, { where: 'personId' });
     return row;
   }
 }
 
 /**
- * Enforces a faceRecognition withdrawal on the templates: when the household's faceRecognition consent is
- * off because of a withdraw record, everyone enrolled before that withdrawal is deleted (audited
- * `unenrolled`). Derived from the ledger each time, so a withdrawal made while the hub was off (or by the
+ * Enforces a faceRecognition withdrawal on the templates and sightings: when the household's
+ * faceRecognition consent is off because of a withdraw record, every sighting is deleted (none can be newer:
+ * the gate stops face work at the withdrawal) and everyone enrolled before that withdrawal is deleted
+ * (audited `unenrolled`). Derived from the ledger each time, so a withdrawal made while the hub was off (or by the
  * CLI) is enforced at the next check; someone enrolled after the withdrawal is left alone. Returns how many
  * people were deleted. An unreadable ledger deletes nothing (and the gate already refuses all face work).
  */
@@ -300,6 +461,7 @@ export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedge
   }
   const withdrawal = records.findLast((r) => r.consent === 'faceRecognition' && (r.kind === 'withdraw' || r.kind === 'grant'));
   if (withdrawal?.kind !== 'withdraw') return 0;
+  store.sightings.deleteAll();
   const enrolledAt = new Map(records.filter((r) => r.kind === 'enrol' && r.subject !== undefined).map((r) => [r.subject!, r.seq]));
   const stale = store.ids().filter((id) => (enrolledAt.get(id) ?? 0) < withdrawal.seq);
   return store.deleteMany(stale);

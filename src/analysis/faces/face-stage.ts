@@ -9,6 +9,7 @@ import { bystanderBoxes } from './bystander-blur.js';
 import type { FaceBox } from './face-engine.js';
 import { FaceWorkerClient } from './face-worker-client.js';
 import { FaceMatcher, type EnrolledPerson, type MatcherOptions } from './matcher.js';
+import { newSightingId, type SightingRecord } from './sightings.js';
 import { MATCH_THRESHOLD } from './threshold.js';
 
 /** Where the stage gets enrolled people: a cheap revision to poll, and the decrypted list when it moved. */
@@ -31,6 +32,16 @@ export interface FaceStageOptions {
   region?: string;
   policyVersion?: string;
   people?: PeopleSource;
+  /**
+   * Where confirmed sightings are kept (descriptor sealed) so that the household can correct them; every
+   * sighting gets an id whether or not it is kept. A failure to keep one is logged and the event still goes out.
+   */
+  sightings?: { record(sighting: SightingRecord): Promise<void> };
+  /**
+   * Told, for every live frame the worker analysed, the boxes of its faces that belong to nobody enrolled
+   * (bystanderBoxes; possibly none): clips are blurred from these (BystanderLog, BystanderClipSink).
+   */
+  onBystanders?: (cameraId: string, at: number, boxes: FaceBox[]) => void;
   /** Only frames in which motion was detected (default true): a still scene holds no new face. */
   onlyWithMotion?: boolean;
   /** Frames waiting for the worker before the oldest is dropped (default 2). */
@@ -74,6 +85,8 @@ export interface FaceStageStats {
 interface Job {
   cameraId: string;
   frame: AnalysisFrame;
+  /** The motion event open on the camera when the frame was offered. */
+  eventId: string | undefined;
 }
 
 interface AuditWindow {
@@ -127,10 +140,11 @@ export class FaceStage {
   }
 
   /**
-   * Called by a camera pipeline for every analysed frame, after motion detection. Never blocks and never
-   * throws: a frame either is refused by the gate, or queued (possibly pushing out the oldest waiting one).
+   * Called by a camera pipeline for every analysed frame, after motion detection, with the id of the motion
+   * event open on the camera (sightings carry it). Never blocks and never throws: a frame either is refused
+   * by the gate, or queued (possibly pushing out the oldest waiting one).
    */
-  offer(cameraId: string, frame: AnalysisFrame, motion: boolean): void {
+  offer(cameraId: string, frame: AnalysisFrame, motion: boolean, eventId?: string): void {
     if (this.#stopped) return;
     if ((this.#o.onlyWithMotion ?? true) && !motion) return;
     this.#stats.framesOffered += 1;
@@ -141,7 +155,7 @@ export class FaceStage {
       return;
     }
     this.#outstanding += 1;
-    this.#queue.push({ cameraId, frame });
+    this.#queue.push({ cameraId, frame, eventId });
     this.#loop ??= this.#run();
   }
 
@@ -270,19 +284,36 @@ export class FaceStage {
     const result = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
     this.#stats.framesAnalysed += 1;
     this.#stats.lastFrameMs = Math.round(result.ms);
+    // Bystanders' boxes for clip blurring: faces that match nobody enrolled, or could not be described.
+    this.#o.onBystanders?.(job.cameraId, frame.at, bystanderBoxes(result.faces, result.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD));
     const sightings = this.#matcher.observe(job.cameraId, frame.at, result.descriptors);
+    if (sightings.length === 0) return;
+    // A withdrawal while the frame was in the worker: nothing from it is kept or reported.
+    if (!this.#o.gate.mayRecogniseFaces(job.cameraId).allowed) return;
     const window = this.#auditWindow(job.cameraId);
+    const ids = { cameraId: job.cameraId, at: frame.at, ...(job.eventId === undefined ? {} : { eventId: job.eventId }) };
     for (const s of sightings) {
+      const sightingId = newSightingId();
+      await this.#keep({ ...ids, sightingId, descriptor: s.descriptor, ...(s.kind === 'known' ? { label: 'known', personId: s.personId } : { label: 'unknown' }) });
       if (s.kind === 'known') {
         this.#stats.known += 1;
         window.matched += 1;
         window.subjects.add(s.personId);
-        this.#o.bus.emit('face.known', { cameraId: job.cameraId, personId: s.personId, at: frame.at, distance: s.distance });
+        this.#o.bus.emit('face.known', { ...ids, personId: s.personId, distance: s.distance, sightingId });
       } else {
         this.#stats.unknown += 1;
         window.unknown += 1;
-        this.#o.bus.emit('face.unknown', { cameraId: job.cameraId, at: frame.at });
+        this.#o.bus.emit('face.unknown', { ...ids, sightingId });
       }
+    }
+  }
+
+  async #keep(sighting: SightingRecord): Promise<void> {
+    try {
+      await this.#o.sightings?.record(sighting);
+    } catch (error) {
+      this.#stats.errors += 1;
+      this.#o.logger.warn({ camera: sighting.cameraId, err: error instanceof Error ? error.message : String(error) }, 'face stage: sighting not kept');
     }
   }
 

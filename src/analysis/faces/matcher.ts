@@ -5,10 +5,19 @@ import { MATCH_THRESHOLD } from './threshold.js';
 export interface EnrolledPerson {
   personId: string;
   templates: readonly Float32Array[];
+  /**
+   * Faces the household said are not this person ("this is not X" on a sighting). A descriptor at least as
+   * close to one of these as to the person's nearest template is not matched to them.
+   */
+  negatives?: readonly Float32Array[];
 }
 
-/** A confirmed sighting, reported once it has been seen in enough recent frames. */
-export type FaceSighting = { kind: 'known'; personId: string; distance: number } | { kind: 'unknown' };
+/**
+ * A confirmed sighting, reported once it has been seen in enough recent frames. `descriptor` is the face
+ * that confirmed it (for a known person the one nearest their templates in that frame; for unknown faces
+ * the first in the frame), kept so that the household can correct the sighting.
+ */
+export type FaceSighting = ({ kind: 'known'; personId: string; distance: number } | { kind: 'unknown' }) & { descriptor: Float32Array };
 
 export interface MatcherOptions {
   /** Distance below which a descriptor matches a template (default MATCH_THRESHOLD). */
@@ -26,25 +35,34 @@ export interface MatcherOptions {
 /** The label a frame gives each face: a person id, or this for faces that match nobody. */
 const UNKNOWN = 'unknown';
 
+function nearest(descriptor: Float32Array, set: readonly Float32Array[]): number {
+  let best = Number.POSITIVE_INFINITY;
+  for (const t of set) best = Math.min(best, distance(descriptor, t));
+  return best;
+}
+
 /**
- * The nearest template below `threshold`, or undefined (an unknown face). Pure. Ties go to the person
- * listed first.
+ * The person whose nearest template is closest and below `threshold`, or undefined (an unknown face). Pure.
+ * A person is passed over when the descriptor is at least as close to one of their negatives as to their
+ * nearest template: the next nearest person below the threshold is taken then, else nobody. Ties between
+ * people go to the one listed first.
  */
 export function nearestPerson(descriptor: Float32Array, people: readonly EnrolledPerson[], threshold = MATCH_THRESHOLD): { personId: string; distance: number } | undefined {
   let best: { personId: string; distance: number } | undefined;
   for (const person of people) {
-    for (const template of person.templates) {
-      const d = distance(descriptor, template);
-      if (d < threshold && (best === undefined || d < best.distance)) best = { personId: person.personId, distance: d };
-    }
+    const d = nearest(descriptor, person.templates);
+    if (d >= threshold || (best !== undefined && d >= best.distance)) continue;
+    // "This is not X": a stranger once taken for X stays closer to that face than to X's templates.
+    if (person.negatives !== undefined && person.negatives.length > 0 && nearest(descriptor, person.negatives) <= d) continue;
+    best = { personId: person.personId, distance: d };
   }
   return best;
 }
 
 interface Seen {
   at: number;
-  /** Label → best distance in that frame (0 for unknown). */
-  labels: Map<string, number>;
+  /** Label → best distance in that frame (0 for unknown), and the descriptor that had it. */
+  labels: Map<string, { distance: number; descriptor: Float32Array }>;
 }
 
 /**
@@ -85,13 +103,13 @@ export class FaceMatcher {
    * the sightings that became confirmed with it.
    */
   observe(cameraId: string, at: number, descriptors: readonly Float32Array[]): FaceSighting[] {
-    const labels = new Map<string, number>();
+    const labels = new Map<string, { distance: number; descriptor: Float32Array }>();
     for (const descriptor of descriptors) {
       const match = nearestPerson(descriptor, this.#people, this.#threshold);
       const label = match?.personId ?? UNKNOWN;
       const d = match?.distance ?? 0;
       const prior = labels.get(label);
-      if (prior === undefined || d < prior) labels.set(label, d);
+      if (prior === undefined || d < prior.distance) labels.set(label, { distance: d, descriptor });
     }
     const history = (this.#history.get(cameraId) ?? []).filter((s) => at - s.at <= this.#windowMs);
     history.push({ at, labels });
@@ -101,13 +119,13 @@ export class FaceMatcher {
     const reported = this.#reported.get(cameraId) ?? new Map<string, number>();
     this.#reported.set(cameraId, reported);
     const out: FaceSighting[] = [];
-    for (const [label, d] of labels) {
+    for (const [label, { distance: d, descriptor }] of labels) {
       const seen = history.filter((s) => s.labels.has(label)).length;
       if (seen < this.#confirmations) continue;
       const last = reported.get(label);
       if (last !== undefined && at - last < this.#repeatAfterMs) continue;
       reported.set(label, at);
-      out.push(label === UNKNOWN ? { kind: 'unknown' } : { kind: 'known', personId: label, distance: d });
+      out.push(label === UNKNOWN ? { kind: 'unknown', descriptor } : { kind: 'known', personId: label, distance: d, descriptor });
     }
     return out;
   }

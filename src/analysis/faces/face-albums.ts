@@ -1,0 +1,370 @@
+import { unlink } from 'node:fs/promises';
+import type Database from 'better-sqlite3';
+import type { AuditLog } from '../../audit/audit-log.js';
+import type { Manifest } from '../../crypto/manifest.js';
+import { newObjectId, sealObject } from '../../crypto/sealed-object.js';
+import type { CamveilEvents, EventBus } from '../../events.js';
+import type { Logger } from '../../log.js';
+import type { ConsentLedger } from '../../policy/consent-ledger.js';
+import type { ObjectStore } from '../../store/object-store.js';
+import { DeletionRequests } from '../../uplink/deletion-requests.js';
+import type { Outbox, OutboxEntry } from '../../uplink/outbox.js';
+import type { EnrolmentStore } from './enrolment.js';
+import { FaceAlbumRows, type AlbumSighting, type AlbumState } from './face-album-rows.js';
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+
+/** What the household receives, sealed: one person's sightings and, with the opt-in, their templates. */
+export interface FaceAlbumContent {
+  v: 1;
+  personId: string;
+  updatedAt: string;
+  /** Oldest first; `at` is ISO 8601. */
+  sightings: Array<{ sightingId: string; eventId?: string; cameraPseudonym: string; at: string; distance: number }>;
+  /** Only with `faceRecognition.albumEmbeddings` and while face-embedding uploads are allowed: 128 little-endian float32, base64, one per template. */
+  embeddings?: string[];
+}
+
+export interface FaceAlbumSettings {
+  /** The household opted in to templates in the album (`faceRecognition.albumEmbeddings`). */
+  embeddings: boolean;
+  /** Sightings kept per person (`faceRecognition.albumMaxSightings`). */
+  maxSightings: number;
+  /** At most one album object per person per this many ms (`faceRecognition.albumIntervalSeconds`). */
+  intervalMs: number;
+}
+
+export interface FaceAlbumsOptions {
+  db: Database.Database;
+  bus: EventBus;
+  logger: Logger;
+  /** The hub's own keys: the per-person rows are sealed to its recipient. */
+  hub: { identity: string; recipient: string };
+  /** The household's recipients now: album objects are sealed to them, as clips are. */
+  recipients: () => readonly string[];
+  store: Pick<ObjectStore, 'put' | 'delete' | 'list'>;
+  people: Pick<EnrolmentStore, 'ids' | 'revision' | 'load'>;
+  /** Read at every check: a faceRecognition withdrawal (or an erased ledger) deletes every album. */
+  ledger: Pick<ConsentLedger, 'currentConsent'>;
+  /** The gate's answer for an upload of this data kind now. */
+  mayUpload: (dataKind: 'face-album' | 'face-embedding') => { allowed: boolean; reason: string };
+  /** Stages an object for upload and resolves once it is queued (or left out); absent while uploads are off. */
+  uploads?: { stage(item: OutboxEntry): Promise<void> };
+  /** The outbox, to tell whether a replaced album reached the cloud. */
+  outbox?: Pick<Outbox, 'get'>;
+  /** Sends pending deletion requests soon (they are recorded in the database first). */
+  flushDeletions?: () => void;
+  cameraPseudonym: (cameraId: string) => string;
+  policyVersion?: string;
+  settings: FaceAlbumSettings;
+  /** Sightings older than this are dropped: retention has deleted their events. */
+  retentionDays: () => number;
+  audit?: AuditLog;
+  now?: () => number;
+  /** How often deletions and withdrawals are looked for (default 1 s). */
+  checkMs?: number;
+  /** How often sightings past retention are dropped (default hourly). */
+  sweepMs?: number;
+}
+
+/**
+ * Face albums: for each enrolled person, the sightings that `face.known` reports (sighting id, event id,
+ * camera pseudonym, time, distance; the last `maxSightings`), kept sealed to the hub, and — when the gate
+ * allows face-album uploads — sealed to the household as a `face-album` object, stored and queued for the
+ * cloud at most once per interval per person. The app builds albums from them; the cloud holds only
+ * ciphertext. Each new album object supersedes the person's previous one, which is deleted on the hub and,
+ * once it is known to have reached the cloud, there too. Deleting a person, withdrawing faceRecognition
+ * or erasing the ledger deletes the albums the same way. All work runs one step at a time.
+ */
+export class FaceAlbums {
+  readonly #o: FaceAlbumsOptions;
+  readonly #rows: FaceAlbumRows;
+  readonly #deletions: DeletionRequests;
+  readonly #now: () => number;
+  #albums = new Map<string, AlbumState>();
+  /** Per person: not tried again before (after the gate said no or sealing failed). */
+  readonly #notBefore = new Map<string, number>();
+  #chain: Promise<void> = Promise.resolve();
+  #offs: Array<() => void> = [];
+  #timers: NodeJS.Timeout[] = [];
+  #publishTimer: NodeJS.Timeout | undefined;
+  #seen = '';
+  #running = false;
+
+  constructor(options: FaceAlbumsOptions) {
+    this.#o = options;
+    this.#rows = new FaceAlbumRows(options.db, options.hub);
+    this.#deletions = new DeletionRequests(options.db);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Loads the albums, settles what an earlier run left, and starts listening. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    const { albums, dropped } = await this.#rows.loadAll();
+    this.#albums = albums;
+    if (dropped > 0) this.#o.logger.warn({ dropped }, 'face albums: rows that did not open with the hub key were deleted');
+    await this.#run(async () => {
+      await this.#check();
+      await this.#retireOrphans();
+      await this.#sweep();
+      await this.#settle();
+      await this.#resend();
+    });
+    const { bus } = this.#o;
+    this.#offs = [
+      bus.on('face.known', (e) => void this.#run(() => this.#record(e))),
+      bus.on('mode.changed', (e) => {
+        if (e.mode === 'cloud') void this.#run(() => this.#resend());
+      }),
+      bus.on('upload.result', (e) => {
+        if (e.kind === 'face-album' && this.#rows.isRetired(e.objectId)) void this.#run(() => this.#settle());
+      }),
+    ];
+    const check = setInterval(() => void this.#run(() => this.#check()), this.#o.checkMs ?? 1000);
+    const sweep = setInterval(() => void this.#run(() => this.#sweep()), this.#o.sweepMs ?? HOUR_MS);
+    for (const t of [check, sweep]) t.unref();
+    this.#timers = [check, sweep];
+    this.#schedule();
+  }
+
+  /** Stops listening and seals every pending change now (the gate permitting), then waits for the work to end. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#offs.forEach((off) => off());
+    this.#timers.forEach((t) => clearInterval(t));
+    if (this.#publishTimer !== undefined) clearTimeout(this.#publishTimer);
+    this.#notBefore.clear();
+    await this.#run(() => this.#publishDue(true));
+  }
+
+  #run(step: () => Promise<void> | void): Promise<void> {
+    this.#chain = this.#chain.then(step).catch((error: unknown) => this.#o.logger.error({ err: error }, 'face albums: a step failed'));
+    return this.#chain;
+  }
+
+  async #record(e: CamveilEvents['face.known']): Promise<void> {
+    // A sighting reported just as the person was deleted, or the consent withdrawn, is not kept.
+    if (!this.#faceConsent() || !this.#o.people.ids().includes(e.personId)) return;
+    const album = this.#albums.get(e.personId) ?? { v: 1, sightings: [], dirty: false };
+    const distance = Math.round(e.distance * 10_000) / 10_000;
+    const known = e.sightingId === undefined ? undefined : album.sightings.find((s) => s.sightingId === e.sightingId);
+    if (known !== undefined) {
+      // The same sighting again (its event became known, or a closer frame): one entry.
+      if (e.eventId !== undefined) known.eventId = e.eventId;
+      known.distance = Math.min(known.distance, distance);
+    } else {
+      const sighting: AlbumSighting = { sightingId: e.sightingId ?? `sight_${newObjectId().slice(0, 16)}`, cameraPseudonym: this.#o.cameraPseudonym(e.cameraId), at: e.at, distance };
+      if (e.eventId !== undefined) sighting.eventId = e.eventId;
+      album.sightings.push(sighting);
+      album.sightings.sort((a, b) => a.at - b.at);
+      if (album.sightings.length > this.#o.settings.maxSightings) album.sightings.splice(0, album.sightings.length - this.#o.settings.maxSightings);
+    }
+    album.dirty = true;
+    this.#albums.set(e.personId, album);
+    await this.#rows.save(e.personId, album);
+    this.#schedule();
+  }
+
+  /** Arms the timer for the earliest album due: changed, and its interval since the last one over. */
+  #schedule(): void {
+    if (this.#publishTimer !== undefined) clearTimeout(this.#publishTimer);
+    this.#publishTimer = undefined;
+    if (!this.#running || this.#o.uploads === undefined) return;
+    let next = Infinity;
+    for (const [personId, album] of this.#albums) if (album.dirty) next = Math.min(next, this.#dueAt(personId, album));
+    if (next === Infinity) return;
+    this.#publishTimer = setTimeout(() => void this.#run(() => this.#publishDue(false)), Math.max(0, next - this.#now()));
+    this.#publishTimer.unref();
+  }
+
+  #dueAt(personId: string, album: AlbumState): number {
+    return Math.max((album.publishedAt ?? -Infinity) + this.#o.settings.intervalMs, this.#notBefore.get(personId) ?? -Infinity);
+  }
+
+  async #publishDue(all: boolean): Promise<void> {
+    const now = this.#now();
+    for (const [personId, album] of [...this.#albums]) {
+      if (album.dirty && (all || this.#dueAt(personId, album) <= now)) await this.#publish(personId, album);
+    }
+    this.#schedule();
+  }
+
+  /** Seals the person's album to the household, stores and queues it, and retires the one it replaces. */
+  async #publish(personId: string, album: AlbumState): Promise<void> {
+    const { uploads, settings, logger } = this.#o;
+    if (uploads === undefined) return;
+    const now = this.#now();
+    const gate = this.#o.mayUpload('face-album');
+    if (!gate.allowed) {
+      // Nothing is sealed for the household while it could not go out; the change waits, sealed to the hub.
+      this.#notBefore.set(personId, now + settings.intervalMs);
+      logger.debug({ reason: gate.reason }, 'face album held by the gate');
+      return;
+    }
+    const content: FaceAlbumContent = {
+      v: 1,
+      personId,
+      updatedAt: new Date(now).toISOString(),
+      sightings: album.sightings.map((s) => ({
+        sightingId: s.sightingId,
+        ...(s.eventId === undefined ? {} : { eventId: s.eventId }),
+        cameraPseudonym: s.cameraPseudonym,
+        at: new Date(s.at).toISOString(),
+        distance: s.distance,
+      })),
+    };
+    if (settings.embeddings && this.#o.mayUpload('face-embedding').allowed) {
+      const person = (await this.#o.people.load()).find((p) => p.personId === personId);
+      if (person !== undefined) content.embeddings = person.templates.map((t) => Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('base64'));
+    }
+    const objectId = newObjectId();
+    const manifest: Manifest = {
+      version: 1,
+      objectId,
+      kind: 'face-album',
+      startedAt: content.updatedAt,
+      contentType: 'application/json',
+      ...(this.#o.policyVersion === undefined ? {} : { policyVersion: this.#o.policyVersion }),
+    };
+    let stored;
+    try {
+      const body = sealObject(this.#o.recipients(), manifest, Buffer.from(JSON.stringify(content), 'utf8'));
+      stored = await this.#o.store.put({ objectId, kind: 'face-album', capturedAt: now, body });
+    } catch (error) {
+      this.#notBefore.set(personId, now + settings.intervalMs);
+      logger.error({ err: error, object: objectId }, 'face album not stored; will retry');
+      return;
+    }
+    const previous = album.objectId;
+    album.objectId = objectId;
+    album.publishedAt = now;
+    album.dirty = false;
+    this.#notBefore.delete(personId);
+    await this.#rows.save(personId, album);
+    await uploads.stage({ objectId, path: stored.path, bytes: stored.bytes, kind: 'face-album' });
+    logger.debug({ object: objectId, bytes: stored.bytes, sightings: content.sightings.length, embeddings: content.embeddings?.length ?? 0 }, 'face album sealed and queued');
+    if (previous !== undefined) await this.#retire([previous]);
+  }
+
+  /**
+   * Albums whose object never reached the outbox, or whose queued upload local-only mode destroyed, are
+   * sealed again once uploads are allowed, so the household's copy does not stay behind until the next sighting.
+   */
+  async #resend(): Promise<void> {
+    const outbox = this.#o.outbox;
+    if (outbox === undefined || !this.#o.mayUpload('face-album').allowed) return;
+    for (const [personId, album] of this.#albums) {
+      if (album.dirty || album.objectId === undefined || outbox.get(album.objectId) !== undefined) continue;
+      album.dirty = true;
+      await this.#rows.save(personId, album);
+    }
+    this.#schedule();
+  }
+
+  /**
+   * Deletions and withdrawals, looked for when the enrolment store's revision or the ledger moves: without
+   * faceRecognition consent every album goes; otherwise those of people no longer enrolled. An unreadable
+   * ledger changes nothing (the gate already refuses every face upload then).
+   */
+  async #check(): Promise<void> {
+    let consent;
+    try {
+      consent = this.#o.ledger.currentConsent();
+    } catch {
+      return;
+    }
+    const seen = `${this.#o.people.revision()}:${consent.seq}:${String(consent.faceRecognition)}`;
+    if (seen === this.#seen) return;
+    this.#seen = seen;
+    if (!consent.faceRecognition) {
+      const people = new Set([...this.#albums.keys(), ...this.#rows.personIds()]);
+      for (const personId of people) await this.#deletePerson(personId, 'face-consent-withdrawn');
+      await this.#retireOrphans();
+      return;
+    }
+    const enrolled = new Set(this.#o.people.ids());
+    for (const personId of new Set([...this.#albums.keys(), ...this.#rows.personIds()])) {
+      if (!enrolled.has(personId)) await this.#deletePerson(personId, 'person-deleted');
+    }
+  }
+
+  #faceConsent(): boolean {
+    try {
+      return this.#o.ledger.currentConsent().faceRecognition;
+    } catch {
+      return false;
+    }
+  }
+
+  async #deletePerson(personId: string, reason: string): Promise<void> {
+    const objectId = this.#albums.get(personId)?.objectId;
+    this.#albums.delete(personId);
+    this.#notBefore.delete(personId);
+    this.#rows.delete(personId);
+    const ids = objectId === undefined ? [] : [objectId];
+    await this.#retire(ids);
+    this.#o.audit?.append('deletion', { scope: 'person', count: ids.length, reason, objectIds: ids, subject: personId });
+    this.#o.logger.info({ objects: ids.length, reason }, 'face album deleted');
+  }
+
+  /** Album objects in the store that no album names (a crash between storing one and recording it). */
+  async #retireOrphans(): Promise<void> {
+    const current = new Set([...this.#albums.values()].map((a) => a.objectId));
+    const orphans = this.#o.store.list({ kind: 'face-album', limit: 10_000 }).filter((o) => !current.has(o.objectId));
+    await this.#retire(orphans.map((o) => o.objectId));
+  }
+
+  /** Drops sightings past retention; an album left empty is deleted, a shortened one sealed again. */
+  async #sweep(): Promise<void> {
+    const cutoff = this.#now() - this.#o.retentionDays() * DAY_MS;
+    for (const [personId, album] of [...this.#albums]) {
+      const kept = album.sightings.filter((s) => s.at >= cutoff);
+      if (kept.length === album.sightings.length) continue;
+      if (kept.length === 0) {
+        await this.#deletePerson(personId, 'retention');
+        continue;
+      }
+      album.sightings = kept;
+      album.dirty = true;
+      await this.#rows.save(personId, album);
+    }
+    this.#schedule();
+  }
+
+  /** Deletes album objects on the hub and records them as retired; then settles them. */
+  async #retire(objectIds: readonly string[]): Promise<void> {
+    if (objectIds.length === 0) return;
+    this.#rows.retire(objectIds, this.#now());
+    for (const id of objectIds) this.#o.store.delete(id);
+    await this.#settle();
+  }
+
+  /**
+   * For each retired album object: uploaded → a deletion request to the cloud (sent even in local-only
+   * mode: it carries only the object id); still queued → its staged file is removed, so the upload fails
+   * for good instead of sending a superseded album; being uploaded → wait for the outcome; failed or never
+   * queued → nothing left to do.
+   */
+  async #settle(): Promise<void> {
+    const toDelete: string[] = [];
+    const settled: string[] = [];
+    for (const { objectId } of this.#rows.retired()) {
+      const item = this.#o.outbox?.get(objectId);
+      if (item?.state === 'uploading') continue;
+      if (item?.state === 'queued') {
+        await unlink(item.path).catch(() => undefined);
+        continue;
+      }
+      if (item?.state === 'uploaded') toDelete.push(objectId);
+      settled.push(objectId);
+    }
+    // The request is recorded before the retired id is forgotten: a crash in between repeats, never loses, it.
+    if (toDelete.length > 0) this.#deletions.add(toDelete, this.#now());
+    settled.forEach((id) => this.#rows.forgetRetired(id));
+    if (toDelete.length > 0) this.#o.flushDeletions?.();
+  }
+}
