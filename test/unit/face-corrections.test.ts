@@ -167,6 +167,17 @@ describe('corrections with real descriptors', () => {
     expect(await store.correct(sightingId, x.personId, 'is-not')).toMatchObject({ templates: 1, negatives: 1 });
   });
 
+  it('"this is X" on a face the hub reported as Y also keeps it as a negative for Y', async () => {
+    const { store, x } = await storeFor();
+    const yFile = join(dir, 'y.jpg');
+    await sharp(sCrop).jpeg().toFile(yFile);
+    const y = await store.enroll(engine, { name: 'Yara Testperson', photos: [yFile], minor: false });
+    const sightingId = newSightingId();
+    await store.sightings.record({ sightingId, cameraId: 'front', at: Date.now(), label: 'known', personId: y.personId, descriptor: await descriptorOf(await jpeg(sharp(xCrop).flop())) });
+    expect(await store.correct(sightingId, x.personId, 'is')).toMatchObject({ templates: 2, negatives: 0 });
+    expect((await store.list()).find((p) => p.personId === y.personId)).toMatchObject({ templates: 1, negatives: 1 });
+  });
+
   it('refuses an unknown sighting or person with a clear code and changes nothing', async () => {
     const { hub, store, x } = await storeFor();
     const sightingId = newSightingId();

@@ -274,8 +274,9 @@ export class EnrolmentStore {
   }
 
   /**
-   * Applies the household's verdict on a sighting: `is` adds the sighting's face to the person's templates,
-   * `is-not` keeps it as a negative for the person (the matcher then refuses that stranger for them). A
+   * Applies the household's verdict on a sighting: `is` adds the sighting's face to the person's templates
+   * (and, when the hub had reported the sighting as someone else, keeps it as a negative for them), `is-not`
+   * keeps it as a negative for the person (the matcher then refuses that stranger for them). A
    * later verdict on the same sighting for the same person replaces the earlier one. Audited as
    * `face.templates` with the person's and the sighting's ids, no name.
    *
@@ -291,6 +292,14 @@ export class EnrolmentStore {
       if (others.length >= MAX_CORRECTIONS) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_CORRECTIONS} corrections per person`, { where: 'personId' });
       return { ...sealed, corrections: [...others, { sightingId, verdict, descriptor }] };
     }, () => this.#auditChange(personId, { change: verdict, sighting: sightingId }, origin));
+    // "This is X" on a face the hub reported as Y says Y was wrong too: the face becomes a negative for Y.
+    const wronglyMatched = sighting.personId;
+    if (verdict === 'is' && wronglyMatched !== undefined && wronglyMatched !== personId && this.ids().includes(wronglyMatched)) {
+      await this.#update(wronglyMatched, (sealed) => {
+        const others = (sealed.corrections ?? []).filter((c) => c.sightingId !== sightingId).slice(-(MAX_CORRECTIONS - 1));
+        return { ...sealed, corrections: [...others, { sightingId, verdict: 'is-not', descriptor }] };
+      }, () => this.#auditChange(wronglyMatched, { change: 'is-not', sighting: sightingId }, origin));
+    }
     return (await this.list()).find((p) => p.personId === personId)!;
   }
 
