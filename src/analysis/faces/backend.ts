@@ -19,8 +19,11 @@ export interface BackendInfo {
  */
 export const WASM_DIR = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + sep;
 
-// A variable, so TypeScript does not try to resolve a package that is deliberately not installed: it
-// downloads a native binary at install time, which these hubs cannot do.
+// An optional dependency whose install script is switched off in package.json's `allowScripts`: the
+// script downloads libtensorflow from outside the npm registry, which these hubs cannot reach and must
+// not try. Installed that way the package has no native addon and its import throws, so the wasm
+// backend runs; on a hub with that access, allowing the script and `npm rebuild @tensorflow/tfjs-node`
+// makes it load. A variable, so TypeScript does not resolve the package's types.
 const TFJS_NODE = '@tensorflow/tfjs-node';
 
 let started: Promise<BackendInfo> | undefined;
