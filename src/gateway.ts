@@ -127,10 +127,8 @@ export class Gateway {
   /** Per camera, what the gate is told: the household's switch and the device's capability (updated as cameras identify themselves). */
   readonly #faceCameras = new Map<string, { faceRecognitionEnabled: boolean; faceCapable: boolean }>();
   #faces: FaceStage | undefined;
-  /** Bystanders' boxes per analysed frame, for blurring clips (cameras with bystanderBlurClips). */
+  /** Bystanders' boxes per analysed frame of the cameras with bystanderBlurClips (watched as their pipelines are made). */
   readonly #bystanders = new BystanderLog();
-  /** The cameras whose clips are blurred, with their analysis frame size; kept in step with the pipelines. */
-  readonly #clipBlurCameras = new Map<string, { analysis: { width: number; height: number } }>();
   #clipOutcomes = { blurred: 0, unchanged: 0, withheld: 0 };
   #enrolment: EnrolmentStore | undefined;
   #stopFaces: (() => void) | undefined;
@@ -152,7 +150,6 @@ export class Gateway {
     this.#openFaces();
     const sink = new BystanderClipSink({
       inner: this.#o.sink ?? this.#buildSealedSink(),
-      camera: (id) => this.#clipBlurCameras.get(id),
       log: this.#bystanders,
       ffmpegPath: binaries.ffmpeg,
       logger,
@@ -164,8 +161,7 @@ export class Gateway {
     await this.#albums?.start();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: config.cameras.length, media: this.#media, zone: this.#zone }, 'gateway starting');
     this.#makePipeline = (camera) => {
-      if (camera.bystanderBlurClips) this.#clipBlurCameras.set(camera.id, { analysis: { width: camera.analysis.width, height: camera.analysis.height } });
-      else this.#clipBlurCameras.delete(camera.id);
+      this.#bystanders.watch(camera.id, camera.bystanderBlurClips ? camera.analysis : undefined);
       return new CameraPipeline({
         camera,
         recording: this.#o.config.recording,
@@ -270,7 +266,7 @@ export class Gateway {
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
       ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
       ...(this.#faces === undefined ? {} : { faces: this.#faces.stats() }),
-      ...(this.#clipBlurCameras.size === 0 ? {} : { clipBlur: { ...this.#clipOutcomes } }),
+      ...(this.#bystanders.watchedCount === 0 ? {} : { clipBlur: { ...this.#clipOutcomes } }),
       policyVersion: config.privacy.policyVersion,
       // With each camera, what the gate allows on it now and why not (no personal data).
       cameras: this.#pipelines.map((p) => p.status()).map((status) => ({
@@ -397,9 +393,7 @@ export class Gateway {
       policyVersion,
       people: enrolment,
       onlyWithMotion: config.faceRecognition.onlyWithMotion,
-      onBystanders: (cameraId, at, boxes) => {
-        if (this.#clipBlurCameras.has(cameraId)) this.#bystanders.record(cameraId, at, boxes);
-      },
+      bystanders: this.#bystanders,
       sightings: enrolment.sightings,
     });
     // Sightings are kept only for corrections: deleted after faceRecognition.sightingRetentionDays.
@@ -411,17 +405,21 @@ export class Gateway {
     );
     let seen = -1;
     const purge = () => {
-      let seq: number;
+      let consent;
       try {
-        seq = ledger.currentConsent().seq;
+        consent = ledger.currentConsent();
       } catch {
         return;
       }
-      if (seq === seen) return;
-      seen = seq;
+      if (consent.seq === seen) return;
+      seen = consent.seq;
+      // No bystander box outlives the permission under which the face stage found it.
+      if (!consent.faceRecognition) this.#bystanders.forget();
       const removed = purgeAfterWithdrawal(enrolment, ledger);
       if (removed > 0) logger.info({ removed }, 'faceRecognition withdrawn: enrolled face templates deleted');
       void this.#faces?.reconcile();
+      // The same tick tells the face albums: a person deleted or the consent withdrawn deletes their albums.
+      void this.#albums?.check();
     };
     purge();
     const timer = setInterval(purge, 1000);

@@ -69,19 +69,17 @@ export async function runFacesEnrol(opts: FacesEnrolOptions, io: CommandIO): Pro
       if (!decision.allowed) {
         throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`, { where: 'faces enrol' });
       }
-      const engine = opts.engine ?? new FaceEngine();
-      try {
-        if (opts.engine === undefined) await engine.load();
-        return await store.enroll(engine, {
-          name: opts.name,
-          photos: opts.photos,
-          minor,
-          keepPhotos: opts.keepPhotos === true,
-          ...(guardian === undefined ? {} : { guardianAttestation: guardian }),
-        });
-      } finally {
-        if (opts.engine === undefined) engine.unload();
-      }
+      return FaceEngine.using(
+        (engine) =>
+          store.enroll(engine, {
+            name: opts.name,
+            photos: opts.photos,
+            minor,
+            keepPhotos: opts.keepPhotos === true,
+            ...(guardian === undefined ? {} : { guardianAttestation: guardian }),
+          }),
+        opts.engine,
+      );
     });
     if (opts.json === true) io.stdout(JSON.stringify({ personId: person.personId, minor: person.minor, templates: person.templates, photosKept: person.photosKept }));
     else io.stdout(`enrolled ${person.personId} (${person.templates} template(s)${person.minor ? ', minor' : ''}${person.photosKept > 0 ? `, ${person.photosKept} photo(s) kept sealed` : ''})`);
@@ -154,13 +152,7 @@ export async function runFacesAddPhotos(opts: { config: string; personId: string
     const person = await withStore(opts.config, async (store, ctx) => {
       requireEnrolment(ctx, 'faces add-photos');
       if (!store.ids().includes(opts.personId)) throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${opts.personId}`, { where: 'personId' });
-      const engine = opts.engine ?? new FaceEngine();
-      try {
-        if (opts.engine === undefined) await engine.load();
-        return await store.addPhotos(engine, opts.personId, opts.photos, { keepPhotos: opts.keepPhotos === true });
-      } finally {
-        if (opts.engine === undefined) engine.unload();
-      }
+      return FaceEngine.using((engine) => store.addPhotos(engine, opts.personId, opts.photos, { keepPhotos: opts.keepPhotos === true }), opts.engine);
     });
     if (opts.json === true) io.stdout(JSON.stringify({ personId: person.personId, templates: person.templates, photosKept: person.photosKept }));
     else io.stdout(`${person.personId}: ${person.templates} template(s) now${person.photosKept > 0 ? `, ${person.photosKept} photo(s) kept sealed` : ''}`);

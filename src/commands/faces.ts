@@ -16,17 +16,6 @@ function report(io: CommandIO, error: unknown): number {
   return error.code === 'CAMVEIL_E_IMAGE_INVALID' || error.code === 'CAMVEIL_E_NO_FACE' ? 2 : exitCodeFor(error);
 }
 
-async function withEngine<T>(opts: FacesCommandOptions, use: (engine: FaceEngine) => Promise<T>): Promise<T> {
-  if (opts.engine !== undefined) return use(opts.engine);
-  const engine = new FaceEngine();
-  try {
-    await engine.load();
-    return await use(engine);
-  } finally {
-    engine.unload();
-  }
-}
-
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
 
 function faceJson(face: Face): object {
@@ -48,7 +37,7 @@ function faceLine(face: Face, index: number): string {
  */
 export async function runFacesDetect(image: string, opts: FacesCommandOptions, io: CommandIO): Promise<number> {
   try {
-    const faces = await withEngine(opts, async (engine) => engine.detect(await readImageFile(image)));
+    const faces = await FaceEngine.using(async (engine) => engine.detect(await readImageFile(image)), opts.engine);
     if (opts.json === true) {
       io.stdout(JSON.stringify({ image, faces: faces.map(faceJson) }));
     } else {
@@ -81,12 +70,12 @@ async function bestFace(engine: FaceEngine, file: string): Promise<{ image: RgbI
  */
 export async function runFacesCompare(image1: string, image2: string, opts: FacesCommandOptions, io: CommandIO): Promise<number> {
   try {
-    const result = await withEngine(opts, async (engine) => {
+    const result = await FaceEngine.using(async (engine) => {
       const a = await bestFace(engine, image1);
       const b = await bestFace(engine, image2);
       const d = distance(await engine.describe(a.image, a.face), await engine.describe(b.image, b.face));
       return { a: a.face, b: b.face, distance: d };
-    });
+    }, opts.engine);
     const match = result.distance < MATCH_THRESHOLD;
     if (opts.json === true) {
       io.stdout(

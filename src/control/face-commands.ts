@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { EnrolmentStore, Photo } from '../analysis/faces/enrolment.js';
+import type { ChangeOrigin, EnrolmentStore, Photo } from '../analysis/faces/enrolment.js';
 import type { FaceEngine } from '../analysis/faces/face-engine.js';
 import { SIGHTING_ID_PATTERN } from '../analysis/faces/sightings.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
@@ -68,20 +68,20 @@ async function photosOf(texts: readonly string[]): Promise<Photo[]> {
   return photos;
 }
 
-/** The face model is loaded only while someone enrols or adds photos, not with the hub. */
+/** The face model is imported and loaded only while someone enrols or adds photos, not with the hub. */
 async function withEngine<T>(use: (engine: FaceEngine) => Promise<T>): Promise<T> {
   const { FaceEngine } = await import('../analysis/faces/face-engine.js');
-  const engine = await FaceEngine.open();
-  try {
-    return await use(engine);
-  } finally {
-    engine.unload();
-  }
+  return FaceEngine.using(use);
 }
 
 function requireEnrolment(deps: FaceCommandDeps, what: string): void {
   const decision = deps.mayEnrol();
   if (!decision.allowed) throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `${what} is not allowed now: ${decision.reason}`);
+}
+
+/** Who asked, for the audit log: the paired key and the request's digest. */
+function originOf(ctx: CommandContext): ChangeOrigin {
+  return { ...(ctx.signer === undefined ? {} : { keyId: ctx.signer }), requestDigest: ctx.digest };
 }
 
 function signerRecipient(deps: FaceCommandDeps, ctx: CommandContext): string {
@@ -141,7 +141,7 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
         const payload = await openSealed(deps.hubIdentity, args.sealed, addPhotosPayloadSchema, 'sealed');
         const photos = await photosOf(payload.photos);
         const person = await withEngine((engine) =>
-          deps.people().addPhotos(engine, args.personId, photos, { keepPhotos: payload.keepPhotos, origin: { ...(ctx.signer === undefined ? {} : { keyId: ctx.signer }), requestDigest: ctx.digest } }),
+          deps.people().addPhotos(engine, args.personId, photos, { keepPhotos: payload.keepPhotos, origin: originOf(ctx) }),
         );
         return { personId: person.personId, templates: person.templates, photosKept: person.photosKept };
       },
@@ -151,10 +151,7 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
       args: z.strictObject({ sightingId, personId, verdict: z.enum(['is', 'is-not']) }),
       run: async (args, ctx) => {
         requireEnrolment(deps, 'a face correction');
-        const person = await deps.people().correct(args.sightingId, args.personId, args.verdict, {
-          ...(ctx.signer === undefined ? {} : { keyId: ctx.signer }),
-          requestDigest: ctx.digest,
-        });
+        const person = await deps.people().correct(args.sightingId, args.personId, args.verdict, originOf(ctx));
         return { personId: person.personId, sightingId: args.sightingId, verdict: args.verdict, templates: person.templates, negatives: person.negatives };
       },
     }),

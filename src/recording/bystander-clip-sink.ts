@@ -3,16 +3,15 @@ import type { BystanderLog, BystanderSighting } from '../analysis/faces/bystande
 import type { FaceBox } from '../analysis/faces/face-engine.js';
 import { CamveilError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { blurClip, clipBlurFilter, DEFAULT_HOLD_MS, regionsFromObservations, type FrameSize } from './clip-blur.js';
+import { blurClip, clipBlurFilter, DEFAULT_HOLD_MS, regionsFromObservations } from './clip-blur.js';
 import { videoSizeOfInit } from './fmp4.js';
 import type { ClipStream, MediaSink, Snapshot } from './sink.js';
 
 export interface BystanderClipSinkOptions {
   /** Where the blurred (or untouched) clips and every snapshot go: normally the sealing sink. */
   inner: MediaSink;
-  /** The cameras whose clips are blurred, with their analysis frame size; other cameras' clips pass as they are. */
-  camera: (cameraId: string) => { analysis: FrameSize } | undefined;
-  log: BystanderLog;
+  /** The face stage's bystanders; its watched cameras are those whose clips are blurred, other cameras' clips pass as they are. */
+  log: Pick<BystanderLog, 'watching' | 'between'>;
   ffmpegPath: string;
   logger: Logger;
   holdMs?: number;
@@ -108,7 +107,7 @@ export class BystanderClipSink implements MediaSink {
   }
 
   async clip(clip: ClipStream): Promise<void> {
-    const camera = this.#o.camera(clip.meta.cameraId);
+    const camera = this.#o.log.watching(clip.meta.cameraId);
     if (camera === undefined) return this.#o.inner.clip(clip);
     const { cameraId, eventId } = clip.meta;
     const chunks: Buffer[] = [];

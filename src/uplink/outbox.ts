@@ -231,6 +231,22 @@ export class Outbox {
     return rows.map((r) => r.object_id);
   }
 
+  /**
+   * Deletes one item and its file if it is still `queued` (a superseded object that must not go out);
+   * returns whether it did. An item being uploaded is left alone: abort it, or wait for its outcome.
+   */
+  destroyIfQueued(objectId: string): boolean {
+    const row = this.db.prepare(`SELECT path FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).get(objectId) as Pick<Row, 'path'> | undefined;
+    if (row === undefined) return false;
+    this.db.prepare(`DELETE FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).run(objectId);
+    try {
+      unlinkSync(row.path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    return true;
+  }
+
   /** Ids of the objects the cloud holds (uploaded), for deletion requests. */
   uploadedIds(): string[] {
     return (this.db.prepare(`SELECT object_id FROM uplink_outbox WHERE state = 'uploaded' ORDER BY created_at`).all() as Array<{ object_id: string }>).map(

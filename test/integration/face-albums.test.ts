@@ -294,6 +294,47 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
     }
   }, 60_000);
 
+  it('an album replaced while its upload still waits in the outbox is withdrawn from the outbox: only the newer one ever goes out', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port: p } = probe.address() as AddressInfo;
+        probe.close(() => resolve(p));
+      });
+    });
+    const cloudDir = join(root, 'cloud-replaced');
+    const hub = await startHub('replaced', { endpoint: `http://127.0.0.1:${port}`, cloudDir });
+    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const [e1, e2] = [randomUUID(), randomUUID()];
+    const queued = () => (hub.gateway.state().uplink?.outbox.queued ?? 0) + (hub.gateway.state().uplink?.outbox.uploading ?? 0);
+    const storedAlbums = (): string[] => {
+      const db = new Database(join(hub.dataDir, 'camveil.db'), { readonly: true });
+      try {
+        return (db.prepare("SELECT object_id FROM store_objects WHERE kind = 'face-album'").all() as Array<{ object_id: string }>).map((r) => r.object_id);
+      } finally {
+        db.close();
+      }
+    };
+    hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId: e1 });
+    // Nothing listens on the port: the first album waits in the outbox.
+    await waitFor('the first album to be queued', () => queued() === 1 && storedAlbums().length === 1, 10_000);
+    const [first] = storedAlbums();
+    hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId: e2 });
+    await waitFor('the second album to replace the first on the hub', () => storedAlbums().length === 1 && storedAlbums()[0] !== first, 10_000);
+    expect(queued()).toBe(1);
+    const late = await startReceiver({ dir: cloudDir, token: TOKEN, port });
+    try {
+      const album = await waitForAlbum(hub, 'the newer album', (c) => c.sightings.some((x) => x.eventId === e2));
+      expect(album.content.sightings.map((x) => x.eventId)).toEqual([e1, e2]);
+      // Only the newer album reached the cloud; the first never left the hub, nor was it left to fail.
+      expect(late.received().map((r) => r.objectId)).toEqual([album.objectId]);
+      expect(hub.gateway.state().uplink?.outbox).toMatchObject({ queued: 0, uploading: 0, uploaded: 1, failed: 0 });
+    } finally {
+      await hub.gateway.stop();
+      running.splice(0);
+      await late.close();
+    }
+  }, 60_000);
+
   it('withdrawing faceRecognition deletes the albums on the hub and in the cloud, in local-only mode too', async () => {
     const hub = await startHub('withdraw');
     const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });

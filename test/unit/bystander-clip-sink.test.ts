@@ -118,10 +118,11 @@ describeWithPeers(['ffmpeg'], 'bystander blurring of clips (real ffmpeg, real fa
     expect(faces.length).toBeGreaterThanOrEqual(2);
     expect(await usableFaces(frameAt(clip, 1))).toBeGreaterThanOrEqual(2);
     const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
     for (const t of [0, 500, 1000, 1500]) log.record('porch', STARTED + t, faces);
     const inner = new CapturingSink();
     const outcomes: string[] = [];
-    const sink = new BystanderClipSink({ inner, camera: (id) => (id === 'porch' ? { analysis: ANALYSIS } : undefined), log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    const sink = new BystanderClipSink({ inner, log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
     await sink.clip(clipStream(clip));
     expect(outcomes).toEqual(['blurred']);
     expect(inner.clips).toHaveLength(1);
@@ -134,12 +135,13 @@ describeWithPeers(['ffmpeg'], 'bystander blurring of clips (real ffmpeg, real fa
 
   it('passes a clip on byte for byte when no bystander was seen during it, or when the camera does not blur clips', async () => {
     const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
     // Seen long before the clip: outside its span.
     log.record('porch', STARTED - 60_000, faces);
     log.record('garden', STARTED + 500, faces);
     const inner = new CapturingSink();
     const outcomes: string[] = [];
-    const sink = new BystanderClipSink({ inner, camera: (id) => (id === 'porch' ? { analysis: ANALYSIS } : undefined), log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    const sink = new BystanderClipSink({ inner, log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
     await sink.clip(clipStream(clip, 'porch'));
     await sink.clip(clipStream(clip, 'garden'));
     expect(outcomes).toEqual(['unchanged']);
@@ -148,10 +150,11 @@ describeWithPeers(['ffmpeg'], 'bystander blurring of clips (real ffmpeg, real fa
 
   it('withholds a clip it cannot blur instead of passing it on with the faces visible', async () => {
     const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
     log.record('porch', STARTED + 500, faces);
     const inner = new CapturingSink();
     const outcomes: string[] = [];
-    const sink = new BystanderClipSink({ inner, camera: () => ({ analysis: ANALYSIS }), log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    const sink = new BystanderClipSink({ inner, log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
     // An init segment that names a video track, followed by fragments ffmpeg cannot decode.
     const init = clip.subarray(0, clip.indexOf(Buffer.from('moof')) - 4);
     const broken = Buffer.concat([init, Buffer.alloc(4096, 7)]);
@@ -162,12 +165,19 @@ describeWithPeers(['ffmpeg'], 'bystander blurring of clips (real ffmpeg, real fa
     expect(inner.clips).toHaveLength(0);
   }, 30_000);
 
-  it('the log keeps boxes only for a bounded time and forgets everything on request', () => {
+  it('the log keeps boxes of watched cameras only, for a bounded time, and forgets everything on request', () => {
     const log = new BystanderLog({ keepMs: 1_000 });
+    log.watch('porch', ANALYSIS);
     log.record('porch', 0, faces);
     log.record('porch', 2_000, faces);
+    log.record('garden', 2_000, faces);
     expect(log.between('porch', -1, 10_000).map((s) => s.at)).toEqual([2_000]);
+    expect(log.between('garden', -1, 10_000)).toEqual([]);
+    expect([log.watching('porch'), log.watching('garden'), log.watchedCount]).toEqual([{ analysis: ANALYSIS }, undefined, 1]);
     log.forget();
     expect(log.between('porch', -1, 10_000)).toEqual([]);
+    log.record('porch', 3_000, faces);
+    log.watch('porch', undefined);
+    expect([log.between('porch', -1, 10_000), log.watchedCount]).toEqual([[], 0]);
   });
 });

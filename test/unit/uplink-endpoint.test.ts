@@ -154,6 +154,21 @@ describe('outbox', () => {
     expect([existsSync(entry('c').path), existsSync(entry('d').path)]).toEqual([true, true]);
     expect(outbox.stats()).toEqual({ queued: 0, uploading: 0, uploaded: 1, failed: 1, oldestQueuedAt: null });
   });
+
+  it('destroyIfQueued withdraws one queued item and its file, and leaves any other state alone', () => {
+    const outbox = new Outbox(db, { now });
+    for (const c of ['a', 'b', 'c']) {
+      outbox.enqueue(entry(c));
+      writeFileSync(entry(c).path, 'age ciphertext');
+    }
+    outbox.markUploading(ID('b'));
+    outbox.markUploading(ID('c'));
+    outbox.markUploaded(ID('c'));
+    expect([ID('a'), ID('b'), ID('c'), ID('d')].map((id) => outbox.destroyIfQueued(id))).toEqual([true, false, false, false]);
+    expect([existsSync(entry('a').path), existsSync(entry('b').path), existsSync(entry('c').path)]).toEqual([false, true, true]);
+    expect(outbox.get(ID('a'))).toBeUndefined();
+    expect(outbox.stats()).toMatchObject({ queued: 0, uploading: 1, uploaded: 1 });
+  });
 });
 
 describe('cloud responses', () => {

@@ -173,6 +173,19 @@ function matcherViewOf(sealed: Sealed): { templates: Float32Array[]; negatives: 
   };
 }
 
+/**
+ * `sealed` with `correction` in place of any earlier one for the same sighting. At MAX_CORRECTIONS the
+ * household's own verdict is refused (CAMVEIL_E_USAGE); one the hub infers drops the oldest instead.
+ */
+function withCorrection(sealed: Sealed, correction: Correction, whenFull: 'refuse' | 'drop-oldest'): Sealed {
+  let others = (sealed.corrections ?? []).filter((c) => c.sightingId !== correction.sightingId);
+  if (others.length >= MAX_CORRECTIONS) {
+    if (whenFull === 'refuse') throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_CORRECTIONS} corrections per person`, { where: 'personId' });
+    others = others.slice(-(MAX_CORRECTIONS - 1));
+  }
+  return { ...sealed, corrections: [...others, correction] };
+}
+
 /** The store of enrolled people and their face templates, in the hub's database. */
 export class EnrolmentStore {
   readonly #o: EnrolmentStoreOptions;
@@ -270,7 +283,7 @@ export class EnrolmentStore {
       this.#photos.insert(personId, kept, at);
       this.#auditChange(personId, { change: 'photos-added', count: templates.length, ...(kept.length > 0 ? { kept: kept.length } : {}) }, options.origin);
     });
-    return (await this.list()).find((p) => p.personId === personId)!;
+    return this.#summaryOf(this.#row(personId));
   }
 
   /**
@@ -287,20 +300,17 @@ export class EnrolmentStore {
     this.#row(personId);
     const sighting = await this.sightings.get(sightingId);
     const descriptor = toB64(sighting.descriptor);
-    await this.#update(personId, (sealed) => {
-      const others = (sealed.corrections ?? []).filter((c) => c.sightingId !== sightingId);
-      if (others.length >= MAX_CORRECTIONS) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_CORRECTIONS} corrections per person`, { where: 'personId' });
-      return { ...sealed, corrections: [...others, { sightingId, verdict, descriptor }] };
-    }, () => this.#auditChange(personId, { change: verdict, sighting: sightingId }, origin));
+    await this.#update(personId, (sealed) => withCorrection(sealed, { sightingId, verdict, descriptor }, 'refuse'), () =>
+      this.#auditChange(personId, { change: verdict, sighting: sightingId }, origin),
+    );
     // "This is X" on a face the hub reported as Y says Y was wrong too: the face becomes a negative for Y.
     const wronglyMatched = sighting.personId;
     if (verdict === 'is' && wronglyMatched !== undefined && wronglyMatched !== personId && this.ids().includes(wronglyMatched)) {
-      await this.#update(wronglyMatched, (sealed) => {
-        const others = (sealed.corrections ?? []).filter((c) => c.sightingId !== sightingId).slice(-(MAX_CORRECTIONS - 1));
-        return { ...sealed, corrections: [...others, { sightingId, verdict: 'is-not', descriptor }] };
-      }, () => this.#auditChange(wronglyMatched, { change: 'is-not', sighting: sightingId }, origin));
+      await this.#update(wronglyMatched, (sealed) => withCorrection(sealed, { sightingId, verdict: 'is-not', descriptor }, 'drop-oldest'), () =>
+        this.#auditChange(wronglyMatched, { change: 'is-not', sighting: sightingId }, origin),
+      );
     }
-    return (await this.list()).find((p) => p.personId === personId)!;
+    return this.#summaryOf(this.#row(personId));
   }
 
   /**
@@ -342,19 +352,20 @@ export class EnrolmentStore {
   /** Everyone enrolled, names decrypted with the hub identity, oldest first. */
   async list(): Promise<PersonSummary[]> {
     const out: PersonSummary[] = [];
-    for (const row of this.#rows()) {
-      const sealed = await this.#open(row);
-      out.push({
-        personId: row.person_id,
-        name: sealed.name,
-        minor: row.minor === 1,
-        templates: row.templates,
-        negatives: row.negatives,
-        photosKept: this.#photos.countFor(row.person_id),
-        enrolledAt: row.enrolled_at,
-      });
-    }
+    for (const row of this.#rows()) out.push(await this.#summaryOf(row));
     return out;
+  }
+
+  async #summaryOf(row: Row): Promise<PersonSummary> {
+    return {
+      personId: row.person_id,
+      name: (await this.#open(row)).name,
+      minor: row.minor === 1,
+      templates: row.templates,
+      negatives: row.negatives,
+      photosKept: this.#photos.countFor(row.person_id),
+      enrolledAt: row.enrolled_at,
+    };
   }
 
   /** The decrypted templates of everyone, for the matcher (RAM only). */

@@ -1,4 +1,3 @@
-import { unlink } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { Manifest } from '../../crypto/manifest.js';
@@ -51,8 +50,8 @@ export interface FaceAlbumsOptions {
   mayUpload: (dataKind: 'face-album' | 'face-embedding') => { allowed: boolean; reason: string };
   /** Stages an object for upload and resolves once it is queued (or left out); absent while uploads are off. */
   uploads?: { stage(item: OutboxEntry): Promise<void> };
-  /** The outbox, to tell whether a replaced album reached the cloud. */
-  outbox?: Pick<Outbox, 'get'>;
+  /** The outbox, to tell whether a replaced album reached the cloud, and to withdraw one still queued. */
+  outbox?: Pick<Outbox, 'get' | 'destroyIfQueued'>;
   /** Sends pending deletion requests soon (they are recorded in the database first). */
   flushDeletions?: () => void;
   cameraPseudonym: (cameraId: string) => string;
@@ -62,8 +61,6 @@ export interface FaceAlbumsOptions {
   retentionDays: () => number;
   audit?: AuditLog;
   now?: () => number;
-  /** How often deletions and withdrawals are looked for (default 1 s). */
-  checkMs?: number;
   /** How often sightings past retention are dropped (default hourly). */
   sweepMs?: number;
 }
@@ -107,10 +104,10 @@ export class FaceAlbums {
     this.#albums = albums;
     if (dropped > 0) this.#o.logger.warn({ dropped }, 'face albums: rows that did not open with the hub key were deleted');
     await this.#run(async () => {
-      await this.#check();
-      await this.#retireOrphans();
+      this.#check();
+      this.#retireOrphans();
       await this.#sweep();
-      await this.#settle();
+      this.#settle();
       await this.#resend();
     });
     const { bus } = this.#o;
@@ -123,10 +120,9 @@ export class FaceAlbums {
         if (e.kind === 'face-album' && this.#rows.isRetired(e.objectId)) void this.#run(() => this.#settle());
       }),
     ];
-    const check = setInterval(() => void this.#run(() => this.#check()), this.#o.checkMs ?? 1000);
     const sweep = setInterval(() => void this.#run(() => this.#sweep()), this.#o.sweepMs ?? HOUR_MS);
-    for (const t of [check, sweep]) t.unref();
-    this.#timers = [check, sweep];
+    sweep.unref();
+    this.#timers = [sweep];
     this.#schedule();
   }
 
@@ -141,6 +137,14 @@ export class FaceAlbums {
     await this.#run(() => this.#publishDue(true));
   }
 
+  /**
+   * Looks for deletions and withdrawals now. The gateway calls it from the face housekeeping tick that
+   * already watches the ledger (every unenrolment and every consent change moves the ledger's sequence).
+   */
+  check(): Promise<void> {
+    return this.#run(() => this.#check());
+  }
+
   #run(step: () => Promise<void> | void): Promise<void> {
     this.#chain = this.#chain.then(step).catch((error: unknown) => this.#o.logger.error({ err: error }, 'face albums: a step failed'));
     return this.#chain;
@@ -151,13 +155,13 @@ export class FaceAlbums {
     if (!this.#faceConsent() || !this.#o.people.ids().includes(e.personId)) return;
     const album = this.#albums.get(e.personId) ?? { v: 1, sightings: [], dirty: false };
     const distance = Math.round(e.distance * 10_000) / 10_000;
-    const known = e.sightingId === undefined ? undefined : album.sightings.find((s) => s.sightingId === e.sightingId);
+    const known = album.sightings.find((s) => s.sightingId === e.sightingId);
     if (known !== undefined) {
       // The same sighting again (its event became known, or a closer frame): one entry.
       if (e.eventId !== undefined) known.eventId = e.eventId;
       known.distance = Math.min(known.distance, distance);
     } else {
-      const sighting: AlbumSighting = { sightingId: e.sightingId ?? `sight_${newObjectId().slice(0, 16)}`, cameraPseudonym: this.#o.cameraPseudonym(e.cameraId), at: e.at, distance };
+      const sighting: AlbumSighting = { sightingId: e.sightingId, cameraPseudonym: this.#o.cameraPseudonym(e.cameraId), at: e.at, distance };
       if (e.eventId !== undefined) sighting.eventId = e.eventId;
       album.sightings.push(sighting);
       album.sightings.sort((a, b) => a.at - b.at);
@@ -247,7 +251,7 @@ export class FaceAlbums {
     await this.#rows.save(personId, album);
     await uploads.stage({ objectId, path: stored.path, bytes: stored.bytes, kind: 'face-album' });
     logger.debug({ object: objectId, bytes: stored.bytes, sightings: content.sightings.length, embeddings: content.embeddings?.length ?? 0 }, 'face album sealed and queued');
-    if (previous !== undefined) await this.#retire([previous]);
+    if (previous !== undefined) this.#retire([previous]);
   }
 
   /**
@@ -270,7 +274,7 @@ export class FaceAlbums {
    * faceRecognition consent every album goes; otherwise those of people no longer enrolled. An unreadable
    * ledger changes nothing (the gate already refuses every face upload then).
    */
-  async #check(): Promise<void> {
+  #check(): void {
     let consent;
     try {
       consent = this.#o.ledger.currentConsent();
@@ -282,13 +286,13 @@ export class FaceAlbums {
     this.#seen = seen;
     if (!consent.faceRecognition) {
       const people = new Set([...this.#albums.keys(), ...this.#rows.personIds()]);
-      for (const personId of people) await this.#deletePerson(personId, 'face-consent-withdrawn');
-      await this.#retireOrphans();
+      for (const personId of people) this.#deletePerson(personId, 'face-consent-withdrawn');
+      this.#retireOrphans();
       return;
     }
     const enrolled = new Set(this.#o.people.ids());
     for (const personId of new Set([...this.#albums.keys(), ...this.#rows.personIds()])) {
-      if (!enrolled.has(personId)) await this.#deletePerson(personId, 'person-deleted');
+      if (!enrolled.has(personId)) this.#deletePerson(personId, 'person-deleted');
     }
   }
 
@@ -300,22 +304,22 @@ export class FaceAlbums {
     }
   }
 
-  async #deletePerson(personId: string, reason: string): Promise<void> {
+  #deletePerson(personId: string, reason: string): void {
     const objectId = this.#albums.get(personId)?.objectId;
     this.#albums.delete(personId);
     this.#notBefore.delete(personId);
     this.#rows.delete(personId);
     const ids = objectId === undefined ? [] : [objectId];
-    await this.#retire(ids);
+    this.#retire(ids);
     this.#o.audit?.append('deletion', { scope: 'person', count: ids.length, reason, objectIds: ids, subject: personId });
     this.#o.logger.info({ objects: ids.length, reason }, 'face album deleted');
   }
 
   /** Album objects in the store that no album names (a crash between storing one and recording it). */
-  async #retireOrphans(): Promise<void> {
+  #retireOrphans(): void {
     const current = new Set([...this.#albums.values()].map((a) => a.objectId));
     const orphans = this.#o.store.list({ kind: 'face-album', limit: 10_000 }).filter((o) => !current.has(o.objectId));
-    await this.#retire(orphans.map((o) => o.objectId));
+    this.#retire(orphans.map((o) => o.objectId));
   }
 
   /** Drops sightings past retention; an album left empty is deleted, a shortened one sealed again. */
@@ -325,7 +329,7 @@ export class FaceAlbums {
       const kept = album.sightings.filter((s) => s.at >= cutoff);
       if (kept.length === album.sightings.length) continue;
       if (kept.length === 0) {
-        await this.#deletePerson(personId, 'retention');
+        this.#deletePerson(personId, 'retention');
         continue;
       }
       album.sightings = kept;
@@ -336,29 +340,26 @@ export class FaceAlbums {
   }
 
   /** Deletes album objects on the hub and records them as retired; then settles them. */
-  async #retire(objectIds: readonly string[]): Promise<void> {
+  #retire(objectIds: readonly string[]): void {
     if (objectIds.length === 0) return;
     this.#rows.retire(objectIds, this.#now());
     for (const id of objectIds) this.#o.store.delete(id);
-    await this.#settle();
+    this.#settle();
   }
 
   /**
    * For each retired album object: uploaded → a deletion request to the cloud (sent even in local-only
-   * mode: it carries only the object id); still queued → its staged file is removed, so the upload fails
-   * for good instead of sending a superseded album; being uploaded → wait for the outcome; failed or never
-   * queued → nothing left to do.
+   * mode: it carries only the object id); still queued → withdrawn from the outbox with its staged file, so
+   * a superseded album never goes out; being uploaded → wait for the outcome; failed or never queued →
+   * nothing left to do.
    */
-  async #settle(): Promise<void> {
+  #settle(): void {
     const toDelete: string[] = [];
     const settled: string[] = [];
     for (const { objectId } of this.#rows.retired()) {
       const item = this.#o.outbox?.get(objectId);
       if (item?.state === 'uploading') continue;
-      if (item?.state === 'queued') {
-        await unlink(item.path).catch(() => undefined);
-        continue;
-      }
+      if (item?.state === 'queued' && this.#o.outbox?.destroyIfQueued(objectId) !== true) continue;
       if (item?.state === 'uploaded') toDelete.push(objectId);
       settled.push(objectId);
     }

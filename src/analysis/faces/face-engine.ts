@@ -157,6 +157,20 @@ export class FaceEngine {
     return engine;
   }
 
+  /**
+   * Runs `use` with `given` (a caller's loaded engine, e.g. in tests), or else with an engine loaded for
+   * this call and unloaded after it, so the nets' memory is held only while someone uses them.
+   */
+  static async using<T>(use: (engine: FaceEngine) => Promise<T>, given?: FaceEngine): Promise<T> {
+    if (given !== undefined) return use(given);
+    const engine = await FaceEngine.open();
+    try {
+      return await use(engine);
+    } finally {
+      engine.unload();
+    }
+  }
+
   get loaded(): boolean {
     return this.nets !== undefined;
   }

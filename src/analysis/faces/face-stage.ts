@@ -6,6 +6,7 @@ import type { GateDecision } from '../../policy/gate.js';
 import { CamveilError } from '../../errors.js';
 import { FrameQueue } from '../frame-queue.js';
 import { bystanderBoxes } from './bystander-blur.js';
+import type { BystanderLog } from './bystander-log.js';
 import type { FaceBox } from './face-engine.js';
 import { FaceWorkerClient } from './face-worker-client.js';
 import { FaceMatcher, type EnrolledPerson, type MatcherOptions } from './matcher.js';
@@ -38,10 +39,11 @@ export interface FaceStageOptions {
    */
   sightings?: { record(sighting: SightingRecord): Promise<void> };
   /**
-   * Told, for every live frame the worker analysed, the boxes of its faces that belong to nobody enrolled
-   * (bystanderBoxes; possibly none): clips are blurred from these (BystanderLog, BystanderClipSink).
+   * For every live frame the worker analysed of a camera this log watches, the boxes of its faces that
+   * belong to nobody enrolled (bystanderBoxes; possibly none): its clips are blurred from these
+   * (BystanderClipSink).
    */
-  onBystanders?: (cameraId: string, at: number, boxes: FaceBox[]) => void;
+  bystanders?: Pick<BystanderLog, 'watching' | 'record'>;
   /** Only frames in which motion was detected (default true): a still scene holds no new face. */
   onlyWithMotion?: boolean;
   /** Frames waiting for the worker before the oldest is dropped (default 2). */
@@ -284,8 +286,10 @@ export class FaceStage {
     const result = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
     this.#stats.framesAnalysed += 1;
     this.#stats.lastFrameMs = Math.round(result.ms);
-    // Bystanders' boxes for clip blurring: faces that match nobody enrolled, or could not be described.
-    this.#o.onBystanders?.(job.cameraId, frame.at, bystanderBoxes(result.faces, result.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD));
+    // Bystanders' boxes for clip blurring (faces that match nobody enrolled, or could not be described),
+    // worked out only for cameras whose clips are blurred.
+    const log = this.#o.bystanders;
+    if (log?.watching(job.cameraId) !== undefined) log.record(job.cameraId, frame.at, bystanderBoxes(result.faces, result.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD));
     const sightings = this.#matcher.observe(job.cameraId, frame.at, result.descriptors);
     if (sightings.length === 0) return;
     // A withdrawal while the frame was in the worker: nothing from it is kept or reported.
