@@ -27,7 +27,25 @@ export interface CamveilEvents {
   'face.known': { cameraId: string; personId: string; at: number; distance: number; sightingId: string; eventId?: string };
   /** A face that matched nobody enrolled, confirmed over several frames (ids as for `face.known`). */
   'face.unknown': { cameraId: string; at: number; sightingId: string; eventId?: string };
+  /**
+   * A security incident the household must be told of (2021 policy §3.4–3.5): sealed to the household and
+   * its paired phones as a `security` event, audited and rate-limited per reason. `detail` is ids and counts
+   * only (never a name, a key, a URL or a secret); `cameraId` when it concerns one camera.
+   */
+  incident: { reason: IncidentReason; detail?: string; cameraId?: string };
 }
+
+/** Stable reason codes of security incidents (README, "Security events"). */
+export const INCIDENT_REASONS = [
+  'model-tampered',
+  'audit-chain-broken',
+  'bad-signatures',
+  'bad-pairing-proofs',
+  'key-file-permissions',
+  'unsigned-stop',
+  'store-corrupt',
+] as const;
+export type IncidentReason = (typeof INCIDENT_REASONS)[number];
 
 export type CameraHealth = 'starting' | 'streaming' | 'reconnecting' | 'failed' | 'stopped';
 
