@@ -7,7 +7,8 @@ import type { ClipSummary } from './recording/sink.js';
  */
 export interface CamveilEvents {
   'camera.state': { cameraId: string; health: CameraHealth; error?: { code: string; message: string } };
-  'motion.start': { cameraId: string; at: number; score: number };
+  /** `mediaMs`: the media time of the first frame with motion (see AnalysisFrame.mediaMs), when known. */
+  'motion.start': { cameraId: string; at: number; score: number; mediaMs?: number };
   'motion.end': { cameraId: string; at: number };
   'clip.ready': { cameraId: string; eventId: string; startedAt: number; durationMs: number; bytes: number; endedBy: ClipSummary['endedBy'] };
   'snapshot.ready': { cameraId: string; eventId: string; at: number; bytes: number; width: number; height: number };

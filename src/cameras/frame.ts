@@ -5,6 +5,12 @@ export interface AnalysisFrame {
   at: number;
   /** Increases by one per frame delivered by ffmpeg (dropped frames leave gaps). */
   seq: number;
+  /**
+   * The frame's media time: ms from the first frame of this connection to the camera. Analysis frames leave
+   * ffmpeg's fps filter at a constant rate, so frame n of a connection is at n / fps whatever the hub's
+   * load; unlike `at`, it does not move when the hub is slow to read the pipe.
+   */
+  mediaMs?: number;
   width: number;
   height: number;
   data: Buffer;

@@ -180,12 +180,15 @@ export class CameraIngest {
         this.#o.handlers.onFragment(bytes, durationMs, this.#now());
       },
     });
+    let connectionFrames = 0;
     const frames = new RawFrameReader(frameBytes(this.#o.analysis), (data) => {
       this.#stats.framesIn += 1;
+      const mediaMs = Math.round((connectionFrames++ * 1000) / this.#o.analysis.fps);
       this.#o.handlers.onFrame({
         cameraId: this.#o.cameraId,
         at: this.#now(),
         seq: this.#frameSeq++,
+        mediaMs,
         width: this.#o.analysis.width,
         height: this.#o.analysis.height,
         data,
