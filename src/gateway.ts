@@ -154,6 +154,8 @@ export class Gateway {
       ffmpegPath: binaries.ffmpeg,
       logger,
       settle: () => this.#faces?.idle() ?? Promise.resolve(),
+      // Each clip's own frames are checked too (the stage asks the gate before every model call).
+      scan: (cameraId, frame) => this.#faces?.bystanderBoxes(cameraId, frame) ?? Promise.resolve(undefined),
       onOutcome: (_camera, outcome) => (this.#clipOutcomes[outcome] += 1),
     });
     // The mode is established (and local-only enforced) before any camera produces anything.

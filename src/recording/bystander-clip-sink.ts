@@ -4,6 +4,7 @@ import type { FaceBox } from '../analysis/faces/face-engine.js';
 import { CamveilError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { blurClip, clipBlurFilter, DEFAULT_HOLD_MS, regionsFromObservations } from './clip-blur.js';
+import { scanClipFaces, type FrameFaceCheck } from './clip-face-scan.js';
 import { videoSizeOfInit } from './fmp4.js';
 import type { ClipStream, MediaSink, Snapshot } from './sink.js';
 
@@ -19,6 +20,17 @@ export interface BystanderClipSinkOptions {
   settle?: () => Promise<void>;
   /** After a clip ends, how long to wait for `settle` at most (default 5 000 ms). */
   settleMs?: number;
+  /**
+   * Looks for bystanders on a frame of the clip (FaceStage.bystanderBoxes: asks the gate right before the
+   * model). Every clip of a blurring camera is decoded and checked `scanFps` times a second, so no frame
+   * leaves the hub unlooked-at however many live frames the face stage dropped. Without it only the live
+   * stage's frames count (tests of the planner).
+   */
+  scan?: FrameFaceCheck;
+  /** Frames of the clip checked per second (default: enough that no gap exceeds the hold, and at least 2). */
+  scanFps?: number;
+  /** The scan of a clip must finish within max(this, 4 × the clip's length) or the clip is withheld (default 60 000 ms). */
+  scanTimeoutMs?: number;
   /** Told what became of each clip of a blurring camera. */
   onOutcome?: (cameraId: string, outcome: 'blurred' | 'unchanged' | 'withheld') => void;
 }
@@ -119,7 +131,16 @@ export class BystanderClipSink implements MediaSink {
     const bytes = Buffer.concat(chunks);
     chunks.length = 0;
     const mainSize = videoSizeOfInit(bytes);
-    const sightings = blurObservations(this.#o.log.between(cameraId, clip.meta.startedAt - hold, end + hold), clip.meta.startedAt, end, hold);
+    let scanned: readonly BystanderSighting[];
+    try {
+      scanned = await this.#scan(bytes, clip.meta, camera.analysis, summary.durationMs, hold);
+    } catch (error) {
+      this.#o.onOutcome?.(cameraId, 'withheld');
+      this.#o.logger.warn({ camera: cameraId, event: eventId, err: error }, 'clip withheld: its frames could not be checked for bystanders');
+      return;
+    }
+    const seen = [...this.#o.log.between(cameraId, clip.meta.startedAt - hold, end + hold), ...scanned].sort((a, b) => a.at - b.at);
+    const sightings = blurObservations(seen, clip.meta.startedAt, end, hold);
     const filter =
       sightings.length === 0 || mainSize === undefined
         ? undefined
@@ -150,6 +171,34 @@ export class BystanderClipSink implements MediaSink {
       this.#o.onOutcome?.(cameraId, 'withheld');
       const e = error instanceof CamveilError ? error : undefined;
       this.#o.logger.warn({ camera: cameraId, event: eventId, code: e?.code, err: error instanceof Error ? error.message : String(error) }, 'clip withheld: bystander blurring failed');
+    }
+  }
+
+  /**
+   * The clip's own frames checked for bystanders (see ClipFaceScanOptions), or none without a `scan`.
+   * Rejects when the scan fails or takes longer than its limit: the clip is then withheld.
+   */
+  async #scan(bytes: Buffer, meta: ClipStream['meta'], analysis: { width: number; height: number }, durationMs: number, holdMs: number): Promise<readonly BystanderSighting[]> {
+    const check = this.#o.scan;
+    if (check === undefined) return [];
+    const limitMs = Math.max(this.#o.scanTimeoutMs ?? 60_000, 4 * durationMs);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), limitMs);
+    try {
+      const result = await scanClipFaces(bytes, {
+        ffmpegPath: this.#o.ffmpegPath,
+        cameraId: meta.cameraId,
+        eventId: meta.eventId,
+        analysis,
+        fps: this.#o.scanFps ?? Math.max(2, Math.ceil(1000 / holdMs)),
+        startedAt: meta.startedAt,
+        check,
+        signal: abort.signal,
+      });
+      if (!result.complete) this.#o.logger.info({ camera: meta.cameraId, event: meta.eventId, checked: result.frames.length }, 'clip: face recognition stopped being allowed part-way; the rest was not looked at');
+      return result.frames;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

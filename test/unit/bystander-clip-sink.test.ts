@@ -165,6 +165,61 @@ describeWithPeers(['ffmpeg'], 'bystander blurring of clips (real ffmpeg, real fa
     expect(inner.clips).toHaveLength(0);
   }, 30_000);
 
+  it("looks at the clip's own frames: a clip the live stage never analysed (a busy hub dropped them all) is still blurred", async () => {
+    const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
+    const checked: number[] = [];
+    const scan = async (_camera: string, frame: { at: number; width: number; height: number; data: Buffer }) => {
+      checked.push(frame.at);
+      const found = await engine.detect({ width: frame.width, height: frame.height, data: new Uint8Array(frame.data), channels: 3 }, { pad: 'never', detector: 'tiny' });
+      return found.map((f) => f.box);
+    };
+    const inner = new CapturingSink();
+    const outcomes: string[] = [];
+    const sink = new BystanderClipSink({ inner, log, scan, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    await sink.clip(clipStream(clip));
+    expect(outcomes).toEqual(['blurred']);
+    // Every 500 ms of the clip's own timeline, from its first frame: no gap longer than the 750 ms hold.
+    expect(checked[0]).toBe(STARTED);
+    expect(checked.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < checked.length; i++) expect(checked[i]! - checked[i - 1]!).toBeLessThanOrEqual(750);
+    for (const t of [0.1, 0.7, 1.3, 1.9]) expect(await usableFaces(frameAt(inner.clips[0]!.bytes, t))).toBe(0);
+    // Without the scan, the same clip with the same (empty) live log would have left the hub untouched.
+    const bare = new CapturingSink();
+    await new BystanderClipSink({ inner: bare, log, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger() }).clip(clipStream(clip));
+    expect(bare.clips[0]!.bytes.equals(clip)).toBe(true);
+  }, 60_000);
+
+  it('withholds the clip when a frame cannot be checked, or the check does not finish in time', async () => {
+    const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
+    const inner = new CapturingSink();
+    const outcomes: string[] = [];
+    const failing = new BystanderClipSink({ inner, log, scan: () => Promise.reject(new Error('worker died')), ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    await failing.clip(clipStream(clip));
+    // Never answers: the limit is max(scanTimeoutMs, 4 × the clip's 2 s).
+    const stuck = new BystanderClipSink({ inner, log, scan: () => new Promise(() => undefined), scanTimeoutMs: 1, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    await stuck.clip(clipStream(clip));
+    expect(outcomes).toEqual(['withheld', 'withheld']);
+    expect(inner.clips).toHaveLength(0);
+  }, 60_000);
+
+  it('stops looking when the gate refuses recognition part-way, and blurs what it found and what the live stage saw', async () => {
+    const log = new BystanderLog();
+    log.watch('porch', ANALYSIS);
+    log.record('porch', STARTED + 1_500, faces);
+    let calls = 0;
+    // Allowed for the first frame only, then refused (undefined): no further frame reaches the model.
+    const scan = () => Promise.resolve(calls++ === 0 ? faces : undefined);
+    const inner = new CapturingSink();
+    const outcomes: string[] = [];
+    const sink = new BystanderClipSink({ inner, log, scan, ffmpegPath: findFfmpeg().ffmpeg, logger: silentLogger(), onOutcome: (_, o) => outcomes.push(o) });
+    await sink.clip(clipStream(clip));
+    expect(calls).toBe(2);
+    expect(outcomes).toEqual(['blurred']);
+    for (const t of [0.1, 1.5]) expect(await usableFaces(frameAt(inner.clips[0]!.bytes, t))).toBe(0);
+  }, 60_000);
+
   it('the log keeps boxes of watched cameras only, for a bounded time, and forgets everything on request', () => {
     const log = new BystanderLog({ keepMs: 1_000 });
     log.watch('porch', ANALYSIS);
