@@ -3,6 +3,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FaceStage } from '../../src/analysis/faces/face-stage.js';
+import { FaceWorkerClient } from '../../src/analysis/faces/face-worker-client.js';
 import type { AnalysisFrame } from '../../src/cameras/frame.js';
 import { EventBus } from '../../src/events.js';
 import { silentLogger } from '../../src/log.js';
@@ -142,6 +143,56 @@ describe('gated face stage', () => {
     const deadline = Date.now() + 5_000;
     while (stage.stats().loaded && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(stage.stats()).toMatchObject({ loaded: false, detectCalls: 1 });
+  });
+
+  it('asks the gate right before the model call: a withdrawal while the worker loads means that frame is never analysed', async () => {
+    /** A real worker whose model load waits until the test lets it go on: the window the issue names. */
+    function slowLoadingStage() {
+      const hub = testHub({ region: 'DE' });
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let loadStarted!: () => void;
+      const loading = new Promise<void>((resolve) => (loadStarted = resolve));
+      const stage = new FaceStage({
+        gate: hub.gate,
+        cameraIds: () => ['front'],
+        bus: new EventBus(),
+        logger: silentLogger(),
+        cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa',
+        createWorker: () => {
+          const worker = new FaceWorkerClient();
+          const load = worker.load.bind(worker);
+          worker.load = async () => {
+            loadStarted();
+            await released;
+            await load();
+          };
+          return worker;
+        },
+      });
+      cleanups.push(() => hub.close());
+      cleanups.push(() => stage.stop());
+      return { hub, stage, release, loading };
+    }
+
+    const live = slowLoadingStage();
+    live.hub.acceptAndGrant();
+    live.stage.offer('front', at(0), true);
+    await live.loading;
+    live.hub.withdraw();
+    live.release();
+    await live.stage.idle();
+    expect(live.stage.stats()).toMatchObject({ detectCalls: 0, describeCalls: 0, framesAnalysed: 0, framesGatedOut: 1, workersStarted: 1 });
+
+    // The snapshot / clip bystander check: the same window, the same answer (undefined: not allowed, nothing called).
+    const check = slowLoadingStage();
+    check.hub.acceptAndGrant();
+    const boxes = check.stage.bystanderBoxes('front', at(1));
+    await check.loading;
+    check.hub.withdraw();
+    check.release();
+    expect(await boxes).toBeUndefined();
+    expect(check.stage.stats()).toMatchObject({ detectCalls: 0, describeCalls: 0, bystanderFrames: 0 });
   });
 
   it('the queue is bounded: a burst drops the oldest frames and counts them; unknown faces confirmed once', async () => {

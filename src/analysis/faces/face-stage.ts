@@ -177,12 +177,17 @@ export class FaceStage {
     await this.#enqueueOp(async () => {
       try {
         if (this.#stopped) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face stage is stopped', { where: 'faces' });
-        if (!this.#o.gate.mayRecogniseFaces(cameraId).allowed) {
+        if (!this.#allowedNow(cameraId)) {
           result = { boxes: undefined };
           return;
         }
         const worker = await this.#ensureWorker();
         await this.#refreshPeople();
+        // Asked again right before the model: loading the worker can take seconds, and a withdrawal then wins.
+        if (!this.#allowedNow(cameraId)) {
+          result = { boxes: undefined };
+          return;
+        }
         const pixels = new ArrayBuffer(frame.data.length);
         new Uint8Array(pixels).set(frame.data);
         const found = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
@@ -202,7 +207,7 @@ export class FaceStage {
 
   /** Ends the worker (models unloaded, memory freed) when no camera may use faces now. */
   reconcile(): Promise<void> {
-    const anyAllowed = this.#o.cameraIds().some((id) => this.#o.gate.mayRecogniseFaces(id).allowed);
+    const anyAllowed = this.#o.cameraIds().some((id) => this.#allowedNow(id));
     if (anyAllowed || this.#worker === undefined) return this.#ops;
     return this.#enqueueOp(() => this.#closeWorker('no camera may use faces'));
   }
@@ -249,6 +254,15 @@ export class FaceStage {
     return decision;
   }
 
+  /** The gate's answer now, without an audit record; a gate that throws means no. */
+  #allowedNow(cameraId: string): boolean {
+    try {
+      return this.#o.gate.mayRecogniseFaces(cameraId).allowed;
+    } catch {
+      return false;
+    }
+  }
+
   #enqueueOp(op: () => Promise<void>): Promise<void> {
     this.#ops = this.#ops.then(op).catch((error: unknown) => {
       this.#stats.errors += 1;
@@ -263,7 +277,7 @@ export class FaceStage {
       if (job === undefined) return;
       try {
         // Asked again: a withdrawal while the frame waited must stop it before the nets see it.
-        if (!this.#o.gate.mayRecogniseFaces(job.cameraId).allowed) {
+        if (!this.#allowedNow(job.cameraId)) {
           this.#stats.framesGatedOut += 1;
           await this.reconcile();
           continue;
@@ -279,6 +293,13 @@ export class FaceStage {
     if (this.#stopped) return;
     const worker = await this.#ensureWorker();
     await this.#refreshPeople();
+    // The gate's word at the moment of the model call: the worker's load (seconds) or the people's
+    // decryption may have spanned a withdrawal or a region change.
+    if (!this.#allowedNow(job.cameraId)) {
+      this.#stats.framesGatedOut += 1;
+      void this.reconcile();
+      return;
+    }
     const { frame } = job;
     // A copy the worker owns (transferred): the pipeline still needs the original for its snapshot.
     const pixels = new ArrayBuffer(frame.data.length);
@@ -293,7 +314,7 @@ export class FaceStage {
     const sightings = this.#matcher.observe(job.cameraId, frame.at, result.descriptors);
     if (sightings.length === 0) return;
     // A withdrawal while the frame was in the worker: nothing from it is kept or reported.
-    if (!this.#o.gate.mayRecogniseFaces(job.cameraId).allowed) return;
+    if (!this.#allowedNow(job.cameraId)) return;
     const window = this.#auditWindow(job.cameraId);
     const ids = { cameraId: job.cameraId, at: frame.at, ...(job.eventId === undefined ? {} : { eventId: job.eventId }) };
     for (const s of sightings) {
