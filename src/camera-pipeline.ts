@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { blurBoxes } from './analysis/faces/bystander-blur.js';
 import type { FaceBox } from './analysis/faces/face-engine.js';
 import { FrameQueue } from './analysis/frame-queue.js';
+import { paintRuns, privacyMaskRuns } from './analysis/mask.js';
 import { MotionDetector } from './analysis/motion.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { boundingBox } from './cameras/ffmpeg-args.js';
@@ -76,6 +77,8 @@ export class CameraPipeline {
   readonly #recorder: ClipRecorder;
   readonly #queue: FrameQueue<AnalysisFrame>;
   readonly #detector: MotionDetector | undefined;
+  /** Byte ranges of an analysis frame under the privacy masks: painted black as each frame arrives. */
+  readonly #maskRuns: Uint32Array;
   readonly #now: () => number;
   #event: OpenEvent | undefined;
   #events = 0;
@@ -105,6 +108,7 @@ export class CameraPipeline {
     this.#queue = new FrameQueue<AnalysisFrame>(options.analysisQueue ?? 2, (total) => {
       if (total === 1 || total % 10 === 0) options.bus.emit('frames.dropped', { cameraId: camera.id, total });
     });
+    this.#maskRuns = privacyMaskRuns(camera.privacyMasks, camera.analysis.width, camera.analysis.height);
     this.#detector = camera.motion.enabled
       ? new MotionDetector({
           width: camera.analysis.width,
@@ -130,7 +134,7 @@ export class CameraPipeline {
       handlers: {
         onInit: (init) => this.#recorder.onInit(init),
         onFragment: (bytes, durationMs, at) => this.#recorder.onFragment(bytes, durationMs, at),
-        onFrame: (frame) => this.#queue.push(frame),
+        onFrame: (frame) => this.#queue.push(this.#masked(frame)),
         onHealth: (health, error) =>
           options.bus.emit('camera.state', {
             cameraId: camera.id,
@@ -178,6 +182,16 @@ export class CameraPipeline {
     };
   }
 
+  /**
+   * Paints the privacy masks into the frame, in place, before it is queued: motion, the face stage, the
+   * bystander check and snapshots only ever see the masked picture. The frame is the ingest's own copy
+   * (RawFrameReader hands out one buffer per frame), so nothing else holds the unmasked pixels.
+   */
+  #masked(frame: AnalysisFrame): AnalysisFrame {
+    if (this.#maskRuns.length > 0) paintRuns(frame.data, this.#maskRuns);
+    return frame;
+  }
+
   async #analyse(): Promise<void> {
     for (;;) {
       const frame = await this.#queue.next();
@@ -202,7 +216,7 @@ export class CameraPipeline {
         const eventId = randomUUID();
         this.#event = { eventId, lastMotionAt: frame.at, peakScore: score, peakFrame: frame };
         this.#events += 1;
-        this.#o.bus.emit('motion.start', { cameraId, at: frame.at, score });
+        this.#o.bus.emit('motion.start', { cameraId, at: frame.at, score, ...(frame.mediaMs === undefined ? {} : { mediaMs: frame.mediaMs }) });
         this.#o.logger.info({ camera: cameraId, event: eventId, score }, 'motion started');
         this.#recorder.start(eventId, frame.at);
         return;
