@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { serializeError } from './log-error.js';
 import { redactText } from './redact.js';
 
 export type { Logger } from 'pino';
@@ -59,18 +60,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     // Messages and error texts can quote ffmpeg's stderr or a URL: strip credentials from them too.
     hooks: {
       logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void) {
-        method.apply(
-          this,
-          args.map((a) => (typeof a === 'string' ? redactText(a) : a)),
-        );
+        try {
+          method.apply(
+            this,
+            args.map((a) => (typeof a === 'string' ? redactText(a) : a)),
+          );
+        } catch (error) {
+          // A field pino cannot serialise (a throwing getter outside `err`) must cost a line, not the process.
+          try {
+            method.call(this, { err: error, code: 'CAMVEIL_E_INTERNAL' }, 'a log line could not be serialised');
+          } catch {
+            // Nothing more can be said through this logger.
+          }
+        }
       },
     },
-    serializers: {
-      err: (err: unknown) => {
-        const s = pino.stdSerializers.err(err as Error);
-        return { ...s, message: redactText(s.message), stack: s.stack === undefined ? undefined : redactText(s.stack) };
-      },
-    },
+    // Anything may arrive as `err` (an Error, a string, an object with throwing getters): the serializer never throws.
+    serializers: { err: serializeError },
   };
   if (options.pretty) {
     return pino({

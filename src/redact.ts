@@ -24,8 +24,19 @@ export function redactUrl(value: string): string {
 
 /** Masks `scheme://user:pass@` sequences and `pwd=…`-style parameters anywhere in free text (ffmpeg stderr). */
 export function redactText(text: string): string {
+  // Callers are typed, but a log line may carry whatever was thrown: never let redaction itself throw.
+  if (typeof text !== 'string') text = printable(text);
   return text
     .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, '$1***@')
     .replace(/\b(pwd|pass|password|passwd|usr|user|token|access_token)=([^&\s"']+)/gi, '$1=***')
     .replace(/AGE-SECRET-KEY-[A-Z0-9-]+/g, 'AGE-SECRET-KEY-***');
+}
+
+/** `String(value)`, or a placeholder when even that throws (a throwing `toString`, a null-prototype object). */
+export function printable(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return '[unprintable]';
+  }
 }
