@@ -203,7 +203,7 @@ export class CameraPipeline {
         this.#onMotionResult(frame, score, motion);
         this.#o.faces?.offer(this.#o.camera.id, frame, motion, this.#event?.eventId);
       } catch (error) {
-        this.#o.logger.error({ camera: this.#o.camera.id, err: error instanceof Error ? error.message : String(error) }, 'motion analysis failed on a frame');
+        this.#o.logger.error({ camera: this.#o.camera.id, err: error }, 'motion analysis failed on a frame');
       }
     }
   }
@@ -277,10 +277,10 @@ export class CameraPipeline {
       .catch((error: unknown) => {
         if (error instanceof BystanderCheckFailed) {
           this.#withheld += 1;
-          logger.warn({ camera: camera.id, event: event.eventId, withheld: this.#withheld, err: error.message }, 'snapshot withheld: bystanders could not be checked');
+          logger.warn({ camera: camera.id, event: event.eventId, withheld: this.#withheld, err: error }, 'snapshot withheld: bystanders could not be checked');
           return;
         }
-        logger.error({ camera: camera.id, event: event.eventId, err: error instanceof Error ? error.message : String(error) }, 'snapshot failed');
+        logger.error({ camera: camera.id, event: event.eventId, err: error }, 'snapshot failed');
       });
     this.#snapshots.add(delivery);
     void delivery.finally(() => this.#snapshots.delete(delivery));

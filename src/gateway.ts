@@ -403,7 +403,7 @@ export class Gateway {
       enrolment.sightings,
       () => this.#o.config.faceRecognition.sightingRetentionDays,
       (n) => logger.info({ deleted: n }, 'face sightings past retention deleted'),
-      (error) => logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'face sighting retention failed; will retry'),
+      (error) => logger.warn({ err: error }, 'face sighting retention failed; will retry'),
     );
     let seen = -1;
     const purge = () => {

@@ -170,7 +170,7 @@ export class BystanderClipSink implements MediaSink {
       await delivered.catch(() => undefined);
       this.#o.onOutcome?.(cameraId, 'withheld');
       const e = error instanceof CamveilError ? error : undefined;
-      this.#o.logger.warn({ camera: cameraId, event: eventId, code: e?.code, err: error instanceof Error ? error.message : String(error) }, 'clip withheld: bystander blurring failed');
+      this.#o.logger.warn({ camera: cameraId, event: eventId, code: e?.code, err: error }, 'clip withheld: bystander blurring failed');
     }
   }
 

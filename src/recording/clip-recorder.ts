@@ -164,7 +164,7 @@ export class ClipRecorder {
   #deliver(clip: ClipStream): void {
     const delivery = this.#o.sink.clip(clip).catch((error: unknown) => {
       this.#o.logger.error(
-        { camera: this.#o.cameraId, event: clip.meta.eventId, err: error instanceof Error ? error.message : String(error) },
+        { camera: this.#o.cameraId, event: clip.meta.eventId, err: error },
         'the sink failed to take a clip',
       );
       clip.body.destroy();

@@ -266,7 +266,7 @@ export class FaceStage {
   #enqueueOp(op: () => Promise<void>): Promise<void> {
     this.#ops = this.#ops.then(op).catch((error: unknown) => {
       this.#stats.errors += 1;
-      this.#o.logger.error({ err: error instanceof Error ? error.message : String(error) }, 'face stage: worker operation failed');
+      this.#o.logger.error({ err: error }, 'face stage: worker operation failed');
     });
     return this.#ops;
   }
@@ -338,7 +338,7 @@ export class FaceStage {
       await this.#o.sightings?.record(sighting);
     } catch (error) {
       this.#stats.errors += 1;
-      this.#o.logger.warn({ camera: sighting.cameraId, err: error instanceof Error ? error.message : String(error) }, 'face stage: sighting not kept');
+      this.#o.logger.warn({ camera: sighting.cameraId, err: error }, 'face stage: sighting not kept');
     }
   }
 
@@ -430,7 +430,7 @@ export class FaceStage {
         ...(this.#o.policyVersion === undefined ? {} : { policyVersion: this.#o.policyVersion }),
       });
     } catch (error) {
-      this.#o.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'face stage: audit record refused');
+      this.#o.logger.warn({ err: error }, 'face stage: audit record refused');
     }
     w.matched = 0;
     w.unknown = 0;
