@@ -1,10 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { FaceEngine } from '../src/analysis/faces/face-engine.js';
 import { findFfmpeg } from '../src/cameras/ffmpeg-binary.js';
 import { silentLogger } from '../src/log.js';
 import { blurClip, CLIP_ENCODER_ARGS, FRAGMENTED_MP4_ARGS } from '../src/recording/clip-blur.js';
 import { clipBlurFilter, type TimedRegion } from '../src/recording/clip-blur-filter.js';
+import { scanClipFaces } from '../src/recording/clip-face-scan.js';
 
 /**
  * `npm run bench -- clip-blur`: what bystander blurring costs per second of clip. A 1080p 15 fps H.264 clip
@@ -12,7 +14,10 @@ import { clipBlurFilter, type TimedRegion } from '../src/recording/clip-blur-fil
  * street) goes through ffmpeg in four ways, all through pipes as in the gateway:
  *  - `copy`: `-c copy` remux, what sending a clip unchanged costs;
  *  - `reencode`: decode and re-encode with the blur's encoder settings and no filter;
- *  - `blur1`, `blur4`, `blur8`: blurClip with 1, 4 and 8 (the cap) face-sized regions active all along.
+ *  - `blur1`, `blur4`, `blur8`: blurClip with 1, 4 and 8 (the cap) face-sized regions active all along;
+ *  - `scan`: the face scan every blurring camera's clip gets (scanClipFaces: decode, 2 frames a second at
+ *    640×360, the tiny face detector on each, in this process rather than the worker): its CPU is
+ *    ffmpeg's plus this process's own. The clip holds no face, so this is detection without describing.
  * CPU is the ffmpeg process's user + system time, read from this process's `cutime`/`cstime` in
  * /proc/self/stat (the children it has reaped), so nothing between samples is lost. Each way runs
  * CAMVEIL_BENCH_REPEAT times (default 3); the median counts. CAMVEIL_BENCH_SECONDS sets the clip length (default 10).
@@ -117,10 +122,33 @@ export async function benchClipBlur(): Promise<object> {
   process.stderr.write('  reencode…\n');
   const reencode = await measure(seconds, repeat, () => runFfmpeg(clip, ['-map', '0:v:0', '-vsync', 'passthrough', ...CLIP_ENCODER_ARGS, ...FRAGMENTED_MP4_ARGS]));
   const blurred: Record<string, Run> = {};
+  const ownCpu: number[] = [];
   for (const n of [1, 4, 8]) {
     process.stderr.write(`  blur with ${n} region(s)…\n`);
     blurred[`blur${n}`] = await measure(seconds, repeat, blur(n));
   }
+  process.stderr.write('  face scan at 2 fps…\n');
+  const engine = await FaceEngine.open();
+  let scanned = 0;
+  const scan = await measure(seconds, repeat, async () => {
+    const own0 = process.cpuUsage();
+    const result = await scanClipFaces(clip, {
+      ffmpegPath: ffmpeg,
+      cameraId: 'bench',
+      eventId: 'bench-scan',
+      analysis: { width: 640, height: 360 },
+      fps: 2,
+      startedAt: 0,
+      check: async (_camera, frame) => (await engine.detect({ width: frame.width, height: frame.height, data: new Uint8Array(frame.data), channels: 3 }, { pad: 'never', detector: 'tiny' })).map((f) => f.box),
+    });
+    scanned = result.frames.length;
+    const own = process.cpuUsage(own0);
+    ownCpu.push((own.user + own.system) / 1e6);
+    return 0;
+  });
+  engine.unload();
+  const ownMedian = ownCpu.sort((a, b) => a - b)[Math.floor(ownCpu.length / 2)]!;
+  blurred.scan = { ...scan, cpuPerVideoSecond: round(scan.cpuPerVideoSecond + ownMedian / seconds) };
   const ratios: Record<string, { cpuVsReencode: number; cpuVsCopy: number }> = {};
   for (const [name, run] of Object.entries({ reencode, ...blurred })) {
     ratios[name] = { cpuVsReencode: round(run.cpuPerVideoSecond / reencode.cpuPerVideoSecond), cpuVsCopy: round(run.cpuPerVideoSecond / copy.cpuPerVideoSecond) };
@@ -131,6 +159,7 @@ export async function benchClipBlur(): Promise<object> {
     encoder: CLIP_ENCODER_ARGS.join(' '),
     repeat,
     runs: { copy, reencode, ...blurred },
+    scanFrames: scanned,
     ratios,
   };
 }
