@@ -28,6 +28,9 @@ import { pseudonym } from './crypto/pseudonym.js';
 import { EventBus } from './events.js';
 import { EnrolmentStore, purgeAfterWithdrawal } from './analysis/faces/enrolment.js';
 import { FaceStage, type FaceStageStats } from './analysis/faces/face-stage.js';
+import { FaceWorkerClient } from './analysis/faces/face-worker-client.js';
+import { FaceModelHealth } from './analysis/faces/model-health.js';
+import type { ErrorCode } from './errors.js';
 import { BystanderLog } from './analysis/faces/bystander-log.js';
 import { BystanderClipSink } from './recording/bystander-clip-sink.js';
 import { FaceAlbums } from './analysis/faces/face-albums.js';
@@ -75,7 +78,7 @@ export interface GatewayState {
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
   media: 'sealed' | 'memory-only' | 'custom';
   /** The face stage: model backend while loaded, calls, frames gated out and dropped (counts only). */
-  faces?: FaceStageStats;
+  faces?: FaceStageStats & { disabledReason?: ErrorCode };
   /** Clips of cameras with bystanderBlurClips: re-encoded with bystanders pixelated, passed on as recorded (none seen), withheld (blurring failed). */
   clipBlur?: { blurred: number; unchanged: number; withheld: number };
   /** The MQTT protocol in use with the broker: 5 where it supports it, 3.1.1 (4) otherwise. */
@@ -127,6 +130,8 @@ export class Gateway {
   /** Per camera, what the gate is told: the household's switch and the device's capability (updated as cameras identify themselves). */
   readonly #faceCameras = new Map<string, { faceRecognitionEnabled: boolean; faceCapable: boolean }>();
   #faces: FaceStage | undefined;
+  /** Whether the face models load: a missing or tampered file disables faces (state and an incident say why). */
+  #modelHealth: FaceModelHealth | undefined;
   /** Bystanders' boxes per analysed frame of the cameras with bystanderBlurClips (watched as their pipelines are made). */
   readonly #bystanders = new BystanderLog();
   #clipOutcomes = { blurred: 0, unchanged: 0, withheld: 0 };
@@ -267,7 +272,7 @@ export class Gateway {
       media: this.#media,
       mode: this.#consent?.mode ?? { mode: 'local-only', reason: 'not-started' },
       ...(this.#mqttProtocol === undefined ? {} : { mqtt: { protocolVersion: this.#mqttProtocol } }),
-      ...(this.#faces === undefined ? {} : { faces: this.#faces.stats() }),
+      ...(this.#faces === undefined ? {} : { faces: { ...this.#faces.stats(), ...(this.#modelHealth?.disabledReason === undefined ? {} : { disabledReason: this.#modelHealth.disabledReason }) } }),
       ...(this.#bystanders.watchedCount === 0 ? {} : { clipBlur: { ...this.#clipOutcomes } }),
       policyVersion: config.privacy.policyVersion,
       // With each camera, what the gate allows on it now and why not (no personal data).
@@ -384,7 +389,10 @@ export class Gateway {
     const policyVersion = config.privacy.policyVersion;
     const enrolment = new EnrolmentStore({ db, hub: this.#keys!, audit: this.#audit!, ledger, policyVersion });
     this.#enrolment = enrolment;
+    const health = new FaceModelHealth({ bus: this.bus, logger });
+    this.#modelHealth = health;
     this.#faces = new FaceStage({
+      createWorker: () => new FaceWorkerClient({ onLoad: (error) => health.report(error) }),
       gate: this.#gate!,
       cameraIds: () => config.cameras.filter((c) => c.enabled).map((c) => c.id),
       bus: this.bus,

@@ -46,7 +46,11 @@ export class FaceWorkerClient {
   /** The TensorFlow.js backend the worker loaded the nets on (`wasm`, or `tensorflow` with tfjs-node). */
   backend: string | undefined;
 
-  constructor() {
+  readonly #onLoad: ((error: CamveilError | undefined) => void) | undefined;
+
+  /** `onLoad` is told how each load ended: undefined when the models loaded, else why not (model, backend). */
+  constructor(options: { onLoad?: (error: CamveilError | undefined) => void } = {}) {
+    this.#onLoad = options.onLoad;
     this.#worker = spawnFaceWorker();
     this.#worker.on('message', (m: FromWorker) => {
       const pending = this.#pending;
@@ -85,7 +89,13 @@ export class FaceWorkerClient {
 
   /** Verifies and loads the models in the worker. */
   async load(): Promise<void> {
-    await this.#request({ type: 'load' });
+    try {
+      await this.#request({ type: 'load' });
+    } catch (error) {
+      this.#onLoad?.(error instanceof CamveilError ? error : new CamveilError('CAMVEIL_E_INTERNAL', String(error), { where: 'faces', cause: error }));
+      throw error;
+    }
+    this.#onLoad?.(undefined);
   }
 
   /** Runs one RGB24 frame; `pixels` is transferred (the caller must not use it afterwards). */

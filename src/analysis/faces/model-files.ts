@@ -11,6 +11,16 @@ const require = createRequire(import.meta.url);
 /** The face-api package's own model folder: the files models/manifest.json pins. */
 export const DEFAULT_MODEL_DIR = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'model');
 
+/**
+ * Where the model files are read from: `CAMVEIL_FACE_MODEL_DIR` when set (a hub that keeps its models
+ * elsewhere, and the tests that tamper with a copy), else the package's folder. Only the folder moves: the
+ * manifest that pins sizes and digests is always the one shipped with camveil.
+ */
+export function modelDir(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.CAMVEIL_FACE_MODEL_DIR;
+  return dir === undefined || dir === '' ? DEFAULT_MODEL_DIR : dir;
+}
+
 /** `src/analysis/faces/` and `dist/analysis/faces/` both sit three levels below the package root. */
 export const DEFAULT_MANIFEST_PATH = fileURLToPath(new URL('../../../models/manifest.json', import.meta.url));
 
@@ -75,7 +85,7 @@ async function readManifest(manifestPath: string): Promise<ModelManifest> {
  * Throws `CAMVEIL_E_MODEL_INVALID` naming the file and what differs (missing, size, digest) — every
  * problem at once — or when the manifest itself does not pass validation.
  */
-export async function verifyModels(dir: string = DEFAULT_MODEL_DIR, manifestPath: string = DEFAULT_MANIFEST_PATH): Promise<VerifiedModels> {
+export async function verifyModels(dir: string = modelDir(), manifestPath: string = DEFAULT_MANIFEST_PATH): Promise<VerifiedModels> {
   const manifest = await readManifest(manifestPath);
   const files = new Map<string, Buffer>();
   const problems: string[] = [];
