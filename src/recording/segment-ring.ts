@@ -43,7 +43,9 @@ export class SegmentRing {
   }
 
   push(bytes: Buffer, durationMs: number, at: number): RingFragment {
-    const fragment: RingFragment = { seq: this.#seq++, start: at - durationMs, at, durationMs, bytes };
+    // Whole milliseconds: a sample table gives fractional durations (15 fps: 66.67 ms a frame), and clip
+    // start times are stored as integers.
+    const fragment: RingFragment = { seq: this.#seq++, start: Math.round(at - durationMs), at, durationMs, bytes };
     this.#fragments.push(fragment);
     this.#bytes += bytes.length;
     const horizon = at - this.#o.preRollMs;
