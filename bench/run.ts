@@ -10,9 +10,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   withdrawal: () => import('./withdrawal.js'),
   'faces-live': () => import('./faces-live.js'),
   'clip-blur': () => import('./clip-blur.js'),
+  'alert-latency': () => import('./alert-latency.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
