@@ -119,7 +119,7 @@ export class Gateway {
   #cameraRegistry: CameraRegistry | undefined;
   #mqttProtocol: 4 | 5 | undefined;
   #fileCameraIds: ReadonlySet<string> = new Set();
-  #retention: { retentionDays: number; quotaBytes: number } | undefined;
+  #retention: { retentionDays: number; quotaBytes: number; reserveBytes: number } | undefined;
   #ha: HomeAssistantBridge | undefined;
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
@@ -489,7 +489,7 @@ export class Gateway {
     }
     this.#media = 'sealed';
     const db = this.#db!;
-    const retention = { retentionDays: config.storage.retentionDays, quotaBytes: config.storage.quotaMiB * 2 ** 20 };
+    const retention = { retentionDays: config.storage.retentionDays, quotaBytes: config.storage.quotaMiB * 2 ** 20, reserveBytes: config.storage.reserveMiB * 2 ** 20 };
     this.#retention = retention;
     const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
     this.#store = store;

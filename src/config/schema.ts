@@ -127,6 +127,7 @@ export const householdSchema = z.strictObject({
 export const storageSchema = z.strictObject({
   retentionDays: z.number().min(1).max(3650).default(30).describe('local encrypted objects older than this are deleted'),
   quotaMiB: z.number().int().min(16).max(16 * 1024 * 1024).default(2048).describe('disk space for local encrypted objects; the oldest go first'),
+  reserveMiB: z.number().int().min(0).max(1024 * 1024).default(256).describe('disk space always left free: the quota is capped at what the store holds plus the free space less this reserve'),
 });
 
 /** Data-residency zones: the region rules pick one, and it picks the endpoint. */

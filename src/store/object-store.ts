@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, rmSync, statfsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -15,6 +15,14 @@ import { applyRetention, type RetentionOptions } from './retention.js';
 import { STORE_MODULE, STORE_SCHEMA } from './schema.js';
 
 export const OBJECTS_DIR = 'objects';
+
+/** Write failures the store has already logged (once per burst): callers need not log them again. */
+const REPORTED = new WeakSet<object>();
+
+/** Whether `error` is a store write failure the store has already reported. */
+export function isReportedWriteFailure(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && REPORTED.has(error);
+}
 
 export interface PutInput {
   objectId: string;
@@ -91,6 +99,8 @@ export class ObjectStore {
   readonly #events: EventIndex;
   /** Ids being written: their `.tmp` or not-yet-indexed `.age` files belong to a live `put`. */
   readonly #writing = new Set<string>();
+  /** The write failures since the last write that succeeded: reported once per burst, not per object. */
+  #failing: { count: number; since: number; code: string | undefined } | undefined;
   #lastRecovery: RecoveryReport | undefined;
 
   private constructor(options: ObjectStoreOptions) {
@@ -127,49 +137,103 @@ export class ObjectStore {
     const tmp = join(this.dir, objectId + TMP_SUFFIX);
     const final = this.pathOf(objectId);
     try {
-      const bytes = await writeCiphertextFile(input.body, tmp, objectId, this.#retention?.quotaBytes ?? Number.MAX_SAFE_INTEGER);
-      try {
-        await rename(tmp, final);
-        await syncDirectory(this.dir);
-      } catch (error) {
-        await rm(tmp, { force: true });
-        await rm(final, { force: true });
-        throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not stored: ${String(error)}`, {
-          where: objectId,
-          cause: error,
-        });
-      }
-      // From here on synchronous: no other put or retention run can interleave between making room and committing.
-      if (this.#retention !== undefined) {
-        const { quotaBytes } = this.#retention;
-        if (this.totalBytes() + bytes > quotaBytes) {
-          try {
-            const run = applyRetention(this, { ...this.#retention, quotaBytes: quotaBytes - bytes, now: this.#now() });
-            this.#logger.info({ object: objectId, bytes, ...run }, 'store: made room for a new object');
-          } catch (error) {
-            // The new object is kept over quota rather than lost; the retention timer tries again.
-            this.#logger.warn({ object: objectId, err: error }, 'store: could not make room for a new object');
-          }
-        }
-      }
-      const stored: StoredObject = { objectId, kind: input.kind, capturedAt: input.capturedAt, storedAt: this.#now(), bytes, path: final };
-      if (input.cameraId !== undefined) stored.cameraId = input.cameraId;
-      if (input.eventId !== undefined) stored.eventId = input.eventId;
-      try {
-        this.#db
-          .prepare('INSERT INTO store_objects (object_id, kind, camera_id, event_id, captured_at, stored_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
-          .run(objectId, stored.kind, stored.cameraId ?? null, stored.eventId ?? null, stored.capturedAt, stored.storedAt, bytes);
-      } catch (error) {
-        rmSync(final, { force: true });
-        throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not indexed: ${String(error)}`, {
-          where: objectId,
-          cause: error,
-        });
-      }
+      const stored = await this.#write(input, tmp, final);
+      this.#writeSucceeded();
       return stored;
+    } catch (error) {
+      if (error instanceof CamveilError && error.code === 'CAMVEIL_E_STORE_WRITE_FAILED') this.#writeFailed(error);
+      throw error;
     } finally {
       this.#writing.delete(objectId);
     }
+  }
+
+  async #write(input: PutInput, tmp: string, final: string): Promise<StoredObject> {
+    const { objectId } = input;
+    const bytes = await writeCiphertextFile(input.body, tmp, objectId, this.#retention?.quotaBytes ?? Number.MAX_SAFE_INTEGER);
+    try {
+      await rename(tmp, final);
+      await syncDirectory(this.dir);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      await rm(final, { force: true });
+      throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not stored: ${String(error)}`, {
+        where: objectId,
+        cause: error,
+      });
+    }
+    // From here on synchronous: no other put or retention run can interleave between making room and committing.
+    if (this.#retention !== undefined) {
+      const { quotaBytes, reserveBytes } = this.#retention;
+      const free = reserveBytes === undefined ? undefined : this.freeBytes();
+      if (this.totalBytes() + bytes > quotaBytes || (free !== undefined && free < reserveBytes!)) {
+        try {
+          // The new object's file is already on disk, so the free space the cap sees has already paid for it.
+          const run = applyRetention(this, { ...this.#retention, quotaBytes: quotaBytes - bytes, now: this.#now() });
+          this.#logger.info({ object: objectId, bytes, ...run }, 'store: made room for a new object');
+        } catch (error) {
+          // The new object is kept over quota rather than lost; the retention timer tries again.
+          this.#logger.warn({ object: objectId, err: error }, 'store: could not make room for a new object');
+        }
+      }
+    }
+    const stored: StoredObject = { objectId, kind: input.kind, capturedAt: input.capturedAt, storedAt: this.#now(), bytes, path: final };
+    if (input.cameraId !== undefined) stored.cameraId = input.cameraId;
+    if (input.eventId !== undefined) stored.eventId = input.eventId;
+    try {
+      this.#db
+        .prepare('INSERT INTO store_objects (object_id, kind, camera_id, event_id, captured_at, stored_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(objectId, stored.kind, stored.cameraId ?? null, stored.eventId ?? null, stored.capturedAt, stored.storedAt, bytes);
+    } catch (error) {
+      rmSync(final, { force: true });
+      throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not indexed: ${String(error)}`, {
+        where: objectId,
+        cause: error,
+      });
+    }
+    return stored;
+  }
+
+  /**
+   * Bytes free for this process on the objects directory's file system (statfs), or undefined when it cannot
+   * be told. Retention caps the quota with it (see RetentionOptions.reserveBytes).
+   */
+  freeBytes(): number | undefined {
+    try {
+      const fs = statfsSync(this.dir);
+      return fs.bavail * fs.bsize;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether the store's writes are failing now (since when, how many), for the hub's state. */
+  get writeFailures(): { count: number; since: number; code: string | undefined } | undefined {
+    return this.#failing === undefined ? undefined : { ...this.#failing };
+  }
+
+  #writeFailed(error: CamveilError): void {
+    REPORTED.add(error);
+    const cause = error.cause as NodeJS.ErrnoException | undefined;
+    const code = typeof cause?.code === 'string' ? cause.code : undefined;
+    if (this.#failing !== undefined) {
+      this.#failing.count += 1;
+      this.#logger.debug({ code: error.code, cause: code, failures: this.#failing.count }, 'store: another write failed');
+      return;
+    }
+    this.#failing = { count: 1, since: this.#now(), code };
+    // Once per burst: a full disk fails every clip, snapshot and event record until space returns.
+    this.#logger.error(
+      { code: error.code, err: error, freeBytes: this.freeBytes() },
+      'store: objects cannot be written; what was half-written is discarded, the hub keeps running and retries with each new object',
+    );
+  }
+
+  #writeSucceeded(): void {
+    if (this.#failing === undefined) return;
+    const { count, since, code } = this.#failing;
+    this.#failing = undefined;
+    this.#logger.info({ failedWrites: count, failingForMs: this.#now() - since, cause: code }, 'store: writes succeed again');
   }
 
   get(objectId: string): StoredObject | undefined {

@@ -11,6 +11,12 @@ export interface RetentionOptions {
   retentionDays: number;
   /** Then the oldest objects are deleted until the store holds at most this many bytes. */
   quotaBytes: number;
+  /**
+   * Disk space to leave free (bytes): when the store can tell the free space of its disk, the quota is capped
+   * at what it holds plus what is free less this reserve, so the configured quota never promises space the
+   * disk does not have.
+   */
+  reserveBytes?: number;
   /** Epoch milliseconds; `Date.now()` when absent. */
   now?: number;
 }
@@ -19,6 +25,8 @@ export interface RetentionResult {
   deletedForAge: number;
   deletedForQuota: number;
   bytesFreed: number;
+  /** The quota this run applied: the configured one, or less when the free space capped it. */
+  effectiveQuotaBytes: number;
 }
 
 /** What the hub's state reports about retention. */
@@ -30,7 +38,7 @@ export interface RetentionReport extends RetentionResult {
   objects: number;
 }
 
-type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pruneEvents'>;
+type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pruneEvents'> & Partial<Pick<ObjectStore, 'freeBytes'>>;
 
 /**
  * Deletes objects captured before `now - retentionDays`, then the oldest (by capture time, then id) until the
@@ -40,7 +48,7 @@ type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pru
 export function applyRetention(store: RetentionTarget, options: RetentionOptions): RetentionResult {
   const now = options.now ?? Date.now();
   const cutoff = now - options.retentionDays * DAY_MS;
-  const result: RetentionResult = { deletedForAge: 0, deletedForQuota: 0, bytesFreed: 0 };
+  const result: RetentionResult = { deletedForAge: 0, deletedForQuota: 0, bytesFreed: 0, effectiveQuotaBytes: options.quotaBytes };
   for (;;) {
     const batch = store.list({ before: cutoff, order: 'oldest', limit: BATCH });
     if (batch.length === 0) break;
@@ -52,7 +60,10 @@ export function applyRetention(store: RetentionTarget, options: RetentionOptions
     }
   }
   let total = store.totalBytes();
-  const quota = Math.max(0, options.quotaBytes);
+  const free = store.freeBytes?.();
+  const cap = free === undefined ? Number.POSITIVE_INFINITY : total + free - (options.reserveBytes ?? 0);
+  const quota = Math.max(0, Math.min(options.quotaBytes, cap));
+  result.effectiveQuotaBytes = quota;
   while (total > quota) {
     const batch = store.list({ order: 'oldest', limit: BATCH });
     if (batch.length === 0) break;
@@ -90,8 +101,8 @@ export function startRetentionTimer(
   const run = (): void => {
     try {
       const at = clock();
-      const result = applyRetention(store, { retentionDays: options.retentionDays, quotaBytes: options.quotaBytes, now: at });
-      const report = retentionReport(store, result, options.quotaBytes, at);
+      const result = applyRetention(store, { retentionDays: options.retentionDays, quotaBytes: options.quotaBytes, reserveBytes: options.reserveBytes, now: at });
+      const report = retentionReport(store, result, result.effectiveQuotaBytes, at);
       if (result.deletedForAge + result.deletedForQuota > 0) logger.info({ ...report }, 'store: retention deleted objects');
       onReport?.(report);
     } catch (error) {

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ObjectStore } from './object-store.js';
+import { isReportedWriteFailure, type ObjectStore } from './object-store.js';
 import { newObjectId, sealObject } from '../crypto/sealed-object.js';
 import type { Manifest, ObjectKind } from '../crypto/manifest.js';
 import type { Logger } from '../log.js';
@@ -59,7 +59,28 @@ export class SealedMediaSink implements MediaSink {
     this.#o = options;
   }
 
+  /**
+   * A write failure the store has already reported (once per burst: a full disk) ends here: the clip is let
+   * go (its body destroyed, so the recorder holds nothing) and the camera goes on; anything else rejects.
+   */
   async clip(clip: ClipStream): Promise<void> {
+    try {
+      await this.#clip(clip);
+    } catch (error) {
+      clip.body.destroy();
+      if (!isReportedWriteFailure(error)) throw error;
+    }
+  }
+
+  async snapshot(snapshot: Snapshot): Promise<void> {
+    try {
+      await this.#snapshot(snapshot);
+    } catch (error) {
+      if (!isReportedWriteFailure(error)) throw error;
+    }
+  }
+
+  async #clip(clip: ClipStream): Promise<void> {
     const { meta } = clip;
     const decision = this.#o.mayRecord?.(meta.cameraId);
     if (decision !== undefined && !decision.allowed) {
@@ -95,7 +116,7 @@ export class SealedMediaSink implements MediaSink {
     this.#o.writer.recordEvent?.({ eventId: meta.eventId, cameraId: meta.cameraId, kind: 'motion', startedAt: meta.motionAt, endedAt: meta.startedAt + summary.durationMs });
   }
 
-  async snapshot(snapshot: Snapshot): Promise<void> {
+  async #snapshot(snapshot: Snapshot): Promise<void> {
     const decision = this.#o.mayRecord?.(snapshot.cameraId);
     if (decision !== undefined && !decision.allowed) {
       this.#o.onRefused?.({ cameraId: snapshot.cameraId, eventId: snapshot.eventId, kind: 'snapshot', reason: decision.reason });

@@ -252,7 +252,7 @@ describe('retention', () => {
     store.recordEvent({ eventId: 'old', cameraId: 'front', kind: 'motion', startedAt: NOW - 9 * DAY, endedAt: NOW - 9 * DAY });
     store.recordEvent({ eventId: 'new', cameraId: 'front', kind: 'motion', startedAt: NOW - DAY });
     const result = applyRetention(store, { retentionDays: 7, quotaBytes: 1e9, now: NOW });
-    expect(result).toEqual({ deletedForAge: 1, deletedForQuota: 0, bytesFreed: old.bytes });
+    expect(result).toMatchObject({ deletedForAge: 1, deletedForQuota: 0, bytesFreed: old.bytes });
     expect(store.list().map((o) => o.objectId)).toEqual([recent.objectId]);
     expect(existsSync(old.path)).toBe(false);
     expect(store.listEvents().map((e) => e.eventId)).toEqual(['new']);
