@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,9 +11,9 @@ import { OBJECT_ID_PATTERN } from '../crypto/manifest.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Throttle, TokenBucket } from '../uplink/throttle.js';
 import { ageHeaderProblem, mayBeginAgeHeader } from './age-syntax.js';
+import { checkToken, HUB_PSEUDONYM_PATTERN, type TokenRole, type TokenTable } from './tokens.js';
 
-/** Hub pseudonyms as src/crypto/pseudonym.ts makes them: `hub_` and 16 base32 characters. */
-export const HUB_PSEUDONYM_PATTERN = /^hub_[a-z2-7]{16}$/;
+export { HUB_PSEUDONYM_PATTERN };
 
 /** Default largest body accepted: 2 GiB, well above a long 1080p clip. */
 export const DEFAULT_MAX_BODY_BYTES = 2 * 1024 ** 3;
@@ -24,7 +25,15 @@ export interface ReceiverOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
-  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  /**
+   * Per-hub tokens (see readTokensFile): every request must carry a token of the hub in its path, an
+   * upload token for PUT and DELETE, an upload or read token for GET. Preferred over `token`.
+   */
+  tokens?: TokenTable;
+  /**
+   * One token for every hub: whoever holds it may act on any hub's objects. For tests and the single-hub
+   * demo only; not accepted together with `tokens`.
+   */
   token?: string;
   logger?: Logger;
   maxBodyBytes?: number;
@@ -44,6 +53,8 @@ export interface Receiver {
   close(): Promise<void>;
   /** Every PUT stored completely, in order (a repeated PUT of one id appears twice). */
   received(): ReceivedObject[];
+  /** Replaces the per-hub tokens (a reloaded tokens file); requests already authorised go on. */
+  setTokens(tokens: TokenTable): void;
 }
 
 class HttpError extends Error {
@@ -74,20 +85,30 @@ function digest(text: string): Buffer {
  * The reference cloud receiver: stores what hubs upload, checks that it is age ciphertext, and never
  * holds a key. `PUT /v1/objects/<hub>/<objectId>` stores a body that begins with a valid age header
  * (415 otherwise; 413 above the size limit) and answers `200 {"objectId","bytes"}`; a repeated PUT
- * replaces the object atomically. `GET /v1/objects/<hub>` lists `[{objectId, bytes, receivedAt}]`.
- * Errors are `{"error":{"code","message"}}`.
+ * replaces the object atomically. `GET /v1/objects/<hub>` lists `[{objectId, bytes, receivedAt}]`,
+ * `GET /v1/objects/<hub>/<objectId>` returns the ciphertext, `DELETE` removes it. With per-hub tokens
+ * every request's token must belong to the hub in its path (401 without a known token, 403 with another
+ * hub's). Errors are `{"error":{"code","message"}}`.
  */
 export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
   const logger = options.logger ?? silentLogger();
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const expected = options.token === undefined ? undefined : digest(`Bearer ${options.token}`);
+  if (options.token !== undefined && options.tokens !== undefined) throw new Error('receiver: give tokens or token, not both');
+  const shared = options.token === undefined ? undefined : digest(`Bearer ${options.token}`);
+  let tokens = options.tokens;
   const bucket = options.readBytesPerSecond === undefined ? undefined : new TokenBucket(options.readBytesPerSecond);
   const received: ReceivedObject[] = [];
   await mkdir(options.dir, { recursive: true });
 
-  const authorised = (req: IncomingMessage): boolean =>
+  /** Throws 401 or 403 unless the request's token may act as `role` on `hub`. */
+  function authorise(req: IncomingMessage, hub: string, role: TokenRole): void {
+    let verdict: 'allowed' | 'unauthenticated' | 'forbidden' = 'allowed';
+    if (tokens !== undefined) verdict = checkToken(tokens, req.headers.authorization, hub, role);
     // Digests compare in constant time whatever the lengths.
-    expected === undefined || timingSafeEqual(digest(req.headers.authorization ?? ''), expected);
+    else if (shared !== undefined && !timingSafeEqual(digest(req.headers.authorization ?? ''), shared)) verdict = 'unauthenticated';
+    if (verdict === 'unauthenticated') throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
+    if (verdict === 'forbidden') throw new HttpError(403, 'forbidden', 'this token may not act on this hub');
+  }
 
   async function putObject(req: IncomingMessage, res: ServerResponse, hub: string, objectId: string): Promise<void> {
     const declared = req.headers['content-length'];
@@ -168,16 +189,31 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     if (parts[0] !== 'v1' || parts[1] !== 'objects' || parts.length < 3 || parts.length > 4) {
       throw new HttpError(404, 'not_found', 'no such resource');
     }
-    const allowed = parts.length === 4 ? ['PUT', 'DELETE'] : ['GET'];
+    const allowed = parts.length === 4 ? ['PUT', 'GET', 'DELETE'] : ['GET'];
     if (!allowed.includes(req.method ?? '')) throw new HttpError(405, 'method_not_allowed', `use ${allowed.join(' or ')} here`);
-    if (!authorised(req)) throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
     const hub = parts[2] ?? '';
+    // The token is checked against the hub named in the path before anything else is looked at.
+    authorise(req, hub, req.method === 'GET' ? 'read' : 'upload');
     if (!HUB_PSEUDONYM_PATTERN.test(hub)) throw new HttpError(400, 'bad_request', 'hub must be a hub pseudonym (hub_ and 16 base32 characters)');
     if (parts.length === 3) return listObjects(res, hub);
     const objectId = parts[3] ?? '';
     if (!OBJECT_ID_PATTERN.test(objectId)) throw new HttpError(400, 'bad_request', 'object id must be 26 lower-case base32 characters');
     if (req.method === 'DELETE') return deleteObject(res, hub, objectId);
+    if (req.method === 'GET') return getObject(res, hub, objectId);
     return putObject(req, res, hub, objectId);
+  }
+
+  /** The object's ciphertext as stored (for the household app, which alone can open it). */
+  async function getObject(res: ServerResponse, hub: string, objectId: string): Promise<void> {
+    let handle: FileHandle;
+    try {
+      handle = await open(join(options.dir, hub, `${objectId}.age`), 'r');
+    } catch {
+      throw new HttpError(404, 'not_found', 'no such object');
+    }
+    const { size } = await handle.stat();
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+    await pipeline(createReadStream('', { fd: handle }), res);
   }
 
   /** A deletion request: the object goes; 404 when it was not (or no longer) held. */
@@ -219,6 +255,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     url,
     port,
     received: () => [...received],
+    setTokens: (next) => {
+      if (tokens === undefined) throw new Error('receiver: started without per-hub tokens');
+      tokens = next;
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error === undefined ? resolve() : reject(error)));

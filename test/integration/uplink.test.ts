@@ -19,6 +19,7 @@ import type { Gate } from '../../src/policy/gate.js';
 import { openDatabase } from '../../src/store/database.js';
 import { allowAllGate } from '../../src/policy/gate.js';
 import { startReceiver, type Receiver } from '../../src/receiver/server.js';
+import { hashToken, parseTokensFile } from '../../src/receiver/tokens.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
 import { Uploader, type UploaderOptions } from '../../src/uplink/uploader.js';
@@ -84,7 +85,9 @@ function makeUploader(outbox: Outbox, endpoint: string, extra: Partial<UploaderO
 }
 
 async function receiver(extra: { port?: number; readBytesPerSecond?: number } = {}): Promise<Receiver> {
-  const r = await startReceiver({ dir: join(dir, 'cloud'), token: TOKEN, ...extra });
+  // The hub's token bound to its pseudonym, as a receiver tokens file has it.
+  const tokens = parseTokensFile(JSON.stringify({ version: 1, hubs: { [HUB]: { upload: hashToken(TOKEN) } } }), 'tokens.json');
+  const r = await startReceiver({ dir: join(dir, 'cloud'), tokens, ...extra });
   cleanups.push(() => r.close());
   return r;
 }
@@ -331,7 +334,7 @@ describe('reference receiver', () => {
     expect(readdirSync(join(dir, 'cloud', HUB))).toEqual([`${id}.age`]);
   });
 
-  it('answers 415 to a JPEG or text, 401 to a wrong token, 400/404/405 to bad requests', async () => {
+  it('answers 415 to a JPEG or text, 401 to a wrong token, 403 to a hub the token is not for, 400/404/405 to bad requests', async () => {
     const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(2000)]);
     const cases: Array<[Promise<Response>, number, string]> = [
       [put(jpeg), 415, 'not_age'],
@@ -339,7 +342,7 @@ describe('reference receiver', () => {
       [put('age-encryption.org/v1\n-> X25519 abc\nnot base64!\n--- x\n'), 415, 'not_age'],
       [put(await encryptToBuffer([recipient], Buffer.from('x')), { authorization: 'Bearer wrong' }), 401, 'unauthorized'],
       [put('x', { authorization: '' }), 401, 'unauthorized'],
-      [put('x', {}, `hub_x/${newObjectId()}`), 400, 'bad_request'],
+      [put('x', {}, `hub_x/${newObjectId()}`), 403, 'forbidden'],
       [put('x', {}, `${HUB}/NOT-AN-ID`), 400, 'bad_request'],
       [fetch(`${r.url}/v2/elsewhere`), 404, 'not_found'],
       [fetch(`${r.url}/v1/objects/${HUB}`, { method: 'DELETE' }), 405, 'method_not_allowed'],
