@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_SIGNATURE_INVALID: 'An MQTT request signature does not verify against the paired key it names',
   CAMVEIL_E_REPLAY: 'An MQTT request reuses a sequence number its key has already used (replayed or out of order)',
   CAMVEIL_E_UNKNOWN_KEY: 'An MQTT request or command names an app key that is not paired or was revoked',
+  CAMVEIL_E_HUB_UNVERIFIED: 'A message claiming to come from the hub is unsigned, not signed by the hub key pinned at pairing, stale, for another hub or request, or the app has not paired with that hub',
   CAMVEIL_E_PAIRING_FAILED: 'Pairing was refused: no active code, wrong proof, expired or already used code, or key already known',
   CAMVEIL_E_UNKNOWN_COMMAND: 'An MQTT request names a command the hub does not know',
   CAMVEIL_E_NOT_AUTHORISED: 'An MQTT command that widens data flow arrived without a signature by a paired app key',

@@ -19,7 +19,7 @@ export interface AppOptions {
 
 export type AppAction =
   | { kind: 'pair'; code: string; identity: string; label?: string }
-  | { kind: 'status' }
+  | { kind: 'status'; identity?: string }
   | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
   | { kind: 'events'; identity: string; for?: number }
   | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean; keepPhotos?: boolean }
@@ -31,21 +31,18 @@ export type AppAction =
   | { kind: 'cameras-remove'; id: string };
 
 /**
- * `camveil app …`: plays the phone app from a terminal, over MQTT only. Its Ed25519 key and sequence
- * number live in `--state` (0600). Requests that widen data flow are signed; `--unsigned` sends a request
- * without a signature, to see the hub refuse it (or accept it, for a withdrawal).
+ * `camveil app …`: plays the phone app from a terminal, over MQTT only (API version 2). Its Ed25519 key,
+ * sequence number and the hub keys pinned at pairing live in `--state` (0600). Requests that widen data flow
+ * are signed; `--unsigned` sends a request without a signature, to see the hub refuse it (or accept it, for a
+ * withdrawal). Every reply must be signed by the pinned hub key: anything else is printed as a
+ * `CAMVEIL_E_HUB_UNVERIFIED` error and the command exits 1.
  */
 export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO): Promise<number> {
   const client = await mqtt.connectAsync(opts.broker, { connectTimeout: 10_000, reconnectPeriod: 0 });
   const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state });
   await app.start();
-  /** Personal data (names, photos, passwords) is sealed to the hub's own recipient, which `status` gives. */
-  const hubRecipient = async (): Promise<string> => {
-    const status = await app.request('status', {}, { sign: false });
-    const recipient = status.status === 'ok' ? (status.data as { hubRecipient?: string }).hubRecipient : undefined;
-    if (recipient === undefined) throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'the hub did not say its recipient (status.hubRecipient)');
-    return recipient;
-  };
+  /** Personal data (names, photos, passwords) is sealed only to the hub recipient pinned at pairing. */
+  const hubRecipient = (): Promise<string> => Promise.resolve(app.requirePinned().recipient);
   const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
   try {
     let response: ControlResponse;
@@ -56,9 +53,16 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         response = await app.pair(action.code, recipient, action.label);
         break;
       }
-      case 'status':
+      case 'status': {
         response = await app.request('status', {}, { sign: false });
+        const data = response.data as { health?: unknown; sealed?: string };
+        if (response.status === 'ok' && action.identity !== undefined && typeof data.sealed === 'string') {
+          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
+          const state = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealed, 'base64'))).toString('utf8')) as unknown;
+          response = { ...response, data: { health: data.health, state } };
+        }
         break;
+      }
       case 'consent': {
         const args = action.action === 'accept-policy' ? { action: action.action, version: action.version } : { action: action.action, consent: action.consent };
         response = await app.request('consent/set', args, { sign: action.unsigned !== true });
@@ -133,6 +137,11 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     }
     io.stdout(JSON.stringify(response, null, 2));
     return response.status === 'ok' ? 0 : 1;
+  } catch (error) {
+    // What the broker forged or tampered with is reported as what it is, never as the hub's answer.
+    if (!(error instanceof CamveilError) || error.code !== 'CAMVEIL_E_HUB_UNVERIFIED') throw error;
+    io.stdout(JSON.stringify({ data: {}, status: 'error', error: { code: error.code, message: error.message } }, null, 2));
+    return 1;
   } finally {
     await app.stop();
     await client.endAsync();

@@ -1,10 +1,12 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { z } from 'zod';
 import { decryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { ControlResponse } from './command.js';
 import { keyIdOf } from './key-registry.js';
-import { pairingProof } from './pairing.js';
+import { openHubMessage, peekHubPayload, pinnedHubSchema, type HubHealth, type PinnedHub } from './hub-message.js';
+import { appProof, hubProofMatches, pairingKey } from './pairing.js';
 import { hubTopics, type HubTopics } from './topics.js';
 
 type Listener = (topic: string, payload: Buffer) => void;
@@ -48,16 +50,32 @@ export interface AppClientOptions {
   hubId: string;
   /** The key to sign with; generated when absent (and `stateFile` is absent or new). */
   key?: AppKey;
-  /** JSON file (mode 0600) holding the private key and last sequence number; in memory when absent. */
+  /**
+   * The hub's keys when they are known without pairing here (tests; a second device given them by the first).
+   * A state file's pinned hub wins.
+   */
+  pinned?: PinnedHub;
+  /** JSON file (mode 0600) holding the private key, last sequence number and pinned hubs; in memory when absent. */
   stateFile?: string;
   /** How long `request` waits for the reply (default 10 s). */
   timeoutMs?: number;
   now?: () => number;
 }
 
+/** How many event ids the app remembers, to refuse an event the broker replays. */
+const SEEN_EVENTS = 10_000;
+
+function unverified(message: string, where: string): CamveilError {
+  return new CamveilError('CAMVEIL_E_HUB_UNVERIFIED', message, { where });
+}
+
 /**
- * The app side of the MQTT API (tests, and later `camveil app …`). Sequence numbers are
+ * The app side of the MQTT API version 2 (tests, and `camveil app …`). Sequence numbers are
  * `max(last + 1, now)`, so a client that lost its state file still moves forward past what the hub saw.
+ *
+ * The broker is an adversary: the hub's keys are pinned at pairing (only when the hub proves it knows the
+ * code), and every reply, event and state is believed only when the pinned key signed it for this hub (and,
+ * for a reply, for this command and transaction). Anything else is refused with `CAMVEIL_E_HUB_UNVERIFIED`.
  */
 export class AppClient {
   readonly key: AppKey;
@@ -66,21 +84,46 @@ export class AppClient {
   readonly #stateFile: string | undefined;
   readonly #timeoutMs: number;
   readonly #now: () => number;
-  readonly #waiting = new Map<string, (response: ControlResponse) => void>();
+  readonly #hubKey: string;
+  readonly #hubId: string;
+  readonly #baseTopic: string;
+  readonly #waiting = new Map<string, (raw: Buffer) => void>();
   readonly #onMessage: Listener = (topic, payload) => this.#dispatch(topic, payload);
+  readonly #seenEvents = new Set<string>();
+  #hubs: Record<string, PinnedHub>;
   #seq = 0;
   #subscribed = false;
 
   constructor(options: AppClientOptions) {
     this.#client = options.client;
     this.topics = hubTopics(options.baseTopic, options.hubId);
+    this.#hubId = options.hubId;
+    this.#baseTopic = options.baseTopic;
+    this.#hubKey = `${options.baseTopic}/${options.hubId}`;
     this.#stateFile = options.stateFile;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#now = options.now ?? Date.now;
     const saved = options.stateFile !== undefined && existsSync(options.stateFile) ? readState(options.stateFile) : undefined;
     this.key = saved?.key ?? options.key ?? generateAppKey();
     this.#seq = saved?.seq ?? 0;
+    this.#hubs = { ...(options.pinned === undefined ? {} : { [this.#hubKey]: options.pinned }), ...saved?.hubs };
     if (options.stateFile !== undefined && saved === undefined) this.#save();
+  }
+
+  /** The hub's keys as pinned at pairing; undefined before pairing. */
+  get pinned(): PinnedHub | undefined {
+    return this.#hubs[this.#hubKey];
+  }
+
+  /**
+   * The pinned hub, for sealing to its recipient and checking its signatures.
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when this app has not paired with the hub.
+   */
+  requirePinned(): PinnedHub {
+    const pinned = this.pinned;
+    if (pinned === undefined) throw unverified(`this app has not paired with hub ${this.#hubId} (run camveil app pair): nothing it says can be checked`, 'hub');
+    return pinned;
   }
 
   /** Subscribes to `response/#`; `request` calls it when needed. */
@@ -104,7 +147,8 @@ export class AppClient {
     const now = this.#now();
     this.#seq = Math.max(this.#seq + 1, now);
     if (options.sign) this.#save();
-    const payload = Buffer.from(JSON.stringify({ command, transaction, seq: this.#seq, ts: now, args }), 'utf8');
+    const request = { v: 2, hub: this.#hubId, base: this.#baseTopic, command, transaction, seq: this.#seq, ts: now, args };
+    const payload = Buffer.from(JSON.stringify(request), 'utf8');
     const envelope: Record<string, string> = { payload: payload.toString('base64') };
     if (options.sign) {
       envelope.keyId = this.key.keyId;
@@ -113,22 +157,17 @@ export class AppClient {
     return { command, transaction, bytes: Buffer.from(JSON.stringify(envelope), 'utf8') };
   }
 
-  /** Publishes `bytes` on `request/<command>` and waits for the reply carrying `transaction`. */
+  /**
+   * Publishes `bytes` on `request/<command>` and waits for the reply carrying `transaction`, which must be
+   * signed by the pinned hub key for this hub, command and transaction.
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when the app has not paired with the hub or the first
+   * reply carrying the transaction is not the hub's; `CAMVEIL_E_INTERNAL` when no reply comes in time.
+   */
   async send(command: string, bytes: Buffer, transaction: string): Promise<ControlResponse> {
-    await this.start();
-    const reply = new Promise<ControlResponse>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(transaction);
-        reject(new CamveilError('CAMVEIL_E_INTERNAL', `no reply to ${command} within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
-      }, this.#timeoutMs);
-      this.#waiting.set(transaction, (response) => {
-        clearTimeout(timer);
-        this.#waiting.delete(transaction);
-        resolve(response);
-      });
-    });
-    await this.#client.publishAsync(`${this.topics.request}/${command}`, bytes, { qos: 1, retain: false });
-    return reply;
+    const pinned = this.requirePinned();
+    const raw = await this.#exchange(command, bytes, transaction);
+    return this.#openResponse(raw, pinned, command, transaction);
   }
 
   async request(command: string, args: unknown, options: { sign: boolean }): Promise<ControlResponse> {
@@ -136,22 +175,54 @@ export class AppClient {
     return this.send(command, prepared.bytes, prepared.transaction);
   }
 
-  /** Pairs this app's key with the code shown by `camveil pair`; unsigned (the proof is its authority). */
+  /**
+   * Pairs this app's key with the code shown by `camveil pair` (unsigned: the proof is its authority). The
+   * hub's answer carries its signing key and age recipient with its own proof of the code over them and
+   * this app's key; only when that proof and the answer's signature check are they pinned (and saved).
+   * A refusal cannot be checked before anything is pinned: it is returned as the error it is (never "ok").
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when an "ok" answer's proof or signature does not check.
+   */
   async pair(code: string, recipient: string, label?: string): Promise<ControlResponse> {
-    const claim = { publicKey: this.key.publicKey, recipient, label };
-    const proof = await pairingProof(code, claim);
-    return this.request('pair', { ...claim, proof }, { sign: false });
+    const key = await pairingKey(code);
+    const claim = { hubId: this.#hubId, publicKey: this.key.publicKey, recipient, ...(label === undefined ? {} : { label }) };
+    const proof = appProof(key, claim);
+    const prepared = this.prepare('pair', { publicKey: claim.publicKey, recipient, ...(label === undefined ? {} : { label }), proof }, { sign: false });
+    const raw = await this.#exchange('pair', prepared.bytes, prepared.transaction);
+    const peeked = responseOf(peekHubPayload(raw));
+    if (peeked?.status !== 'ok') {
+      const known = this.pinned;
+      if (known !== undefined) return this.#openResponse(raw, known, 'pair', prepared.transaction);
+      if (peeked?.status === 'error') return peeked;
+      throw unverified('the answer to pair is not a hub reply', 'pair');
+    }
+    const answer = pairAnswerSchema.safeParse(peeked.data);
+    if (!answer.success) throw unverified('the answer to pair carries no hub keys and proof', 'pair');
+    const hub = answer.data.hub;
+    if (hub.hubId !== this.#hubId || hub.baseTopic !== this.#baseTopic) throw unverified('the answer to pair names another hub', 'hub');
+    if (!hubProofMatches(key, { ...hub, appKey: this.key.publicKey }, answer.data.proof)) {
+      throw unverified("the hub's proof of the pairing code does not check: its keys were not pinned", 'proof');
+    }
+    const response = this.#openResponse(raw, hub, 'pair', prepared.transaction);
+    this.#hubs = { ...this.#hubs, [this.#hubKey]: hub };
+    this.#save();
+    return response;
   }
 
   /**
-   * Decrypts every sealed `event` with `identity` and passes the JSON to `onEvent`; events that do not
-   * decrypt go to `onError`. Returns a function that stops following.
+   * Follows the hub's sealed events: each must be signed by the pinned key for this hub, fresh and not seen
+   * before; it is then decrypted with `identity` and passed to `onEvent`, except dummy (`cover`) events, which
+   * are dropped. Events that fail any check go to `onError` (a `CAMVEIL_E_HUB_UNVERIFIED` for the checks).
+   * Returns a function that stops following.
    */
   async followEvents(identity: string, onEvent: (event: unknown) => void, onError?: (error: unknown) => void): Promise<() => Promise<void>> {
+    const pinned = this.requirePinned();
     const listener: Listener = (topic, payload) => {
       if (topic !== this.topics.event) return;
-      decryptToBuffer(identity, payload)
-        .then((plain) => onEvent(JSON.parse(plain.toString('utf8'))))
+      this.#openEvent(payload, pinned, identity)
+        .then((event) => {
+          if (event !== undefined) onEvent(event);
+        })
         .catch((error: unknown) => onError?.(error));
     };
     this.#client.on('message', listener);
@@ -162,31 +233,116 @@ export class AppClient {
     };
   }
 
+  /**
+   * The hub's retained `state`, checked against the pinned key: the clear health, and the full state when
+   * `identity` opens its sealed part.
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when the state is not the hub's (unsigned, mis-signed,
+   * another hub, stale); `CAMVEIL_E_INTERNAL` when none arrives in time.
+   */
+  async readState(identity?: string): Promise<{ health: HubHealth; state?: unknown }> {
+    const pinned = this.requirePinned();
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#client.removeListener('message', listener);
+        reject(new CamveilError('CAMVEIL_E_INTERNAL', `no state within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
+      }, this.#timeoutMs);
+      const listener: Listener = (topic, payload) => {
+        if (topic !== this.topics.state) return;
+        clearTimeout(timer);
+        this.#client.removeListener('message', listener);
+        resolve(payload);
+      };
+      this.#client.on('message', listener);
+      this.#client.subscribeAsync(this.topics.state, { qos: 1 }).catch((error: unknown) => {
+        clearTimeout(timer);
+        this.#client.removeListener('message', listener);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      });
+    });
+    await this.#client.unsubscribeAsync(this.topics.state);
+    const payload = openHubMessage(raw, pinned, 'state', this.#now());
+    if (identity === undefined || payload.sealed === undefined) return { health: payload.health };
+    const state = JSON.parse((await decryptToBuffer(identity, Buffer.from(payload.sealed, 'base64'))).toString('utf8')) as unknown;
+    return { health: payload.health, state };
+  }
+
+  async #openEvent(raw: Buffer, pinned: PinnedHub, identity: string): Promise<unknown> {
+    const payload = openHubMessage(raw, pinned, 'event', this.#now());
+    if (this.#seenEvents.has(payload.id)) throw unverified('event replayed (its id was seen before)', 'id');
+    this.#seenEvents.add(payload.id);
+    if (this.#seenEvents.size > SEEN_EVENTS) this.#seenEvents.delete(this.#seenEvents.values().next().value!);
+    const event = JSON.parse((await decryptToBuffer(identity, Buffer.from(payload.sealed, 'base64'))).toString('utf8')) as unknown;
+    if (event !== null && typeof event === 'object' && 'type' in event && event.type === 'cover') return undefined;
+    return event;
+  }
+
+  #openResponse(raw: Buffer, pinned: PinnedHub, command: string, transaction: string): ControlResponse {
+    const payload = openHubMessage(raw, pinned, 'response', this.#now());
+    if (payload.command !== command) throw unverified(`the reply is for command ${payload.command.slice(0, 64)}, not ${command}`, 'command');
+    if (payload.response.transaction !== transaction) throw unverified('the reply is for another request (transaction)', 'transaction');
+    return payload.response;
+  }
+
+  /** Publishes a request and resolves with the raw bytes of the first reply naming its transaction. */
+  async #exchange(command: string, bytes: Buffer, transaction: string): Promise<Buffer> {
+    await this.start();
+    const reply = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(transaction);
+        reject(new CamveilError('CAMVEIL_E_INTERNAL', `no reply to ${command} within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
+      }, this.#timeoutMs);
+      this.#waiting.set(transaction, (raw) => {
+        clearTimeout(timer);
+        this.#waiting.delete(transaction);
+        resolve(raw);
+      });
+    });
+    await this.#client.publishAsync(`${this.topics.request}/${command}`, bytes, { qos: 1, retain: false });
+    return reply;
+  }
+
   #dispatch(topic: string, payload: Buffer): void {
     if (!topic.startsWith(`${this.topics.response}/`) && topic !== this.topics.response) return;
-    let response: ControlResponse;
-    try {
-      response = JSON.parse(payload.toString('utf8')) as ControlResponse;
-    } catch {
-      return;
-    }
-    const waiter = typeof response.transaction === 'string' ? this.#waiting.get(response.transaction) : undefined;
-    waiter?.(response);
+    // Matched on a transaction read before any check (a forged reply names it too): the first message
+    // naming a request's transaction decides it, and send() refuses it unless the hub signed it.
+    const peeked = peekHubPayload(payload);
+    const transaction = responseOf(peeked)?.transaction ?? transactionOf(peeked);
+    const waiter = typeof transaction === 'string' ? this.#waiting.get(transaction) : undefined;
+    waiter?.(payload);
   }
 
   #save(): void {
     if (this.#stateFile === undefined) return;
     const pkcs8 = this.key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
-    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq })}\n`, { mode: 0o600 });
+    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs })}\n`, { mode: 0o600 });
   }
 }
 
-function readState(file: string): { key: AppKey; seq: number } {
+const pairAnswerSchema = z.object({ keyId: z.string(), hub: pinnedHubSchema, proof: z.string().max(64) });
+
+/** The reply inside a (possibly forged) hub message payload, unchecked. */
+function responseOf(payload: unknown): ControlResponse | undefined {
+  if (payload === null || typeof payload !== 'object' || !('response' in payload)) return undefined;
+  const response = payload.response;
+  return response !== null && typeof response === 'object' && 'status' in response ? (response as ControlResponse) : undefined;
+}
+
+function transactionOf(payload: unknown): unknown {
+  return payload !== null && typeof payload === 'object' && 'transaction' in payload ? payload.transaction : undefined;
+}
+
+const stateFileSchema = z.object({
+  privateKey: z.string(),
+  seq: z.number(),
+  hubs: z.record(z.string(), pinnedHubSchema).optional(),
+});
+
+function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub> } {
   try {
-    const state = JSON.parse(readFileSync(file, 'utf8')) as { privateKey?: unknown; seq?: unknown };
-    if (typeof state.privateKey !== 'string' || typeof state.seq !== 'number') throw new Error('bad fields');
+    const state = stateFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
     const privateKey = createPrivateKey({ key: Buffer.from(state.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
-    return { key: appKeyOf(privateKey), seq: state.seq };
+    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {} };
   } catch (error) {
     throw new CamveilError('CAMVEIL_E_KEY_UNREADABLE', `${file}: not an app key state file`, { where: file, cause: error });
   }

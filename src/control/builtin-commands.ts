@@ -3,8 +3,7 @@ import { encryptToBuffer } from '../crypto/age-stream.js';
 import { recipientSchema } from '../crypto/recipients.js';
 import { defineHandler, type CommandHandler, type ControlAudit } from './command.js';
 import { rawEd25519, type KeyRegistry } from './key-registry.js';
-import type { Pairing } from './pairing.js';
-import { assertNoSecrets } from './state-guard.js';
+import { hubProof, type Pairing } from './pairing.js';
 
 const publicKey = z.string().refine((v) => rawEd25519(v) !== undefined, 'must be a 32-byte Ed25519 public key in base64');
 const label = z.string().min(1).max(64);
@@ -20,11 +19,15 @@ export interface BuiltinDeps {
   registry: KeyRegistry;
   pairing: Pairing;
   audit: ControlAudit;
-  getState: () => object;
+  /** What the app pins at pairing: the hub's id, base topic, signing public key and age recipient. */
+  hub: { hubId: string; baseTopic: string; signingKey: string; recipient: string };
+  /** The `status` reply: clear health and the full state sealed to the household and paired phones. */
+  status: () => Promise<object>;
 }
 
 /**
- * The commands every hub answers: `pair` (unsigned: the proof of the code is its authority), `devices/list`
+ * The commands every hub answers: `pair` (unsigned: the proof of the code is its authority; the answer
+ * carries the hub's keys and the hub's own proof of the code over them, see pairing.ts), `devices/list`
  * and `status` (reads), `devices/add` and `devices/revoke` (signed by a paired key).
  */
 export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandler> {
@@ -34,10 +37,13 @@ export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandle
       requires: 'none',
       args: pairArgs,
       run: async (args, ctx) => {
-        const claim = { publicKey: args.publicKey, recipient: args.recipient, label: args.label };
-        const key = await pairing.consume(claim, args.proof, ctx.now, () => registry.add(claim, ctx.now));
+        const claim = { hubId: deps.hub.hubId, publicKey: args.publicKey, recipient: args.recipient, label: args.label };
+        const { value: key, key: codeKey } = await pairing.consume(claim, args.proof, ctx.now, () =>
+          registry.add({ publicKey: args.publicKey, recipient: args.recipient, label: args.label }, ctx.now),
+        );
         audit.append('key.paired', { keyId: key.keyId, role: 'app', requestDigest: ctx.digest });
-        return { keyId: key.keyId };
+        const proof = hubProof(codeKey, { ...deps.hub, appKey: args.publicKey });
+        return { keyId: key.keyId, hub: deps.hub, proof };
       },
     }),
     'devices/add': defineHandler({
@@ -75,11 +81,7 @@ export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandle
     status: defineHandler({
       requires: 'none',
       args: noArgs,
-      run: () => {
-        const state = deps.getState();
-        assertNoSecrets(state);
-        return state;
-      },
+      run: () => deps.status(),
     }),
   };
 }

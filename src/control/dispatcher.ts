@@ -1,9 +1,12 @@
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { encryptToBuffer } from '../crypto/age-stream.js';
 import { asCamveilError, CamveilError } from '../errors.js';
 import { builtinCommands } from './builtin-commands.js';
 import type { CommandContext, CommandHandler, ControlAudit, ControlLogger, ControlResponse } from './command.js';
 import { issueText, salvageTransaction, verifyRequest } from './envelope.js';
 import type { KeyRegistry } from './key-registry.js';
+import { HUB_PROTOCOL_VERSION, signHubMessage, type HubHealth, type HubSigner } from './hub-message.js';
+import { padJson } from './padding.js';
 import { Pairing } from './pairing.js';
 import { assertNoSecrets } from './state-guard.js';
 import { AVAILABILITY_OFFLINE, AVAILABILITY_ONLINE, commandOfTopic, hubTopics, responseTopic, type HubTopics } from './topics.js';
@@ -32,10 +35,16 @@ export interface ControlPlaneOptions {
   /** Commands besides the built-in ones; a name that is built in is refused. */
   handlers?: Record<string, CommandHandler>;
   logger: ControlLogger;
+  /** The hub's own keys: every reply, event and state is signed with `signingKey`; the app pins both at pairing. */
+  hub: { signingKey: KeyObject; signingPublicKey: string; recipient: string };
+  /** Who events and the sealed state are sealed to (default: the paired phones' recipients). */
+  recipients?: () => readonly string[];
   /** The hub clock in Unix milliseconds (tests inject one). */
   now?: () => number;
-  /** What `status` replies and what the gateway publishes as `state`. */
+  /** The full state: sealed to `recipients` in `status` replies and in the retained `state`. */
   getState?: () => object;
+  /** Per camera pseudonym, its health: the only per-camera fact in clear. */
+  getHealth?: () => HubHealth['cameras'];
   /** Defaults to a Pairing on the registry's database. */
   pairing?: Pairing;
 }
@@ -45,6 +54,8 @@ export interface ControlPlaneOptions {
  * `response/<command>`, whatever arrives. The broker is not trusted: it can publish, drop and replay
  * anything, so a command that widens data flow runs only with a signature by a paired, unrevoked key, with a
  * fresh sequence number. A refused request changes nothing (its sequence number is not even recorded).
+ * Everything the hub publishes to the app (replies, events, state) is signed with the hub key the app pinned
+ * at pairing (hub-message.ts), so the broker cannot answer in the hub's name either.
  */
 export class ControlPlane {
   readonly #client: ControlClient;
@@ -53,6 +64,9 @@ export class ControlPlane {
   readonly #logger: ControlLogger;
   readonly #now: () => number;
   readonly #getState: () => object;
+  readonly #getHealth: () => HubHealth['cameras'];
+  readonly #recipients: () => readonly string[];
+  readonly #signer: HubSigner;
   readonly #handlers = new Map<string, CommandHandler>();
   readonly #onMessage: MessageListener = (topic, payload, packet) => void this.handle(topic, payload, packet.retain === true);
   readonly #onConnect = (): void => void this.#publishAvailability(AVAILABILITY_ONLINE);
@@ -65,11 +79,15 @@ export class ControlPlane {
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#getState = options.getState ?? (() => ({}));
+    this.#getHealth = options.getHealth ?? (() => ({}));
+    this.#recipients = options.recipients ?? (() => options.registry.activeRecipients());
+    this.#signer = { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingKey, signingPublicKey: options.hub.signingPublicKey };
     const builtins = builtinCommands({
       registry: options.registry,
       pairing: options.pairing ?? new Pairing(options.registry.db),
       audit: options.audit,
-      getState: () => this.#getState(),
+      hub: { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingPublicKey, recipient: options.hub.recipient },
+      status: () => this.snapshot(),
     });
     for (const [name, handler] of [...Object.entries(builtins), ...Object.entries(options.handlers ?? {})]) {
       if (this.#handlers.has(name)) throw new CamveilError('CAMVEIL_E_INTERNAL', `command ${name} is registered twice`, { where: 'control' });
@@ -109,19 +127,43 @@ export class ControlPlane {
   }
 
   /**
-   * Publishes `state` retained. It must hold no personal data (the caller's duty) and no secret (checked).
+   * Clear health and the full state sealed (padded) to the recipients: what `status` replies and what
+   * `state` carries. No recipients, no sealed part (there is nobody to seal it to).
    *
-   * @throws CamveilError `CAMVEIL_E_STATE_UNSAFE` when it looks like it holds a secret; nothing is published.
+   * @throws CamveilError `CAMVEIL_E_STATE_UNSAFE` when the full state looks like it holds a secret.
    */
-  async publishState(state: object): Promise<void> {
-    assertNoSecrets(state);
-    await this.#client.publishAsync(this.#topics.state, JSON.stringify(state), { qos: 1, retain: true });
+  async snapshot(): Promise<{ health: HubHealth; sealed?: string }> {
+    const full = this.#getState();
+    assertNoSecrets(full);
+    const health: HubHealth = { availability: AVAILABILITY_ONLINE, protocol: HUB_PROTOCOL_VERSION, cameras: this.#getHealth() };
+    const recipients = [...new Set(this.#recipients())];
+    if (recipients.length === 0) return { health };
+    const sealed = await encryptToBuffer(recipients, padJson(full));
+    return { health, sealed: sealed.toString('base64') };
   }
 
-  /** Seals `event` (JSON) with age to `recipients` and publishes the ciphertext on `event`, not retained. */
-  async publishEvent(recipients: readonly string[], event: object): Promise<void> {
-    const sealed = await encryptToBuffer(recipients, Buffer.from(JSON.stringify(event), 'utf8'));
-    await this.#client.publishAsync(this.#topics.event, sealed, { qos: 1, retain: false });
+  /**
+   * Publishes the signed `state` retained: health in clear, everything else sealed.
+   *
+   * @throws CamveilError `CAMVEIL_E_STATE_UNSAFE` when the state looks like it holds a secret; nothing is published.
+   */
+  async publishState(): Promise<void> {
+    const snapshot = await this.snapshot();
+    const bytes = signHubMessage(this.#signer, 'state', snapshot, this.#now());
+    await this.#client.publishAsync(this.#topics.state, bytes, { qos: 1, retain: true });
+  }
+
+  /**
+   * Seals `event` (JSON, padded to a fixed bucket) with age to the recipients and publishes it signed on
+   * `event`, not retained. Returns false (publishing nothing) when there is nobody to seal it to.
+   */
+  async publishEvent(event: object): Promise<boolean> {
+    const recipients = [...new Set(this.#recipients())];
+    if (recipients.length === 0) return false;
+    const sealed = await encryptToBuffer(recipients, padJson(event));
+    const bytes = signHubMessage(this.#signer, 'event', { id: randomUUID(), sealed: sealed.toString('base64') }, this.#now());
+    await this.#client.publishAsync(this.#topics.event, bytes, { qos: 1, retain: false });
+    return true;
   }
 
   /**
@@ -136,7 +178,7 @@ export class ControlPlane {
     try {
       if (retained) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', 'retained requests are not accepted', { where: 'request' });
       const now = this.#now();
-      const request = verifyRequest(payload, this.#registry, now, { commitSeq: false });
+      const request = verifyRequest(payload, this.#registry, now, { hubId: this.#signer.hubId, baseTopic: this.#signer.baseTopic }, { commitSeq: false });
       transaction = request.transaction;
       signer = request.signer;
       if (request.command !== command) {
@@ -171,11 +213,11 @@ export class ControlPlane {
   }
 
   async #reply(command: string, response: ControlResponse, signer: string | undefined): Promise<void> {
-    let body: string;
+    let body: Buffer;
     try {
-      body = JSON.stringify(response);
+      body = signHubMessage(this.#signer, 'response', { command, response }, this.#now());
     } catch (error) {
-      body = JSON.stringify(this.#errorResponse(error, response.transaction));
+      body = signHubMessage(this.#signer, 'response', { command, response: this.#errorResponse(error, response.transaction) }, this.#now());
     }
     const code = response.status === 'error' ? response.error.code : undefined;
     this.#logger.debug({ command: command.slice(0, 64), status: response.status, code, signer }, 'control request');

@@ -13,8 +13,10 @@ import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './
  * The signature covers exactly the payload bytes (not a re-serialisation), so the hub never has to agree
  * with the app on JSON canonicalisation. `keyId` and `sig` come together or not at all: an unsigned request
  * is parsed and returned with `signer: undefined`, and the dispatcher decides whether its command may run.
- * The payload is JSON `{command, transaction, seq, ts, args}`; `seq` is per key and strictly increasing
- * (checked for signed requests only: unsigned ones have no key to count for), `ts` is Unix milliseconds.
+ * The payload is JSON `{v, hub, base, command, transaction, seq, ts, args}` (MQTT API version 2): `hub` and
+ * `base` name the hub id and base topic the request is meant for, so a request signed for one hub is refused
+ * by every other hub the same key is paired with; `seq` is per key and strictly increasing (checked for
+ * signed requests only: unsigned ones have no key to count for), `ts` is Unix milliseconds.
  */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 /** How far a request's `ts` may be from the hub's clock, either way. */
@@ -27,6 +29,9 @@ const envelopeSchema = z.strictObject({
 });
 
 export const payloadSchema = z.strictObject({
+  v: z.literal(2),
+  hub: z.string().min(1).max(64),
+  base: z.string().min(1).max(256),
   command: z.string().min(1).max(64),
   transaction: z.string().min(1).max(128),
   seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
@@ -46,6 +51,12 @@ export interface VerifiedRequest {
   seq: number;
   /** SHA-256 hex of the payload bytes: what audit and consent records cite. */
   digest: string;
+}
+
+/** The hub a request must name. */
+export interface RequestTarget {
+  hubId: string;
+  baseTopic: string;
 }
 
 export interface VerifyOptions {
@@ -76,12 +87,13 @@ function parseJson(bytes: Buffer, what: string): unknown {
 
 /**
  * Parses and checks one request: size, envelope shape, base64, payload shape, signature by a paired and
- * unrevoked key, timestamp within ±5 minutes of `now`, and (for signed requests) `seq` above the key's last.
+ * unrevoked key, timestamp within ±5 minutes of `now`, the hub it names is `target`, and (for signed
+ * requests) `seq` above the key's last.
  *
- * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` (malformed, oversized, bad base64, stale `ts`),
+ * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` (malformed, oversized, bad base64, stale `ts`, another hub),
  * `CAMVEIL_E_UNKNOWN_KEY` (key never paired or revoked), `CAMVEIL_E_SIGNATURE_INVALID`, `CAMVEIL_E_REPLAY`.
  */
-export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, options: VerifyOptions = {}): VerifiedRequest {
+export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, target: RequestTarget, options: VerifyOptions = {}): VerifiedRequest {
   if (raw.length > MAX_REQUEST_BYTES) throw invalid(`request is larger than ${MAX_REQUEST_BYTES} bytes`);
   const envelope = envelopeSchema.safeParse(parseJson(raw, 'request'));
   if (!envelope.success) throw invalid(`envelope: ${issueText(envelope.error)}`);
@@ -94,6 +106,7 @@ export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, optio
   if (Math.abs(payload.ts - now) > MAX_CLOCK_SKEW_MS) {
     throw invalid('payload: ts is more than 5 minutes away from the hub clock', 'ts');
   }
+  if (payload.hub !== target.hubId || payload.base !== target.baseTopic) throw invalid('payload: the request names another hub', 'hub');
   if ((keyId === undefined) !== (sig === undefined)) throw invalid('envelope: keyId and sig must come together');
   if (keyId !== undefined && sig !== undefined) {
     const key = keys.get(keyId);

@@ -8,7 +8,9 @@ import { hubTopics } from './topics.js';
  * Home Assistant MQTT discovery (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery), opt-in
  * for a broker on the household's network. Per camera: a `binary_sensor` for motion and a timestamp
  * `sensor` for the last event; per hub: a `sensor` showing whether uploads are on (`cloud`/`local-only`),
- * read from the retained hub state. Everything is read-only — no entity has a command topic, since turning
+ * on a topic of the bridge's own. These go out in clear: motion and event times are exactly what the hub's
+ * signed, sealed state keeps from the broker, and turning discovery on is the household's explicit choice
+ * for a broker on its own network (README, "MQTT API version 2"). Everything is read-only — no entity has a command topic, since turning
  * uploads on needs the app's signature — and nothing names a person: the hub publishes no face identities.
  */
 
@@ -41,6 +43,11 @@ export function cameraTopics(baseTopic: string, hubId: string, cameraId: string)
   return { motion: `${root}/motion`, lastEvent: `${root}/last_event` };
 }
 
+/** Where the bridge publishes the upload mode (`cloud` / `local-only`) in clear, retained. */
+export function modeTopic(baseTopic: string, hubId: string): string {
+  return `${baseTopic}/${hubId}/ha/cloud_uploads`;
+}
+
 /**
  * The retained discovery configs for `options` (pure). `unique_id`s derive from the hub id and camera id
  * only, so they survive restarts and renames.
@@ -62,8 +69,9 @@ export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'bas
       config: {
         name: 'Cloud uploads',
         unique_id: `${node}_cloud_uploads`,
-        state_topic: topics.state,
-        value_template: '{{ value_json.mode.mode }}',
+        // Not the hub's state: since MQTT API version 2 it is signed and mostly sealed. The bridge publishes
+        // the mode on a topic of its own, only when the household turned discovery on.
+        state_topic: modeTopic(baseTopic, hubId),
         icon: 'mdi:cloud-lock',
         entity_category: 'diagnostic',
         ...availability,
@@ -173,6 +181,11 @@ export class HomeAssistantBridge {
       }),
     );
     this.#o.logger.debug({ entities: messages.length }, 'home assistant: discovery published');
+  }
+
+  /** The hub's upload mode (`cloud` / `local-only`), for the "Cloud uploads" sensor. */
+  async mode(mode: string): Promise<void> {
+    await this.#publish(modeTopic(this.#o.baseTopic, this.#o.hubId), mode);
   }
 
   /** A camera's motion began (`on`) or ended; the start of motion is also its last event time. Unknown ids are ignored. */

@@ -7,19 +7,23 @@ import { decodeBase64 } from './key-registry.js';
 
 /**
  * Pairing: `camveil pair` shows a one-time code on the hub; the app proves it knows the code without
- * sending it through the broker.
+ * sending it through the broker, and the hub proves the same in its answer, binding its own keys.
  *
- * Proof (version 1), computed by the app and checked by the hub:
+ * Proofs (MQTT API version 2), both keyed from the code:
  *
  * ```
- * key   = scrypt(code, salt = "camveil-pair-v1", N = 2^15, r = 8, p = 1, 32 bytes)
- * proof = base64(HMAC-SHA256(key, "camveil-pair-v1\n" + canonicalJson({publicKey, recipient, label?})))
+ * key      = scrypt(code, salt = "camveil-pair-v2", N = 2^15, r = 8, p = 1, 32 bytes)
+ * appProof = base64(HMAC-SHA256(key, "camveil-pair-v2\n"     + canonicalJson({hubId, publicKey, recipient, label?})))
+ * hubProof = base64(HMAC-SHA256(key, "camveil-pair-v2-hub\n" + canonicalJson({hubId, baseTopic, signingKey, recipient, appKey})))
  * ```
  *
  * `code` is the 8 upper-case characters without separators; `canonicalJson` is audit/canonical.ts (keys
- * sorted, no whitespace; `label` is left out when absent). The proof binds the code to the key and the
- * recipient, so the broker cannot swap in its own key. scrypt rather than the code as HMAC key: the broker
- * sees the proof and could otherwise try all 2^40 codes offline within the code's ten minutes and pair its
+ * sorted, no whitespace; `label` is left out when absent). The app's proof binds the code to its key, its
+ * recipient and the hub it pairs with, so the broker cannot swap in its own key. The hub's proof binds the code
+ * to the hub's Ed25519 signing key and age recipient and to the app key it answers, so the broker cannot swap in
+ * its own keys either: the app pins them only when the proof checks, and from then on seals only to that
+ * recipient and believes only what that key signed. scrypt rather than the code as HMAC key: the broker
+ * sees the proofs and could otherwise try all 2^40 codes offline within the code's ten minutes and pair its
  * own key before the app's request (which it can hold back) arrives. The code is consumed by the first
  * right proof; five wrong proofs burn it too (it is worth guessing online only that often).
  */
@@ -27,7 +31,8 @@ export const PAIRING_CODE_ALPHABET = '23456789ABCDEFGHJKLMNPQRSTUVWXYZ';
 export const PAIRING_CODE_LENGTH = 8;
 export const PAIRING_CODE_TTL_MS = 10 * 60 * 1000;
 export const MAX_PAIRING_FAILURES = 5;
-const PROOF_CONTEXT = 'camveil-pair-v1';
+const PROOF_CONTEXT = 'camveil-pair-v2';
+const HUB_PROOF_CONTEXT = 'camveil-pair-v2-hub';
 const SCRYPT_OPTIONS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: string, keylen: number, options: typeof SCRYPT_OPTIONS) => Promise<Buffer>;
@@ -38,8 +43,9 @@ export interface PairingCode {
   expiresAt: number;
 }
 
-/** What the proof covers: the `pair` arguments without `proof`. */
+/** What the app's proof covers: the `pair` arguments without `proof`, and the hub it pairs with. */
 export interface PairingClaim {
+  hubId: string;
   publicKey: string;
   recipient: string;
   label?: string | undefined;
@@ -50,12 +56,46 @@ export function normaliseCode(code: string): string {
   return code.toUpperCase().replace(/[\s-]/g, '');
 }
 
-/** The proof of knowing `code` for `claim` (see the module comment), base64. */
-export async function pairingProof(code: string, claim: PairingClaim): Promise<string> {
-  const key = await scryptAsync(normaliseCode(code), PROOF_CONTEXT, 32, SCRYPT_OPTIONS);
-  const body: Record<string, string> = { publicKey: claim.publicKey, recipient: claim.recipient };
+/** What the hub's proof covers: its identity, as the app will pin it, and the app key it answers. */
+export interface HubBinding {
+  hubId: string;
+  baseTopic: string;
+  /** The hub's raw Ed25519 public key, base64. */
+  signingKey: string;
+  /** The hub's age recipient. */
+  recipient: string;
+  /** The app's raw Ed25519 public key, base64. */
+  appKey: string;
+}
+
+/** The key both proofs are made with (see the module comment): 32 MiB and some 100 ms of scrypt. */
+export function pairingKey(code: string): Promise<Buffer> {
+  return scryptAsync(normaliseCode(code), PROOF_CONTEXT, 32, SCRYPT_OPTIONS);
+}
+
+/** The app's proof of knowing the code for `claim`, base64. */
+export function appProof(key: Buffer, claim: PairingClaim): string {
+  const body: Record<string, string> = { hubId: claim.hubId, publicKey: claim.publicKey, recipient: claim.recipient };
   if (claim.label !== undefined) body.label = claim.label;
   return createHmac('sha256', key).update(`${PROOF_CONTEXT}\n${canonicalJson(body)}`, 'utf8').digest('base64');
+}
+
+/** The hub's proof of knowing the code for `binding`, base64. */
+export function hubProof(key: Buffer, binding: HubBinding): string {
+  const body = { hubId: binding.hubId, baseTopic: binding.baseTopic, signingKey: binding.signingKey, recipient: binding.recipient, appKey: binding.appKey };
+  return createHmac('sha256', key).update(`${HUB_PROOF_CONTEXT}\n${canonicalJson(body)}`, 'utf8').digest('base64');
+}
+
+/** Whether `proof` (base64) is the hub's proof for `binding`, compared in constant time. */
+export function hubProofMatches(key: Buffer, binding: HubBinding, proof: string): boolean {
+  const given = decodeBase64(proof);
+  const expected = Buffer.from(hubProof(key, binding), 'base64');
+  return given !== undefined && given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** The app's proof of knowing `code` for `claim`, base64 (derives the key: use pairingKey + appProof for both proofs). */
+export async function pairingProof(code: string, claim: PairingClaim): Promise<string> {
+  return appProof(await pairingKey(code), claim);
 }
 
 interface CodeRow {
@@ -97,12 +137,13 @@ export class Pairing {
 
   /**
    * Checks `proof` against the active code and consumes the code when it is right; `register` runs in the
-   * same transaction (a failing register leaves the code unused).
+   * same transaction (a failing register leaves the code unused). Returns register's value and the code's
+   * key, with which the hub makes its own proof (hubProof) for the answer.
    *
    * @throws CamveilError `CAMVEIL_E_PAIRING_FAILED` when there is no active code, it expired, or the proof is
    * wrong (the fifth wrong proof deletes the code); whatever `register` throws.
    */
-  consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<T> {
+  consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<{ value: T; key: Buffer }> {
     // One attempt at a time: each costs a 32 MiB scrypt, and a flood of attempts from the broker must meet the
     // failure limit (and then fail fast) rather than queue thousands of scrypts in libuv's thread pool.
     const attempt = this.#tail.then(() => this.#consume(claim, proof, now, register));
@@ -110,7 +151,7 @@ export class Pairing {
     return attempt;
   }
 
-  async #consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<T> {
+  async #consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<{ value: T; key: Buffer }> {
     const row = this.#active();
     if (row === undefined) throw failed('there is no active pairing code (run camveil pair on the hub)');
     if (row.expires_at <= now) {
@@ -118,7 +159,8 @@ export class Pairing {
       throw failed('the pairing code has expired');
     }
     const given = decodeBase64(proof);
-    const expected = Buffer.from(await pairingProof(row.code, claim), 'base64');
+    const key = await pairingKey(row.code);
+    const expected = Buffer.from(appProof(key, claim), 'base64');
     const right = given !== undefined && given.length === expected.length && timingSafeEqual(given, expected);
     // The failure count must survive the refusal, so the transaction reports "wrong" instead of throwing.
     const outcome = this.#db.transaction((): { ok: true; value: T } | { ok: false } => {
@@ -135,7 +177,7 @@ export class Pairing {
       return { ok: true, value };
     }).immediate();
     if (!outcome.ok) throw failed('the pairing proof is wrong (wrong code?)');
-    return outcome.value;
+    return { value: outcome.value, key };
   }
 
   #active(): CodeRow | undefined {

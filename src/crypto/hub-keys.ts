@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, chmod, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,10 +15,18 @@ export interface HubKeys {
   recipient: string;
   /** Key of the HMAC pseudonyms (see pseudonym.ts), 32 bytes. */
   pseudonymSecret: Buffer;
+  /**
+   * The hub's Ed25519 signing key: every message the hub publishes to the app (replies, events, state) is
+   * signed with it, and the app pins its public key at pairing (MQTT API version 2).
+   */
+  signingKey: KeyObject;
+  /** Its raw 32-byte public key, base64. */
+  signingPublicKey: string;
 }
 
 export const HUB_IDENTITY_FILE = 'hub-identity.txt';
 export const PSEUDONYM_SECRET_FILE = 'pseudonym-secret.txt';
+export const HUB_SIGNING_KEY_FILE = 'hub-signing-key.pem';
 
 /**
  * Loads the hub keys from `<dataDir>/keys/`, creating them at first start: directory 0700, files 0600,
@@ -36,18 +44,25 @@ export async function loadOrCreateHubKeys(dataDir: string, now: () => Date = () 
   await ensurePrivateDir(dir);
   const identityPath = join(dir, HUB_IDENTITY_FILE);
   const secretPath = join(dir, PSEUDONYM_SECRET_FILE);
+  const signingPath = join(dir, HUB_SIGNING_KEY_FILE);
 
   await createIfMissing(identityPath, async () => {
     const identity = await generateX25519Identity();
     return identityFileText(identity, await recipientOf(identity), now());
   });
   await createIfMissing(secretPath, () => Promise.resolve(`${randomBytes(MIN_PSEUDONYM_SECRET_SIZE).toString('hex')}\n`));
+  await createIfMissing(signingPath, () =>
+    Promise.resolve(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()),
+  );
 
   const identity = await readIdentity(identityPath);
+  const signingKey = await readSigningKey(signingPath);
   return {
     identity,
     recipient: await recipientOf(identity, identityPath),
     pseudonymSecret: await readSecret(secretPath),
+    signingKey,
+    signingPublicKey: rawPublicKeyOf(signingKey),
   };
 }
 
@@ -136,6 +151,23 @@ async function readSecret(path: string): Promise<Buffer> {
     throw unreadable(path, `is malformed: expected at least ${MIN_PSEUDONYM_SECRET_SIZE} bytes in lower-case hex`);
   }
   return Buffer.from(hex, 'hex');
+}
+
+/** The raw 32-byte Ed25519 public key of a private key, base64 (what the app pins). */
+export function rawPublicKeyOf(privateKey: KeyObject): string {
+  return Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x ?? '', 'base64url').toString('base64');
+}
+
+async function readSigningKey(path: string): Promise<KeyObject> {
+  const text = await readPrivateFile(path);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: text, format: 'pem' });
+  } catch {
+    throw unreadable(path, 'is malformed: expected an Ed25519 private key (PEM, PKCS#8)');
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw unreadable(path, 'is malformed: expected an Ed25519 private key (PEM, PKCS#8)');
+  return key;
 }
 
 async function exists(path: string): Promise<boolean> {
