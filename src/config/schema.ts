@@ -190,6 +190,13 @@ export const mqttSchema = z.strictObject({
   username: z.string().min(1).max(128).optional(),
   passwordFile: z.string().min(1).optional().describe('file holding the broker password'),
   embeddedBroker: z.boolean().default(false).describe('start a broker inside the hub on the URL\'s loopback address (demo); never otherwise'),
+  coverTraffic: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      perMinute: z.number().min(0.1).max(60).default(2).describe('dummy events per minute on average (jittered)'),
+    })
+    .prefault({})
+    .describe('sealed dummy events on the event topic, so their timing does not tell the broker when something happened (opt-in)'),
 });
 
 /**
