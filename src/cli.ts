@@ -273,7 +273,9 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
     .action((opts: AppGlobal & { code: string; identity: string; label?: string }) =>
       runAppAction({ kind: 'pair', code: opts.code, identity: opts.identity, ...(opts.label === undefined ? {} : { label: opts.label }) }, opts),
     );
-  appCommand('status', "the hub's public state").action((opts: AppGlobal) => runAppAction({ kind: 'status' }, opts));
+  appCommand('status', "the hub's health, and its full state when --identity opens the sealed part")
+    .option('-i, --identity <file>', 'the household identity file: decrypts the sealed full state')
+    .action((opts: AppGlobal & { identity?: string }) => runAppAction({ kind: 'status', ...(opts.identity === undefined ? {} : { identity: opts.identity }) }, opts));
   for (const action of ['grant', 'withdraw'] as const) {
     appCommand(action, `${action} a consent (signed; --unsigned to see the hub's answer without a signature)`, appConsent)
       .argument('<consent>', 'cloudUpload | faceRecognition | crossBorderTransfer | localRecording')

@@ -10,6 +10,8 @@ import { KeyRegistry } from './control/key-registry.js';
 import { HomeAssistantBridge } from './control/ha-discovery.js';
 import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
 import { connectOptions } from './control/topics.js';
+import { CoverTraffic, IncidentLimiter } from './control/sealed-events.js';
+import type { HubHealth } from './control/hub-message.js';
 import { readPasswordFile } from './config/secrets.js';
 import { link, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,8 +73,6 @@ export interface GatewayOptions {
 
 export interface GatewayState {
   hub: string;
-  /** The hub's own age recipient (a public key): the app seals names, photos and passwords to it. */
-  hubRecipient?: string;
   region: string;
   ffmpeg: { origin: 'system' | 'npm'; major: number };
   /** Where media goes: `memory-only` when no household recipients are configured (nothing can be encrypted). */
@@ -266,7 +266,6 @@ export class Gateway {
     const { config } = this.#o;
     const state: GatewayState = {
       hub: this.#keys === undefined ? 'hub_unknown' : this.pseudonymise('hub', config.hub.id),
-      ...(this.#keys === undefined ? {} : { hubRecipient: this.#keys.recipient }),
       region: config.hub.region,
       ffmpeg: this.#ffmpeg ?? { origin: 'system', major: 0 },
       media: this.#media,
@@ -603,7 +602,8 @@ export class Gateway {
   async #startControl(): Promise<void> {
     const { config, logger } = this.#o;
     const m = config.mqtt;
-    if (m === undefined || this.#db === undefined || this.#consent === undefined || this.#ledger === undefined || this.#audit === undefined) return;
+    const keys = this.#keys;
+    if (m === undefined || keys === undefined || this.#db === undefined || this.#consent === undefined || this.#ledger === undefined || this.#audit === undefined) return;
     if (m.embeddedBroker) {
       const url = new URL(m.url);
       this.#broker = await startEmbeddedBroker(Number(url.port || 1883), url.hostname);
@@ -621,12 +621,18 @@ export class Gateway {
     this.#mqtt = client;
     client.on('error', (error) => logger.warn({ code: (error as NodeJS.ErrnoException).code }, 'mqtt: connection problem; retrying'));
     const registry = new KeyRegistry(this.#db);
+    // MQTT API version 2: replies, events and state are signed with the hub key the app pins at pairing;
+    // events and the full state are sealed to the household and the paired phones.
+    const recipients = (): string[] => [...new Set([...(config.household?.recipients ?? []), ...registry.activeRecipients()])];
     const control = new ControlPlane({
       client,
       baseTopic: m.baseTopic,
       hubId: config.hub.id,
       registry,
       audit: this.#audit,
+      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
+      recipients,
+      getHealth: () => this.#cameraHealth(),
       handlers: {
         ...(this.#cameraRegistry === undefined || this.#keys === undefined
           ? {}
@@ -662,7 +668,9 @@ export class Gateway {
     });
     this.#control = control;
     const publishState = () => {
-      if (client.connected) void control.publishState(this.state()).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: state not published'));
+      if (!client.connected) return;
+      void control.publishState().catch((error: unknown) => logger.warn({ err: error }, 'mqtt: state not published'));
+      void ha?.mode(this.#consent?.mode.mode ?? 'local-only');
     };
     const ha = config.homeAssistant.discovery
       ? new HomeAssistantBridge({ baseTopic: m.baseTopic, hubId: config.hub.id, prefix: config.homeAssistant.prefix, cameras: config.cameras.filter((c) => c.enabled), logger })
@@ -680,10 +688,19 @@ export class Gateway {
       // follow the face-recognition rules for that camera.
       if (this.#gate?.ask({ kind: 'alert', alertKind: fields.type }, cameraId).allowed !== true) return;
       const event = { ...fields, camera: this.pseudonymise('cam', cameraId) };
-      const recipients = [...(config.household?.recipients ?? []), ...registry.activeRecipients()];
-      if (recipients.length === 0 || !client.connected) return;
-      void control.publishEvent([...new Set(recipients)], event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: event not published'));
+      if (!client.connected) return;
+      void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: event not published'));
     };
+    // Security incidents are told to the household (sealed, signed, at most one per reason a minute).
+    const incidents = new IncidentLimiter();
+    const cover = m.coverTraffic.enabled
+      ? new CoverTraffic({
+          perMinute: m.coverTraffic.perMinute,
+          publish: async () => (client.connected ? control.publishEvent({ type: 'cover', at: Date.now() }) : false),
+          onError: (error) => logger.warn({ err: error }, 'mqtt: cover event not published'),
+        })
+      : undefined;
+    cover?.start();
     const timer = setInterval(publishState, 10_000);
     timer.unref();
     const offs = [
@@ -701,11 +718,26 @@ export class Gateway {
       // The sighting id lets the app answer "this is X" / "this is not X" (faces/correct).
       this.bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
       this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
+      this.bus.on('incident', (e) => {
+        const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now());
+        if (event === undefined || !client.connected) return;
+        void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: security event not published'));
+      }),
     ];
     this.#stopControl = () => {
+      cover?.stop();
       clearInterval(timer);
       offs.forEach((off) => off());
     };
+  }
+
+  /** Each running camera's health under its pseudonym: the only per-camera fact the clear state carries. */
+  #cameraHealth(): HubHealth['cameras'] {
+    const health: HubHealth['cameras'] = {};
+    for (const status of this.#pipelines.map((p) => p.status())) {
+      health[this.pseudonymise('cam', status.cameraId)] = status.health === 'streaming' || status.health === 'failed' ? status.health : 'reconnecting';
+    }
+    return health;
   }
 
   /** Reads the password when it is needed (never kept) and resolves the camera's stream URLs. */
@@ -715,7 +747,7 @@ export class Gateway {
       this.#cameraRegistry?.has(camera.id) === true && !this.#fileCameraIds.has(camera.id)
         ? await this.#cameraRegistry.password(camera.id)
         : resolveCameraPassword(camera, this.#o.env ?? process.env);
-    const resolved = await resolveCameraSource(camera, password);
+    const resolved = await resolveCameraSource(camera, password, { logger: this.#o.logger });
     if (resolved.facts !== undefined) {
       const device = describeFactsForLog(resolved.facts, (kind, value) => this.pseudonymise(kind, value));
       this.#o.logger.info({ camera: camera.id, device }, 'camera identified');
