@@ -2,8 +2,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { buildIngestArgs } from '../src/cameras/ffmpeg-args.js';
+import { buildIngestArgs, type IngestCommand } from '../src/cameras/ffmpeg-args.js';
 import { ffmpegMajorVersion, findFfmpeg } from '../src/cameras/ffmpeg-binary.js';
 import { validateConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
@@ -73,9 +74,21 @@ async function sampleWhile(ms: number, onSample: () => void): Promise<void> {
 }
 
 /** Runs bare ffmpeg processes with `argsFor(url)` and measures their CPU and RSS. */
-async function measureBare(urls: string[], argsFor: (url: string) => string[], seconds: number): Promise<Measured> {
+async function measureBare(urls: string[], argsFor: (url: string) => string[] | IngestCommand, seconds: number): Promise<Measured> {
   const { ffmpeg } = findFfmpeg();
-  const children: ChildProcess[] = urls.map((u) => spawn(ffmpeg, argsFor(u), { stdio: 'ignore' }));
+  const children: ChildProcess[] = urls.map((u) => {
+    const made = argsFor(u);
+    const { args, sourceLists } = Array.isArray(made) ? { args: made, sourceLists: [] } : made;
+    // Source lists go on the fds the command names (the ingest's way of keeping URLs out of argv).
+    const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'ignore', 'ignore', 'ignore'];
+    for (const { fd } of sourceLists) {
+      while (stdio.length <= fd) stdio.push('ignore');
+      stdio[fd] = 'pipe';
+    }
+    const child = spawn(ffmpeg, args, { stdio });
+    for (const { fd, text } of sourceLists) (child.stdio[fd] as Writable | null)?.end(text);
+    return child;
+  });
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   const meter = new CpuMeter();
   let rss = 0;
@@ -177,11 +190,10 @@ export async function benchIngest(): Promise<object> {
     const copy = !baselines ? skipped : await measureBare(await fresh(), (u) => ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input(u), '-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-y', '/dev/null'], seconds);
     const same = !baselines ? skipped : await measureBare(
       await fresh(),
-      (u) =>
-        [
-          '-y',
-          ...buildIngestArgs({ main: { url: u, kind: useRtsp ? 'rtsp' : 'file' }, analysis: ANALYSIS, ioTimeoutSeconds: 10, ffmpegMajor: major }),
-        ].map((a) => (a === 'pipe:1' || a === 'pipe:3' ? '/dev/null' : a)),
+      (u) => {
+        const command = buildIngestArgs({ main: { url: u, kind: useRtsp ? 'rtsp' : 'file' }, analysis: ANALYSIS, ioTimeoutSeconds: 10, ffmpegMajor: major });
+        return { ...command, args: ['-y', ...command.args].map((a) => (a === 'pipe:1' || a === 'pipe:3' ? '/dev/null' : a)) };
+      },
       seconds,
     );
     const gateway = await measureGateway(await fresh(), useRtsp ? 'rtsp' : 'file', seconds);

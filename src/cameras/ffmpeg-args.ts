@@ -5,11 +5,17 @@
  *    fragments start at keyframes: the recorder's ring buffer cuts clips on those boundaries;
  *  - fd 3 (`pipe:3`): the analysis stream decoded, resampled to a few fps and scaled (letterboxed) to a
  *    small size, as packed RGB24 frames of a fixed size.
- * Nothing here touches the disk: both outputs are pipes into this process's memory.
+ * Nothing here touches the disk: both outputs are pipes into this process's memory. Network sources come
+ * in through pipes too (fd 4 for the main stream, fd 5 for the sub stream): their URLs hold the camera's
+ * password and must never be arguments (see source-pipe.ts).
  */
+import { pipedSourceArgs, sourceListText } from './source-pipe.js';
 
 export interface IngestInput {
-  /** What ffmpeg opens: an rtsp(s) URL (credentials included; never logged) or a local file path. */
+  /**
+   * What ffmpeg opens: an rtsp(s) URL (credentials included; never logged, and handed to ffmpeg through a
+   * pipe, never as an argument) or a local file path (an argument: it holds no secret).
+   */
   url: string;
   kind: 'rtsp' | 'file';
 }
@@ -55,8 +61,17 @@ export function maskFilter(boxes: readonly MaskBox[]): string {
 
 /** The file descriptor the analysis frames are written to. */
 export const FRAMES_FD = 3;
+/** The file descriptor ffmpeg reads the main stream's source list from; the sub stream's is the next one. */
+export const SOURCE_LIST_FD = 4;
 
-function inputArgs(input: IngestInput, o: IngestArgsOptions, decoded: boolean): string[] {
+/** What one camera's ffmpeg is started with: its arguments, and the lists to write on its inherited pipes. */
+export interface IngestCommand {
+  args: string[];
+  /** One `ffconcat` list per network input, for the child's file descriptor `fd` (holds credentials). */
+  sourceLists: Array<{ fd: number; text: string }>;
+}
+
+function inputArgs(input: IngestInput, o: IngestArgsOptions, decoded: boolean, fd: number): string[] {
   // One decoding thread per camera: a hub runs several cameras, so parallelism comes from them, and a
   // single-threaded H.264 decoder spends about a quarter less CPU in total (1080p15: 0.83 s vs 1.08 s of
   // CPU per 24 s of video on the 2-core reference machine) by skipping frame-thread synchronisation.
@@ -65,10 +80,9 @@ function inputArgs(input: IngestInput, o: IngestArgsOptions, decoded: boolean): 
     // A local video played as if it were a live camera: in real time, looped forever.
     return [...threads, '-re', '-stream_loop', '-1', '-i', input.url];
   }
-  // TCP interleaving: UDP RTP loses packets on busy Wi-Fi and through NAT, and cameras all support it.
-  // ffmpeg 5 renamed the RTSP socket timeout from -stimeout to -timeout (in 4.x -timeout means "listen").
-  const timeoutOption = o.ffmpegMajor >= 5 ? '-timeout' : '-stimeout';
-  return [...threads, '-rtsp_transport', 'tcp', timeoutOption, String(Math.round(o.ioTimeoutSeconds * 1e6)), '-i', input.url];
+  // The URL comes through the pipe on `fd`, with TCP interleaving (UDP RTP loses packets on busy Wi-Fi and
+  // through NAT, and cameras all support it) and the socket timeout as options of that entry.
+  return [...threads, ...pipedSourceArgs(fd, o)];
 }
 
 /** Letterboxes to exactly width×height so every frame has the same byte size, whatever the camera's aspect. */
@@ -79,12 +93,18 @@ export function analysisFilter(a: IngestArgsOptions['analysis']): string {
   );
 }
 
-/** The full argument list for one camera's ffmpeg process. */
-export function buildIngestArgs(o: IngestArgsOptions): string[] {
+/** The full command for one camera's ffmpeg process: its arguments and the source lists for its pipes. */
+export function buildIngestArgs(o: IngestArgsOptions): IngestCommand {
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-fflags', '+genpts'];
+  const sourceLists: IngestCommand['sourceLists'] = [];
   const masked = (o.maskBoxes?.length ?? 0) > 0;
-  args.push(...inputArgs(o.main, o, o.sub === undefined || masked));
-  if (o.sub !== undefined) args.push(...inputArgs(o.sub, o, true));
+  const inputs: Array<[IngestInput, boolean]> = [[o.main, o.sub === undefined || masked]];
+  if (o.sub !== undefined) inputs.push([o.sub, true]);
+  inputs.forEach(([input, decoded], i) => {
+    const fd = SOURCE_LIST_FD + i;
+    args.push(...inputArgs(input, o, decoded, fd));
+    if (input.kind === 'rtsp') sourceLists.push({ fd, text: sourceListText(input.url, o) });
+  });
   const analysisInput = o.sub !== undefined ? 1 : 0;
   // Main stream, video only: audio is left out, since clips are evidence of motion and audio adds a
   // privacy burden (conversations) that the policies do not cover. Copied without re-encoding, unless the
@@ -102,7 +122,7 @@ export function buildIngestArgs(o: IngestArgsOptions): string[] {
     '-f', 'rawvideo', '-pix_fmt', 'rgb24',
     `pipe:${FRAMES_FD}`,
   );
-  return args;
+  return { args, sourceLists };
 }
 
 /** Bytes in one analysis frame. */

@@ -67,14 +67,14 @@ export function findFfmpeg(env: NodeJS.ProcessEnv = process.env): FfmpegBinaries
 const majors = new Map<string, number>();
 
 /**
- * The major version of an ffmpeg binary (`ffmpeg -version`). Static builds report a git revision
+ * The major version of an ffmpeg or ffprobe binary (`-version`). Static builds report a git revision
  * (`N-47683-g…`) instead of a number; those come from @ffmpeg-installer, whose build is from 2018 (4.x).
  */
 export function ffmpegMajorVersion(ffmpeg: string): number {
   let major = majors.get(ffmpeg);
   if (major === undefined) {
     const out = spawnSync(ffmpeg, ['-hide_banner', '-version'], { encoding: 'utf8' }).stdout ?? '';
-    const m = /ffmpeg version n?(\d+)\./.exec(out);
+    const m = /(?:ffmpeg|ffprobe) version n?(\d+)\./.exec(out);
     major = m !== null ? Number(m[1]) : 4;
     majors.set(ffmpeg, major);
   }

@@ -1,5 +1,5 @@
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { asCamveilError, CamveilError } from '../errors.js';
 import type { CameraHealth } from '../events.js';
 import type { Logger } from '../log.js';
@@ -140,7 +140,7 @@ export class CameraIngest {
   /** Runs ffmpeg once; resolves with the error that ended the stream. */
   #runOnce(source: IngestSource): Promise<CamveilError> {
     const where = `camera ${this.#o.cameraId}`;
-    const args = buildIngestArgs({
+    const { args, sourceLists } = buildIngestArgs({
       main: source.main,
       ...(source.sub === undefined ? {} : { sub: source.sub }),
       analysis: this.#o.analysis,
@@ -149,8 +149,20 @@ export class CameraIngest {
       ...(this.#o.maskBoxes === undefined ? {} : { maskBoxes: this.#o.maskBoxes }),
     });
     const spawn = this.#o.spawn ?? nodeSpawn;
-    const child = spawn(this.#o.ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    // fd 3 carries the analysis frames; fds 4 and up the source lists (URLs with credentials: never argv).
+    const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe', 'pipe'];
+    for (const { fd } of sourceLists) {
+      while (stdio.length <= fd) stdio.push('ignore');
+      stdio[fd] = 'pipe';
+    }
+    const child = spawn(this.#o.ffmpeg, args, { stdio });
     this.#child = child;
+    for (const { fd, text } of sourceLists) {
+      const pipe = child.stdio[fd] as Writable | null;
+      // EPIPE when ffmpeg exits before reading its list: the exit itself is reported below.
+      pipe?.on('error', () => undefined);
+      pipe?.end(text);
+    }
     const stderr = new StderrTail();
     const stallMs = this.#o.stallTimeoutMs ?? 15_000;
     let stallTimer: NodeJS.Timeout | undefined;

@@ -4,10 +4,11 @@ import { matchFfmpegFailure } from './ffmpeg-errors.js';
 import { CamveilError, asCamveilError, type ErrorCode } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import type { DeviceFacts } from './device-facts.js';
-import { findFfmpeg } from './ffmpeg-binary.js';
+import { ffmpegMajorVersion, findFfmpeg } from './ffmpeg-binary.js';
 import { foscamSubStreamFor, onvifDeviceServiceUrl } from './foscam.js';
 import { queryOnvifDevice, scrub, type OnvifCredentials, type OnvifProfile } from './onvif.js';
-import { withCredentials } from './source.js';
+import { credentialsForStream, withCredentials } from './source.js';
+import { pipedSourceArgs, sourceListText } from './source-pipe.js';
 
 /** One stream as ffprobe reports it. */
 export interface StreamInfo {
@@ -36,11 +37,15 @@ export interface ProbeReport {
   snapshotUri?: string;
   /** onvif: ffprobe of the main stream; an error here means the device answers but its stream does not. */
   mainStream?: { ok: true; streams: StreamInfo[] } | { ok: false; error: { code: ErrorCode; message: string } };
+  /** onvif: the main stream names another host than the device's, so it was probed without credentials. */
+  credentialsWithheld?: string;
 }
 
 export interface ProbeOptions {
   /** Per step (ONVIF exchange, each ffprobe); default 10 000 ms. */
   timeoutMs?: number;
+  /** Send the credentials to a stream on another host than the ONVIF device's (see credentialsForStream). */
+  sendToStreamHost?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -70,8 +75,13 @@ export async function probeCamera(url: string, creds: OnvifCredentials | undefin
       ...(report.sub === undefined ? {} : { sub: report.sub }),
       ...(report.main.snapshotUri === undefined ? {} : { snapshotUri: report.main.snapshotUri }),
     };
+    const trusted = credentialsForStream(xaddr, report.main.streamUri, opts.sendToStreamHost === true);
+    if (!trusted && creds !== undefined) {
+      out.credentialsWithheld = 'the device names its stream on another host: probed without credentials (credentials.sendToStreamHost: true sends them)';
+    }
     try {
-      const streams = await ffprobeStreams(withCredentials(report.main.streamUri, creds?.user, creds?.password), {
+      const streamUrl = trusted ? withCredentials(report.main.streamUri, creds?.user, creds?.password) : report.main.streamUri;
+      const streams = await ffprobeStreams(streamUrl, {
         timeoutMs,
         password: creds?.password,
       });
@@ -102,25 +112,26 @@ const ffprobeOutput = z.looseObject({
 });
 
 /**
- * Runs ffprobe on a stream URL (which may carry credentials: it goes only into ffprobe's argument list)
- * and returns its streams. RTSP is forced over TCP, as ingest does (cameras on Wi-Fi lose UDP packets).
- * Requires at least one video stream (else CAMVEIL_E_CAMERA_NOT_VIDEO).
+ * Runs ffprobe on a stream URL and returns its streams. An rtsp(s) URL may carry credentials: it reaches
+ * ffprobe on its stdin as an ffconcat list (source-pipe.ts), never in its argument list. RTSP is forced
+ * over TCP, as ingest does (cameras on Wi-Fi lose UDP packets). Requires at least one video stream (else
+ * CAMVEIL_E_CAMERA_NOT_VIDEO).
  */
 export async function ffprobeStreams(url: string, opts: { timeoutMs?: number; password?: string | undefined } = {}): Promise<StreamInfo[]> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const shown = redactUrl(url);
   const { ffprobe } = findFfmpeg();
+  const network = /^rtsps?:/i.test(url);
+  const piped = { ffmpegMajor: ffmpegMajorVersion(ffprobe), ioTimeoutSeconds: timeoutMs / 1000 };
   const args = [
     '-hide_banner',
     '-v', 'error',
-    ...(/^rtsps?:/i.test(url) ? ['-rtsp_transport', 'tcp'] : []),
-    // Socket I/O timeout in microseconds (ffmpeg >= 5 for RTSP; `-stimeout` before).
-    '-timeout', String(timeoutMs * 1000),
     '-show_entries', 'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate',
     '-of', 'json',
-    url,
+    ...(network ? pipedSourceArgs(0, piped) : ['-i', url]),
   ];
-  const { code, stdout, stderr, timedOut } = await run(ffprobe, args, timeoutMs + 2000);
+  const input = network ? sourceListText(url, piped) : undefined;
+  const { code, stdout, stderr, timedOut } = await run(ffprobe, args, timeoutMs + 2000, input);
   if (timedOut) {
     throw new CamveilError('CAMVEIL_E_CAMERA_UNREACHABLE', `${shown} did not answer within ${timeoutMs / 1000} s`, { where: shown });
   }
@@ -171,9 +182,12 @@ export function classifyFfprobeError(stderr: string, shown: string, password?: s
   return new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', `${shown}: ffprobe could not read it (${detail})`, { where: shown });
 }
 
-function run(cmd: string, args: string[], killAfterMs: number): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
+function run(cmd: string, args: string[], killAfterMs: number, input?: string): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // EPIPE when ffprobe exits before reading its list: the exit itself is reported below.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -185,7 +199,8 @@ function run(cmd: string, args: string[], killAfterMs: number): Promise<{ code: 
     }, killAfterMs);
     child.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      // Not `error` itself: its `spawnargs` hold the URL with credentials.
+      // Not `error` itself: its message names the command (no secret is in the arguments any more, but
+      // a spawn error has nothing to add for the user).
       reject(new CamveilError('CAMVEIL_E_FFMPEG_MISSING', `cannot run ${cmd}: ${error.code ?? 'error'}`));
     });
     child.once('close', (code) => {

@@ -1,5 +1,6 @@
 import type { CameraConfig } from '../config/schema.js';
 import { CamveilError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { redactUrl } from '../redact.js';
 import type { DeviceFacts } from './device-facts.js';
 import { onvifDeviceServiceUrl } from './foscam.js';
@@ -27,6 +28,24 @@ export interface ResolveSourceOptions {
   timeoutMs?: number;
   /** Injected in tests; defaults to {@link queryOnvifDevice}. */
   queryOnvif?: typeof queryOnvifDevice;
+  /** Told when credentials are withheld from a stream on another host (see {@link credentialsForStream}). */
+  logger?: Logger;
+}
+
+/**
+ * Whether an ONVIF device's stream URI may receive the camera's credentials: only when it names the
+ * device's own host, or when the camera's config says `credentials.sendToStreamHost: true`. A device
+ * (or whoever answers in its name) could otherwise name any host and collect the password, which ffmpeg
+ * would send in answer to a Basic challenge. Host names are compared as written (case-insensitive): a
+ * device configured by name that reports its stream by address needs the flag.
+ */
+export function credentialsForStream(xaddr: string, streamUri: string, sendToStreamHost: boolean): boolean {
+  if (sendToStreamHost) return true;
+  try {
+    return new URL(xaddr).hostname.toLowerCase() === new URL(streamUri).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
 }
 
 /** The kind of a source URL as the config schema allows it: rtsp(s):, file:, or ONVIF (http(s):, onvif:). */
@@ -84,15 +103,27 @@ export async function resolveCameraSource(camera: CameraConfig, password: string
       const report = await query(xaddr, username === undefined ? undefined : { user: username, password: password ?? '' }, {
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
       });
+      const forStream = (uri: string, which: 'main' | 'sub'): string => {
+        if (username === undefined || credentialsForStream(xaddr, uri, camera.credentials?.sendToStreamHost === true)) {
+          return withCredentials(uri, username, password);
+        }
+        // Neither host is named: the log says what happened and what to do, not where (nor any secret).
+        opts.logger?.warn(
+          { camera: camera.id, stream: which },
+          `camera ${camera.id}: the ONVIF device names a ${which} stream on another host; its credentials are not sent there ` +
+            '(set credentials.sendToStreamHost: true if that host is really the camera)',
+        );
+        return uri;
+      };
       resolved = {
         kind,
-        main: withCredentials(report.main.streamUri, username, password),
+        main: forStream(report.main.streamUri, 'main'),
         display: { main: redactUrl(report.main.streamUri) },
         facts: report.facts,
         mainSize: { width: report.main.width, height: report.main.height },
       };
       if (report.sub !== undefined) {
-        resolved.sub = withCredentials(report.sub.streamUri, username, password);
+        resolved.sub = forStream(report.sub.streamUri, 'sub');
         resolved.display.sub = redactUrl(report.sub.streamUri);
       }
       break;

@@ -37,6 +37,10 @@ export const credentialsSchema = z
       .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name')
       .optional()
       .describe('environment variable holding the password'),
+    sendToStreamHost: z
+      .boolean()
+      .optional()
+      .describe('ONVIF only: also send the credentials when the device names a stream on another host (off: they go to the device\'s own host only)'),
     password: z.unknown().optional(),
   })
   .superRefine((c, ctx) => {

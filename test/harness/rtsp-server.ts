@@ -14,8 +14,8 @@ export interface RtspServerOptions {
   mountPath?: string;
   /** Default: an ephemeral port. Pass the old port to restart a server where clients expect it. */
   port?: number;
-  /** Require basic authentication. */
-  auth?: { user: string; password: string };
+  /** Require authentication: basic (default) or digest. */
+  auth?: { user: string; password: string; method?: 'basic' | 'digest' };
 }
 
 export interface RtspServer {
@@ -26,6 +26,10 @@ export interface RtspServer {
   stop(): Promise<void>;
   /** Kills the server at once (SIGKILL), as a camera losing power would. */
   kill(): void;
+  /** Freezes the server (SIGSTOP): connections stay open and accept, nothing answers, as a hung camera. */
+  pause(): void;
+  /** Thaws a paused server (SIGCONT). */
+  resume(): void;
   /** Resolves when the process has exited. */
   exited: Promise<void>;
 }
@@ -37,9 +41,14 @@ export async function startRtspServer(options: RtspServerOptions): Promise<RtspS
   if (options.file !== undefined) args.push('--file', options.file);
   else if (options.live !== undefined) args.push('--live', `${options.live.width}x${options.live.height}@${options.live.fps}`);
   else throw new Error('startRtspServer: give file or live');
-  if (options.auth !== undefined) args.push('--user', options.auth.user, '--password', options.auth.password);
+  if (options.auth !== undefined) {
+    // The password goes on stdin: tests scan every child's argv for it.
+    args.push('--user', options.auth.user);
+    if (options.auth.method === 'digest') args.push('--digest');
+  }
 
-  const child: ChildProcess = spawn(SYSTEM_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(SYSTEM_PYTHON, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin?.end(options.auth === undefined ? '' : `${options.auth.password}\n`);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -68,8 +77,18 @@ export async function startRtspServer(options: RtspServerOptions): Promise<RtspS
     kill: () => {
       child.kill('SIGKILL');
     },
+    pause: () => {
+      child.kill('SIGSTOP');
+    },
+    resume: () => {
+      child.kill('SIGCONT');
+    },
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) {
+        // A paused server would not act on SIGTERM until thawed.
+        child.kill('SIGCONT');
+        child.kill('SIGTERM');
+      }
       await exited;
     },
   };

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameQueue } from '../../src/analysis/frame-queue.js';
 import { Backoff } from '../../src/cameras/backoff.js';
-import { boundingBox, buildIngestArgs, FRAMES_FD } from '../../src/cameras/ffmpeg-args.js';
+import { boundingBox, buildIngestArgs, FRAMES_FD, SOURCE_LIST_FD } from '../../src/cameras/ffmpeg-args.js';
 import { classifyFfmpegFailure } from '../../src/cameras/ffmpeg-errors.js';
 import { RawFrameReader } from '../../src/cameras/raw-frame-reader.js';
 import { SegmentRing } from '../../src/recording/segment-ring.js';
@@ -11,9 +11,14 @@ const analysis = { fps: 2, width: 640, height: 360 };
 
 describe('buildIngestArgs', () => {
   it('copies the main stream to fragmented MP4 on stdout and decodes small RGB frames to fd 3', () => {
-    const args = buildIngestArgs({ main: { url: 'rtsp://u:p@cam/videoMain', kind: 'rtsp' }, analysis, ioTimeoutSeconds: 5, ffmpegMajor: 5 });
+    const { args, sourceLists } = buildIngestArgs({ main: { url: 'rtsp://u:p@cam/videoMain', kind: 'rtsp' }, analysis, ioTimeoutSeconds: 5, ffmpegMajor: 5 });
     const joined = args.join(' ');
-    expect(joined).toContain('-threads 1 -rtsp_transport tcp -timeout 5000000 -i rtsp://u:p@cam/videoMain');
+    // The URL (with its password) is not an argument: ffmpeg reads it from a list on fd 4, with the RTSP options.
+    expect(joined).toContain(`-threads 1 -f concat -safe 0 -protocol_whitelist pipe,rtsp,rtsps,tcp,tls -i pipe:${SOURCE_LIST_FD}`);
+    expect(joined).not.toContain('rtsp://');
+    expect(sourceLists).toEqual([
+      { fd: SOURCE_LIST_FD, text: "ffconcat version 1.0\nfile 'rtsp://u:p@cam/videoMain'\noption rtsp_transport tcp\noption timeout 5000000\n" },
+    ]);
     expect(joined).toContain('-map 0:v:0 -c:v copy -an');
     expect(joined).toContain('+frag_keyframe+empty_moov+default_base_moof pipe:1');
     expect(joined).toContain('fps=2,scale=640:360:force_original_aspect_ratio=decrease,pad=640:360');
@@ -23,8 +28,8 @@ describe('buildIngestArgs', () => {
     expect(joined).not.toContain('-c:v libx264');
   });
 
-  it('decodes the sub stream for analysis when there is one, and uses -stimeout on ffmpeg 4', () => {
-    const args = buildIngestArgs({
+  it('decodes the sub stream for analysis when there is one; on ffmpeg 4 (no per-entry options) allows RTP over UDP', () => {
+    const { args, sourceLists } = buildIngestArgs({
       main: { url: 'rtsp://cam:88/videoMain', kind: 'rtsp' },
       sub: { url: 'rtsp://cam:88/videoSub', kind: 'rtsp' },
       analysis,
@@ -32,16 +37,32 @@ describe('buildIngestArgs', () => {
       ffmpegMajor: 4,
     });
     expect(args.filter((a) => a === '-i')).toHaveLength(2);
-    expect(args).toContain('-stimeout');
-    expect(args).not.toContain('-timeout');
+    expect(args).not.toContain('-stimeout');
+    expect(args).not.toContain('-rtsp_transport');
     expect(args.join(' ')).toContain('-map 1:v:0');
     // Only the analysed input gets the single-thread decoder option; the main stream is only copied.
-    expect(args.join(' ')).toContain('-i rtsp://cam:88/videoMain -threads 1 -rtsp_transport');
-    expect(args.indexOf('-threads')).toBeGreaterThan(args.indexOf('rtsp://cam:88/videoMain'));
+    expect(args.join(' ')).toContain('-protocol_whitelist pipe,rtsp,rtsps,tcp,tls,udp,rtp -i pipe:4 -threads 1 -f concat');
+    expect(args.indexOf('-threads')).toBeGreaterThan(args.indexOf('pipe:4'));
+    expect(args.at(args.indexOf('pipe:4') + 2 + 8)).toBe('pipe:5');
+    expect(sourceLists.map((l) => l.fd)).toEqual([4, 5]);
+    expect(sourceLists[1]!.text).toBe("ffconcat version 1.0\nfile 'rtsp://cam:88/videoSub'\n");
+  });
+
+  it('quotes the URL for the ffconcat parser and refuses control characters that could add directives', () => {
+    const o = { analysis, ioTimeoutSeconds: 5, ffmpegMajor: 5 };
+    const { sourceLists } = buildIngestArgs({ ...o, main: { url: "rtsp://u:it's@cam/x", kind: 'rtsp' } });
+    expect(sourceLists[0]!.text).toContain("file 'rtsp://u:it'\\''s@cam/x'\n");
+    let caught: unknown;
+    try {
+      buildIngestArgs({ ...o, main: { url: "rtsp://cam/x'\nfile '/etc/passwd", kind: 'rtsp' } });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'CAMVEIL_E_CAMERA_PROTOCOL' });
   });
 
   it('paints privacy masks into the recorded stream and re-encodes it only when the camera has masks', () => {
-    const args = buildIngestArgs({
+    const { args } = buildIngestArgs({
       main: { url: 'rtsp://cam/videoMain', kind: 'rtsp' },
       sub: { url: 'rtsp://cam/videoSub', kind: 'rtsp' },
       analysis,
@@ -54,13 +75,15 @@ describe('buildIngestArgs', () => {
     expect(joined).toContain('-c:v libx264');
     expect(joined).not.toContain('-c:v copy');
     // The masked main stream is decoded, so it gets the single-thread decoder option too.
-    expect(args.slice(0, args.indexOf('rtsp://cam/videoMain'))).toContain('-threads');
+    expect(args.slice(0, args.indexOf('pipe:4'))).toContain('-threads');
   });
 
   it('plays a file in real time, looped', () => {
-    const args = buildIngestArgs({ main: { url: '/videos/a.mp4', kind: 'file' }, analysis, ioTimeoutSeconds: 10, ffmpegMajor: 5 });
+    const { args, sourceLists } = buildIngestArgs({ main: { url: '/videos/a.mp4', kind: 'file' }, analysis, ioTimeoutSeconds: 10, ffmpegMajor: 5 });
+    // A path holds no secret, and the concat demuxer cannot loop a list read from a pipe (it cannot seek).
     expect(args.join(' ')).toContain('-threads 1 -re -stream_loop -1 -i /videos/a.mp4');
-    expect(args).not.toContain('-rtsp_transport');
+    expect(args).not.toContain('concat');
+    expect(sourceLists).toEqual([]);
   });
 });
 
