@@ -153,6 +153,35 @@ export class Outbox {
     return row.t;
   }
 
+  /**
+   * The endpoint answers again: every queued item waiting out a backoff becomes due at `at` (when it was
+   * due later), so the queue drains at once instead of item by item over up to the backoff cap. Items
+   * the gate holds keep their recheck time (whether they may go is not the endpoint's business). Returns
+   * how many were brought forward.
+   */
+  expediteQueued(at: number): number {
+    return this.db
+      .prepare(
+        `UPDATE uplink_outbox SET next_attempt_at = ?, updated_at = ?
+         WHERE state = 'queued' AND next_attempt_at > ? AND last_error_code IS NOT NULL AND last_error_code <> 'gate'`,
+      )
+      .run(at, this.now(), at).changes;
+  }
+
+  /**
+   * The queued item that would be due first among those waiting out a failed attempt's backoff (not the
+   * gate's holds): what a probe of the endpoint tries.
+   */
+  nextBackingOff(): OutboxItem | undefined {
+    const row = this.db
+      .prepare(
+        `SELECT * FROM uplink_outbox WHERE state = 'queued' AND last_error_code IS NOT NULL AND last_error_code <> 'gate'
+         ORDER BY next_attempt_at, created_at LIMIT 1`,
+      )
+      .get() as Row | undefined;
+    return row === undefined ? undefined : toItem(row);
+  }
+
   markUploading(objectId: string): void {
     this.transition(objectId, ['queued'], `state = 'uploading'`);
   }

@@ -21,8 +21,8 @@ export type UploadOutcome =
   /** The server refused for good. */
   | { kind: 'reject'; error: CamveilError };
 
-/** Reads at most `limit` bytes of a response body, then cancels the rest. */
-export async function readLimited(body: ReadableStream<Uint8Array> | null, limit = MAX_RESPONSE_BYTES): Promise<string> {
+/** Reads at most `limit` bytes of a response body, then cancels the rest; `onChunk` hears of each chunk. */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit = MAX_RESPONSE_BYTES, onChunk?: () => void): Promise<string> {
   if (body === null) return '';
   const reader = body.getReader();
   const parts: Buffer[] = [];
@@ -31,6 +31,7 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
     while (size < limit) {
       const { done, value } = await reader.read();
       if (done) break;
+      onChunk?.();
       parts.push(Buffer.from(value));
       size += value.length;
     }

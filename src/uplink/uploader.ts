@@ -1,6 +1,6 @@
 import { createReadStream, readFileSync, type ReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CamveilError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -26,10 +26,17 @@ export interface UploaderOptions {
   /** Bytes per second for all of this uploader's requests together (one token bucket); undefined = no cap. */
   bandwidthBytesPerSecond?: number;
   /**
-   * Time limit for one request, body included. With a bandwidth cap the time the cap itself needs
-   * (bytes / cap) is added, so a large clip on a slow cap is not cut off. Default 120 s.
+   * Idle time limit of one request: it fails when the body stops being taken, or no answer comes after
+   * it, for this long; a request that keeps moving is never cut off however long a large clip takes.
+   * Once the answer has begun, its (small) body must arrive within this long in total, so a server
+   * trickling it a byte at a time cannot hold the queue. Default 120 s.
    */
   requestTimeoutMs?: number;
+  /**
+   * While items wait out their backoff, one of them is tried at least this often (a probe of the
+   * endpoint; its success makes the whole queue due). Bounds the drain delay after an outage. Default 30 s.
+   */
+  probeIntervalMs?: number;
   /** Backoff of retried attempts: full jitter up to min(cap, base·2^(n−1)). Defaults 1 s and 5 min. */
   backoffBaseMs?: number;
   backoffCapMs?: number;
@@ -62,6 +69,11 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 /** The longest the scheduler sleeps without looking at the outbox (clock jumps, rows added by others). */
 const MAX_IDLE_MS = 60_000;
 
+/** Why a request was cut by the uploader's own time limits. */
+class RequestTimeout extends Error {
+  override readonly name = 'RequestTimeout';
+}
+
 /**
  * Uploads the outbox's age files to the cloud with HTTP PUT, one or two at a time, streaming each file
  * (never reading it whole). Outcomes: 2xx with a matching receipt → uploaded; 4xx other than 408/429 →
@@ -78,11 +90,16 @@ export class Uploader {
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Map<string, InFlight>();
   private readonly bucket: TokenBucket | undefined;
+  /** No request starts before this (epoch ms of the uploader's clock): the server's last Retry-After. */
+  private holdUntil = 0;
+  /** When the last attempt started: a probe is due probeIntervalMs after it. */
+  private lastAttemptAt = 0;
 
   constructor(options: UploaderOptions) {
     this.o = {
       concurrency: 1,
       requestTimeoutMs: 120_000,
+      probeIntervalMs: 30_000,
       backoffBaseMs: 1000,
       backoffCapMs: 300_000,
       gateRecheckMs: 60_000,
@@ -105,6 +122,7 @@ export class Uploader {
     if (this.running) return;
     this.token = readToken(this.o.tokenFile);
     this.running = true;
+    this.lastAttemptAt = this.o.now();
     this.o.logger.info(
       { endpoint: redactUrl(this.o.endpoint.origin), hub: this.o.hubPseudonym, concurrency: this.o.concurrency },
       'uplink started',
@@ -153,7 +171,15 @@ export class Uploader {
     const { outbox, gate, logger } = this.o;
     try {
       while (this.inFlight.size < this.o.concurrency) {
-        const item = outbox.nextDue(this.o.now());
+        const now = this.o.now();
+        // The server asked for a pause (Retry-After): nothing at all goes to it before then.
+        if (now < this.holdUntil) break;
+        let item = outbox.nextDue(now);
+        if (item === undefined && this.inFlight.size === 0 && now >= this.lastAttemptAt + this.o.probeIntervalMs) {
+          // Everything is waiting out a backoff: try the first of them now, to learn whether the endpoint is back.
+          item = outbox.nextBackingOff();
+          if (item !== undefined) logger.debug({ object: item.objectId, dueIn: item.nextAttemptAt - now }, 'probing the endpoint');
+        }
         if (item === undefined) break;
         const decision = gate.mayUpload({ objectId: item.objectId, kind: item.kind, ...(item.cameraId === undefined ? {} : { cameraId: item.cameraId }) });
         if (!decision.allowed) {
@@ -163,6 +189,7 @@ export class Uploader {
           continue;
         }
         outbox.markUploading(item.objectId);
+        this.lastAttemptAt = now;
         this.launch(item);
       }
     } catch (error) {
@@ -171,9 +198,11 @@ export class Uploader {
       return;
     }
     if (this.inFlight.size < this.o.concurrency) {
-      const wake = outbox.nextWakeAt();
-      const delay = wake === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, wake - this.o.now()));
-      this.timer = setTimeout(() => this.pump(), delay);
+      const now = this.o.now();
+      let at = outbox.nextWakeAt() ?? now + MAX_IDLE_MS;
+      if (this.inFlight.size === 0 && outbox.nextBackingOff() !== undefined) at = Math.min(at, this.lastAttemptAt + this.o.probeIntervalMs);
+      at = Math.max(at, this.holdUntil);
+      this.timer = setTimeout(() => this.pump(), Math.min(MAX_IDLE_MS, Math.max(0, at - now)));
     }
   }
 
@@ -196,11 +225,15 @@ export class Uploader {
     const tell = (result: UploadReport['result'], error?: { code: string; message: string }) =>
       this.o.onOutcome?.({ objectId: item.objectId, kind: item.kind, bytes: item.bytes, ms: log.ms, result, ...(error === undefined ? {} : { code: error.code, message: error.message }) });
     switch (outcome.kind) {
-      case 'uploaded':
+      case 'uploaded': {
         outbox.markUploaded(item.objectId);
         logger.info({ ...log, bytes: item.bytes }, 'object uploaded');
+        // The endpoint answers again: what was backing off is due now (not before a pause the server asked for).
+        const expedited = outbox.expediteQueued(Math.max(this.o.now(), this.holdUntil));
+        if (expedited > 0) logger.info({ expedited }, 'endpoint answers again; queued uploads due now');
         tell('uploaded');
         return;
+      }
       case 'reject':
         outbox.markFailed(item.objectId, outcome.error);
         logger.warn({ ...log, code: outcome.error.code, reason: outcome.error.message }, 'upload rejected; not retried');
@@ -215,7 +248,10 @@ export class Uploader {
         }
         const attempts = item.attempts + 1;
         const backoff = backoffDelay(attempts, this.o.random, this.o.backoffBaseMs, this.o.backoffCapMs);
-        const delay = Math.max(backoff, Math.min(outcome.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
+        const retryAfter = Math.min(outcome.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS);
+        const delay = Math.max(backoff, retryAfter);
+        // Retry-After speaks for the server, not for this object: hold every request until then.
+        if (retryAfter > 0) this.holdUntil = Math.max(this.holdUntil, this.o.now() + retryAfter);
         outbox.retryLater(item.objectId, outcome.error, delay);
         logger.warn({ ...log, code: outcome.error.code, reason: outcome.error.message, attempts, retryInMs: delay }, 'upload failed; will retry');
         tell('retry', outcome.error);
@@ -230,6 +266,15 @@ export class Uploader {
   private async put(item: OutboxItem, controller: AbortController): Promise<UploadOutcome> {
     let file: ReadStream | undefined;
     let body: Readable | undefined;
+    const limitMs = this.o.requestTimeoutMs;
+    const limits = new AbortController();
+    let idleTimer: NodeJS.Timeout | undefined;
+    let answerTimer: NodeJS.Timeout | undefined;
+    /** Progress: the idle limit starts again. */
+    const touch = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => limits.abort(new RequestTimeout(`request timed out (no progress for ${limitMs} ms)`)), limitMs);
+    };
     try {
       // The size comes from the open file, not the outbox row: Content-Length must be what is sent.
       const handle = await open(item.path, 'r').catch((error: unknown) => {
@@ -238,17 +283,22 @@ export class Uploader {
       const { size } = await handle.stat();
       file = createReadStream('', { fd: handle, highWaterMark: 64 * 1024 });
       body = file;
-      const cap = this.o.bandwidthBytesPerSecond;
-      if (this.bucket !== undefined) {
-        const throttle = new Throttle(this.bucket);
-        // pipeline passes a read error on to the throttle (and so to fetch); the outcome is fetch's.
-        pipeline(file, throttle).catch(() => undefined);
-        body = throttle;
-      }
+      // Each chunk fetch takes from the body is progress (a stalled socket stops it taking any).
+      const progress = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          touch();
+          callback(null, chunk);
+        },
+      });
+      const stages: Readable[] = [file];
+      if (this.bucket !== undefined) stages.push(new Throttle(this.bucket));
+      stages.push(progress);
+      // pipeline passes a read error on to the last stage (and so to fetch); the outcome is fetch's.
+      pipeline(stages).catch(() => undefined);
+      body = progress;
       if (controller.signal.aborted) throw controller.signal.reason;
-      const timeoutMs = this.o.requestTimeoutMs + (cap === undefined ? 0 : Math.ceil((size / cap) * 1000));
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const signal = AbortSignal.any([controller.signal, timeout]);
+      touch();
+      const signal = AbortSignal.any([controller.signal, limits.signal]);
       const response = await fetch(objectUrl(this.o.endpoint, this.o.hubPseudonym, item.objectId), {
         method: 'PUT',
         headers: {
@@ -261,17 +311,21 @@ export class Uploader {
         redirect: 'manual',
         signal,
       });
-      const text = await readLimited(response.body);
+      touch();
+      answerTimer = setTimeout(() => limits.abort(new RequestTimeout(`response body not complete within ${limitMs} ms`)), limitMs);
+      const text = await readLimited(response.body, undefined, touch);
       return classifyResponse(response, text, { objectId: item.objectId, bytes: size }, this.o.now());
     } catch (error) {
-      return this.failure(error, controller);
+      return this.failure(error, controller, limits.signal);
     } finally {
+      clearTimeout(idleTimer);
+      clearTimeout(answerTimer);
       body?.destroy();
       file?.destroy();
     }
   }
 
-  private failure(error: unknown, controller: AbortController): UploadOutcome {
+  private failure(error: unknown, controller: AbortController, limits: AbortSignal): UploadOutcome {
     if (controller.signal.aborted) {
       const reason: unknown = controller.signal.reason;
       return {
@@ -283,11 +337,13 @@ export class Uploader {
       // Retrying cannot bring the file back (retention or local-only mode removed it): failed, for good.
       return { kind: 'reject', error: new CamveilError('CAMVEIL_E_UPLOAD_FAILED', error.message, { where: 'uplink', cause: error.cause }) };
     }
+    if (limits.aborted) {
+      const reason: unknown = limits.reason;
+      const why = reason instanceof RequestTimeout ? reason.message : 'request timed out';
+      return { kind: 'retry', error: new CamveilError('CAMVEIL_E_UPLOAD_FAILED', why, { where: 'uplink', cause: error }) };
+    }
     const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-    const why =
-      e.name === 'TimeoutError'
-        ? 'request timed out'
-        : `network error: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(error)}`;
+    const why = `network error: ${e.cause?.code ?? e.cause?.message ?? e.message ?? String(error)}`;
     return { kind: 'retry', error: new CamveilError('CAMVEIL_E_UPLOAD_FAILED', why, { where: 'uplink', cause: error }) };
   }
 }

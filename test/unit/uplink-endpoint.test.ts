@@ -125,6 +125,36 @@ describe('outbox', () => {
     expect(outbox.stats()).toEqual({ queued: 1, uploading: 0, uploaded: 0, failed: 1, oldestQueuedAt: 1_000 });
   });
 
+  it('expediteQueued brings every backed-off item forward to the given time, leaving gate holds, items already due and other states alone', () => {
+    const outbox = new Outbox(db, { now });
+    for (const c of ['a', 'b', 'c', 'd', 'e', 'f']) outbox.enqueue(entry(c));
+    const failed = { code: 'CAMVEIL_E_UPLOAD_FAILED', message: 'network error: ECONNREFUSED' };
+    for (const [c, delay] of [['a', 300_000], ['b', 120_000], ['c', 500]] as const) {
+      outbox.markUploading(ID(c));
+      outbox.retryLater(ID(c), failed, delay);
+    }
+    outbox.release(ID('d'), { code: 'gate', message: 'gate: no-consent' }, 60_000);
+    outbox.markUploading(ID('e'));
+    outbox.markUploaded(ID('e'));
+    // f: never tried, due since 1 000.
+    expect(outbox.nextBackingOff()?.objectId).toBe(ID('c'));
+    clock = 1_200;
+    expect(outbox.expediteQueued(1_300)).toBe(3);
+    expect(outbox.get(ID('a'))?.nextAttemptAt).toBe(1_300);
+    expect(outbox.get(ID('b'))?.nextAttemptAt).toBe(1_300);
+    expect(outbox.get(ID('c'))?.nextAttemptAt).toBe(1_300); // due at 1 500 before: brought forward too
+    expect(outbox.get(ID('d'))?.nextAttemptAt).toBe(61_000); // the gate's recheck is not the endpoint's to shorten
+    expect(outbox.get(ID('e'))?.state).toBe('uploaded');
+    expect(outbox.get(ID('f'))?.nextAttemptAt).toBe(1_000);
+    // Due in queue order: f (due longest), then a, b, c as they were created.
+    const order: string[] = [];
+    for (let item = outbox.nextDue(1_300); item !== undefined; item = outbox.nextDue(1_300)) {
+      order.push(item.objectId);
+      outbox.markUploading(item.objectId);
+    }
+    expect(order).toEqual([ID('f'), ID('a'), ID('b'), ID('c')]);
+  });
+
   it('returns items a crash left uploading to queued when reopened', () => {
     const first = new Outbox(db, { now });
     first.enqueue(entry('a'));
