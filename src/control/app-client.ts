@@ -217,13 +217,17 @@ export class AppClient {
    */
   async followEvents(identity: string, onEvent: (event: unknown) => void, onError?: (error: unknown) => void): Promise<() => Promise<void>> {
     const pinned = this.requirePinned();
+    // One at a time, so events reach `onEvent` in the order they arrived.
+    let tail: Promise<void> = Promise.resolve();
     const listener: Listener = (topic, payload) => {
       if (topic !== this.topics.event) return;
-      this.#openEvent(payload, pinned, identity)
-        .then((event) => {
-          if (event !== undefined) onEvent(event);
-        })
-        .catch((error: unknown) => onError?.(error));
+      tail = tail.then(() =>
+        this.#openEvent(payload, pinned, identity)
+          .then((event) => {
+            if (event !== undefined) onEvent(event);
+          })
+          .catch((error: unknown) => onError?.(error)),
+      );
     };
     this.#client.on('message', listener);
     await this.#client.subscribeAsync(this.topics.event, { qos: 1 });

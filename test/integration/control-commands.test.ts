@@ -24,6 +24,7 @@ import { createLogger, silentLogger } from '../../src/log.js';
 import { exportHouseholdData } from '../../src/policy/data-rights.js';
 import { ObjectStore } from '../../src/store/object-store.js';
 import { waitFor } from '../harness/wait.js';
+import { testHubKeys } from '../harness/hub-keys.js';
 
 const HUB = 'cmd-hub';
 const ZONE: Array<[number, number]> = [
@@ -89,7 +90,9 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
     broker = await startEmbeddedBroker();
     hubMqtt = await mqtt.connectAsync(broker.url, connectOptions('camveil', HUB));
     const registry = new KeyRegistry(hub.db);
+    const hubKeys = await testHubKeys(HUB);
     control = new ControlPlane({
+      hub: hubKeys.hub,
       client: hubMqtt,
       baseTopic: 'camveil',
       hubId: HUB,
@@ -112,7 +115,7 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
     });
     await control.start();
     appMqtt = await mqtt.connectAsync(broker.url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000 });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, pinned: hubKeys.pinned });
     registry.add({ publicKey: app.key.publicKey, recipient, label: 'test phone' }, Date.now());
     await app.start();
   });

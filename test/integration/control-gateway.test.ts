@@ -14,6 +14,7 @@ import { createLogger } from '../../src/log.js';
 import { freePort, startMosquitto } from '../harness/mosquitto.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { waitFor } from '../harness/wait.js';
+import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 
 const FACE_DEMO = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo');
 
@@ -44,7 +45,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     gateway = new Gateway({ config: validateConfig(raw, configFile, root), logger: createLogger({ level: 'silent' }) });
     await gateway.start();
     appMqtt = await mqtt.connectAsync(url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 5000 });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000 });
     await app.start();
   });
 
@@ -59,7 +60,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     expect(gateway.state().mqtt).toEqual({ protocolVersion: 4 });
   });
 
-  it('a fresh subscriber sees the retained availability and state, with the mode and no secrets', async () => {
+  it('a fresh subscriber sees the retained availability and a signed state with health only in clear', async () => {
     const seen = new Map<string, string>();
     const probe = await mqtt.connectAsync(url);
     probe.on('message', (topic, payload) => seen.set(topic, payload.toString()));
@@ -67,9 +68,13 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     await waitFor('retained availability and state', () => seen.has('camveil/ctl-hub/availability') && seen.has('camveil/ctl-hub/state'), 5000);
     await probe.endAsync();
     expect(seen.get('camveil/ctl-hub/availability')).toBe('online');
-    const state = JSON.parse(seen.get('camveil/ctl-hub/state')!) as { mode: { mode: string } };
-    expect(state.mode.mode).toBe('local-only');
-    expect(seen.get('camveil/ctl-hub/state')).not.toMatch(/AGE-SECRET-KEY|password/);
+    const envelope = JSON.parse(seen.get('camveil/ctl-hub/state')!) as { payload: string; sig: string };
+    expect(Object.keys(envelope).sort()).toEqual(['payload', 'sig']);
+    const clear = Buffer.from(envelope.payload, 'base64').toString();
+    const payload = JSON.parse(clear) as Record<string, unknown>;
+    expect(payload).toMatchObject({ v: 2, kind: 'state', hub: 'ctl-hub', base: 'camveil', health: { availability: 'online', protocol: 2, cameras: {} } });
+    expect(Object.keys(payload).sort()).toEqual(['base', 'health', 'hub', 'kind', 'sealed', 'ts', 'v']);
+    expect(clear).not.toMatch(/AGE-SECRET-KEY|password|mode|local-only|motion|faces/);
   });
 
   it('pairs with the code `camveil pair` shows', async () => {
@@ -79,6 +84,11 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     expect((await app.pair('WRONGCOD', recipient)).status).toBe('error');
     const paired = await app.pair(code, recipient, 'test phone');
     expect(paired.status).toBe('ok');
+    const keys = await loadOrCreateHubKeys(path.join(root, 'hub'));
+    expect(app.pinned).toEqual({ hubId: 'ctl-hub', baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient });
+    // The retained state now checks against the pinned key, and its sealed part opens for the household.
+    const { state } = await app.readState(identity);
+    expect(state).toMatchObject({ mode: { mode: 'local-only' } });
   });
 
   it('refuses an unsigned grant (what a broker operator could send) and changes nothing', async () => {
@@ -103,8 +113,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
   });
 
   it('enrols a person over MQTT with name and photo sealed to the hub; lists names sealed to the phone', async () => {
-    const status = await app.request('status', {}, { sign: false });
-    const hubRecipient = (status.data as { hubRecipient: string }).hubRecipient;
+    const hubRecipient = app.requirePinned().recipient;
     expect(hubRecipient).toMatch(/^age1/);
     // A crop around the largest face of a sample photo, made in memory.
     const photo = await sharp(path.join(FACE_DEMO, 'sample1.jpg')).extract({ left: 300, top: 230, width: 420, height: 480 }).jpeg().toBuffer();
@@ -126,8 +135,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
   });
 
   it('adds an app-managed camera with its password sealed to the hub; unsigned refused; kept across restarts', async () => {
-    const status = await app.request('status', {}, { sign: false });
-    const hubRecipient = (status.data as { hubRecipient: string }).hubRecipient;
+    const hubRecipient = app.requirePinned().recipient;
     const sealedPassword = (await encryptToBuffer([hubRecipient], Buffer.from('garage-Secret-42'))).toString('base64');
     const camera = { id: 'garage', source: 'rtsp://127.0.0.1:1/videoMain', credentials: { username: 'admin' } };
     expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
@@ -146,7 +154,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     await app.stop();
     await appMqtt.endAsync();
     appMqtt = await mqtt.connectAsync(url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 5000, key: app.key });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000, key: app.key, pinned: app.requirePinned() });
     await app.start();
     expect((await app.request('cameras/remove', { cameraId: 'garage' }, { sign: true })).status).toBe('ok');
     expect(gateway.state().cameras.map((c) => c.cameraId)).not.toContain('garage');
@@ -166,9 +174,11 @@ describeWithPeers(['mosquitto'], "gateway control plane on Debian's mosquitto (M
     const raw = { hub: { id: 'ctl5', region: 'DE' }, dataDir: path.join(root, 'hub'), mqtt: { url: broker.url } };
     const gateway = new Gateway({ config: validateConfig(raw, 'test', root), logger: createLogger({ level: 'silent' }) });
     const client = await mqtt.connectAsync(broker.url);
-    const app = new AppClient({ client, baseTopic: 'camveil', hubId: 'ctl5', timeoutMs: 5000 });
+    let app: AppClient | undefined;
     try {
       await gateway.start();
+      const keys = await loadOrCreateHubKeys(path.join(root, 'hub'));
+      app = new AppClient({ client, baseTopic: 'camveil', hubId: 'ctl5', timeoutMs: 5000, pinned: { hubId: 'ctl5', baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
       expect(gateway.state().mqtt).toEqual({ protocolVersion: 5 });
       await app.start();
       // The hub subscribes once its client has connected: ask again until it answers.
@@ -177,7 +187,7 @@ describeWithPeers(['mosquitto'], "gateway control plane on Debian's mosquitto (M
       expect(r?.status).toBe('ok');
       expect(await app.request('consent/set', { action: 'grant', consent: 'cloudUpload' }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
     } finally {
-      await app.stop();
+      await app?.stop();
       await client.endAsync();
       await gateway.stop();
       await broker.stop();

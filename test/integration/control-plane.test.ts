@@ -19,6 +19,7 @@ import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { startBroker, type BrokerKind, type TestBroker } from '../harness/mosquitto.js';
+import { replyOf, testHubKeys, type TestHubKeys } from '../harness/hub-keys.js';
 
 const BASE = 'camveil';
 const MINUTE = 60_000;
@@ -58,7 +59,9 @@ function controlPlaneSuite(kind: BrokerKind): void {
   const calls = { widen: 0, narrow: 0 };
   const clients: MqttClient[] = [];
   const state = { mode: 'cloud', policyVersion: '2026-01', cameras: 1 };
+  let fullState: object = state;
   let app: AppClient;
+  let keys: TestHubKeys;
 
   async function connect(options: mqtt.IClientOptions = {}): Promise<MqttClient> {
     const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, ...options });
@@ -75,7 +78,10 @@ function controlPlaneSuite(kind: BrokerKind): void {
       audit,
       logger: silentLogger(),
       now,
-      getState: () => state,
+      hub: keys.hub,
+      recipients: () => [recipient],
+      getState: () => fullState,
+      getHealth: () => ({ cam_aaaaaaaaaaaaaaaa: 'streaming' }),
       handlers: {
         'test/widen': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: (args) => ({ n: args.n, calls: ++calls.widen }) }),
         'test/narrow': defineHandler({ requires: 'none', args: z.strictObject({}), run: () => ({ calls: ++calls.narrow }) }),
@@ -83,8 +89,9 @@ function controlPlaneSuite(kind: BrokerKind): void {
     });
   }
 
-  async function newApp(): Promise<AppClient> {
-    return new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000 });
+  /** An app that already holds the hub's keys (as if paired); `pinned: false` for one that has not paired. */
+  async function newApp(pinned = true): Promise<AppClient> {
+    return new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000, ...(pinned ? { pinned: keys.pinned } : {}) });
   }
 
   beforeAll(async () => {
@@ -95,10 +102,11 @@ function controlPlaneSuite(kind: BrokerKind): void {
     audit = new AuditLog(db);
     identity = await generateX25519Identity();
     recipient = await identityToRecipient(identity);
+    keys = await testHubKeys(hubId, BASE);
     hubClient = await connect(connectOptions(BASE, hubId));
     plane = makePlane(hubClient);
     await plane.start();
-    app = await newApp();
+    app = await newApp(false);
   });
 
   afterAll(async () => {
@@ -108,20 +116,26 @@ function controlPlaneSuite(kind: BrokerKind): void {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('publishes retained availability online and state for a fresh subscriber', async () => {
-    await plane.publishState(state);
+  it('publishes retained availability online and a signed state: health in clear, the rest sealed', async () => {
+    await plane.publishState();
     const watcher = await connect();
     const online = nextMessage(watcher, plane.topics.availability);
     const retainedState = nextMessage(watcher, plane.topics.state);
     expect((await online).toString()).toBe('online');
-    expect(JSON.parse((await retainedState).toString())).toEqual(state);
-    await expect(plane.publishState({ cameras: [{ password: 'x' }] })).rejects.toMatchObject({ code: 'CAMVEIL_E_STATE_UNSAFE' });
+    const raw = (await retainedState).toString();
+    expect(raw).not.toMatch(/policyVersion|cloud/);
+    const reader = await newApp();
+    expect(await reader.readState(identity)).toEqual({ health: { availability: 'online', protocol: 2, cameras: { cam_aaaaaaaaaaaaaaaa: 'streaming' } }, state });
+    fullState = { cameras: [{ password: 'x' }] };
+    try {
+      await expect(plane.publishState()).rejects.toMatchObject({ code: 'CAMVEIL_E_STATE_UNSAFE' });
+    } finally {
+      fullState = state;
+    }
   });
 
-  it('answers status unsigned', async () => {
-    const reply = await app.request('status', {}, { sign: false });
-    expect(reply).toMatchObject({ status: 'ok', data: state });
-    expect(typeof reply.transaction).toBe('string');
+  it('an app that has not paired refuses to believe any reply', async () => {
+    await expect(app.request('status', {}, { sign: false })).rejects.toMatchObject({ code: 'CAMVEIL_E_HUB_UNVERIFIED' });
   });
 
   it('pairs with the right code only, once, before it expires', async () => {
@@ -131,6 +145,8 @@ function controlPlaneSuite(kind: BrokerKind): void {
     expect(wrong).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
     const right = await app.pair(code, recipient, 'kitchen tablet');
     expect(right).toMatchObject({ status: 'ok', data: { keyId: app.key.keyId } });
+    // The hub's keys, proven with the code, are what the app now pins.
+    expect(app.pinned).toEqual(keys.pinned);
     const other = await newApp();
     const reused = await other.pair(code, recipient);
     expect(reused).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
@@ -156,6 +172,14 @@ function controlPlaneSuite(kind: BrokerKind): void {
     expect(paired[0]?.details).toMatchObject({ keyId: app.key.keyId });
   });
 
+  it('answers status unsigned, signed by the hub: health in clear, the state sealed', async () => {
+    const reply = await app.request('status', {}, { sign: false });
+    expect(reply).toMatchObject({ status: 'ok', data: { health: { availability: 'online', protocol: 2 } } });
+    const sealed = (reply.data as { sealed: string }).sealed;
+    expect(JSON.parse((await decryptToBuffer(identity, Buffer.from(sealed, 'base64'))).toString())).toEqual(state);
+    expect(typeof reply.transaction).toBe('string');
+  });
+
   it('runs a widening command signed by a paired key, and refuses the same bytes replayed', async () => {
     const before = calls.widen;
     const prepared = app.prepare('test/widen', { n: 7 }, { sign: true });
@@ -178,7 +202,7 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
   it('refuses a request signed by an unknown key', async () => {
     const before = calls.widen;
-    const stranger = new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, key: generateAppKey() });
+    const stranger = new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, key: generateAppKey(), pinned: keys.pinned });
     const reply = await stranger.request('test/widen', { n: 1 }, { sign: true });
     expect(reply).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_UNKNOWN_KEY' } });
     expect(calls.widen).toBe(before);
@@ -188,11 +212,11 @@ function controlPlaneSuite(kind: BrokerKind): void {
     const before = calls.widen;
     const operator = await connect();
     const transaction = randomUUID();
-    const payload = Buffer.from(JSON.stringify({ command: 'test/widen', transaction, seq: 1, ts: clock, args: { n: 666 } }));
-    const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => (JSON.parse(p.toString()) as { transaction?: string }).transaction === transaction);
+    const payload = Buffer.from(JSON.stringify({ v: 2, hub: hubId, base: BASE, command: 'test/widen', transaction, seq: 1, ts: clock, args: { n: 666 } }));
+    const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => replyOf(p, keys.pinned, clock).transaction === transaction);
     await operator.subscribeAsync(`${plane.topics.response}/test/widen`, { qos: 1 });
     await operator.publishAsync(`${plane.topics.request}/test/widen`, JSON.stringify({ payload: payload.toString('base64') }), { qos: 1 });
-    expect(JSON.parse((await reply).toString())).toEqual({
+    expect(replyOf(await reply, keys.pinned, clock)).toEqual({
       data: {},
       status: 'error',
       error: { code: 'CAMVEIL_E_NOT_AUTHORISED', message: expect.any(String) as string },
@@ -236,8 +260,13 @@ function controlPlaneSuite(kind: BrokerKind): void {
     const follower = await newApp();
     const events: unknown[] = [];
     const unfollow = await follower.followEvents(identity, (e) => events.push(e));
-    await plane.publishEvent([recipient], { type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' });
-    await expect.poll(() => events, { timeout: 5_000 }).toEqual([{ type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' }]);
+    await plane.publishEvent({ type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' });
+    await plane.publishEvent({ type: 'cover', at: clock });
+    await plane.publishEvent({ type: 'known-face', camera: 'cam_aaaaaaaaaaaaaaaa', person: 'per_x', sighting: 'sgt_y' });
+    await expect.poll(() => events, { timeout: 5_000 }).toEqual([
+      { type: 'motion', camera: 'cam_aaaaaaaaaaaaaaaa' },
+      { type: 'known-face', camera: 'cam_aaaaaaaaaaaaaaaa', person: 'per_x', sighting: 'sgt_y' },
+    ]);
     await unfollow();
   });
 

@@ -86,7 +86,7 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
         registry,
         audit: hub.audit,
         logger: silentLogger(),
-        getState: () => ({ hubRecipient: keys.recipient }),
+        hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
         handlers: faceCommands({ people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }) }),
       });
       await control.start();
@@ -95,7 +95,14 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
       writeFileSync(identityFile, `${identity}\n`, { mode: 0o600 });
       stateFile = join(dir, 'app-state.json');
       appMqtt = await mqtt.connectAsync(broker.url);
-      app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, stateFile });
+      app = new AppClient({
+        client: appMqtt,
+        baseTopic: 'camveil',
+        hubId: HUB,
+        timeoutMs: 10_000,
+        stateFile,
+        pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient },
+      });
       registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(identity), label: 'test phone' }, Date.now());
       await app.start();
     } finally {

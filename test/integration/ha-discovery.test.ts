@@ -90,10 +90,19 @@ function discoveryAgainst(kind: BrokerKind): void {
       device: { name: 'garden' },
     });
     expect(byTopic.get('homeassistant/sensor/camveil_ha-hub/cloud_uploads/config')).toMatchObject({
-      state_topic: 'camveil/ha-hub/state',
-      value_template: '{{ value_json.mode.mode }}',
+      state_topic: 'camveil/ha-hub/ha/cloud_uploads',
       device: { identifiers: ['camveil_ha-hub'] },
     });
+    // Not the hub's signed, sealed state (MQTT API v2): the mode goes on a topic of the bridge's own.
+    expect(byTopic.get('homeassistant/sensor/camveil_ha-hub/cloud_uploads/config')).not.toHaveProperty('value_template');
+  });
+
+  it('publishes the upload mode in clear on its own topic, retained', async () => {
+    await bridge.mode('local-only');
+    const { client, seen } = await watcher(broker.url, ['camveil/ha-hub/ha/cloud_uploads']);
+    await waitFor('the retained mode', () => seen.length >= 1, 5000);
+    await client.endAsync();
+    expect(seen[0]).toMatchObject({ payload: 'local-only', retain: true });
   });
 
   it('unique ids are stable: derived from the hub and camera ids only', () => {

@@ -10,16 +10,18 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { AppClient, generateAppKey, type AppKey } from '../../src/control/app-client.js';
-import { defineHandler, type ControlResponse } from '../../src/control/command.js';
+import { defineHandler } from '../../src/control/command.js';
 import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
 import { MAX_REQUEST_BYTES } from '../../src/control/envelope.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
+import { replyOf, testHubKeys, type TestHubKeys } from '../harness/hub-keys.js';
 
 const BASE = 'camveil';
 const HUB = 'fuzz-hub';
 const REQ = `${BASE}/${HUB}/request`;
+const TARGET = { v: 2, hub: HUB, base: BASE };
 const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
 
 /** An in-memory MQTT client: records what the control plane publishes. */
@@ -55,6 +57,7 @@ let registry: KeyRegistry;
 let audit: AuditLog;
 let client: FakeClient;
 let plane: ControlPlane;
+let keys: TestHubKeys;
 const key: AppKey = generateAppKey();
 const clock = 1_800_000_000_000;
 const calls = { widen: 0, boom: 0 };
@@ -67,7 +70,9 @@ beforeAll(async () => {
   registry = new KeyRegistry(db);
   audit = new AuditLog(db);
   client = new FakeClient();
+  keys = await testHubKeys(HUB, BASE);
   plane = new ControlPlane({
+    hub: keys.hub,
     client,
     baseTopic: BASE,
     hubId: HUB,
@@ -90,7 +95,7 @@ beforeAll(async () => {
     },
   });
   registry.add({ publicKey: key.publicKey, recipient: RECIPIENT }, clock);
-  const app = new AppClient({ client, baseTopic: BASE, hubId: HUB, key, now: () => clock });
+  const app = new AppClient({ client, baseTopic: BASE, hubId: HUB, key, now: () => clock, pinned: keys.pinned });
   for (let i = 0; i < 20; i++) {
     const prepared = app.prepare('test/widen', { n: i }, { sign: true });
     await plane.handle(`${REQ}/test/widen`, prepared.bytes);
@@ -122,7 +127,7 @@ const weirdValue = fc.oneof(
   fc.constantFrom(1e308, -1e308, 2 ** 53, 2 ** 53 + 2, -1, 0, 0.5, NaN, '', '1', null, [], {}, true),
   fc.string({ maxLength: 300 }),
 );
-const fields = ['command', 'transaction', 'seq', 'ts', 'args', 'extra'] as const;
+const fields = ['v', 'hub', 'base', 'command', 'transaction', 'seq', 'ts', 'args', 'extra'] as const;
 
 /** Each case: the command topic suffix and the raw bytes. */
 const cases: fc.Arbitrary<{ command: string; bytes: Buffer }> = fc.oneof(
@@ -186,7 +191,7 @@ describe('control plane under fuzzing', () => {
         expect(client.published.length).toBe(start + 1);
         const reply = client.published[start]!;
         expect(reply.topic).toBe(command === '' ? `${BASE}/${HUB}/response` : `${BASE}/${HUB}/response/${command}`);
-        const body = JSON.parse(reply.message.toString()) as ControlResponse;
+        const body = replyOf(reply.message, keys.pinned, clock);
         expect(body.status).toBe('error');
         if (body.status !== 'error') return;
         expect(body.error.code).not.toBe('CAMVEIL_E_INTERNAL');
@@ -206,9 +211,9 @@ describe('control plane under fuzzing', () => {
   it('turns handler exceptions, rejections and unserialisable data into one error reply without details', async () => {
     for (const mode of ['throw', 'reject', 'bigint']) {
       client.published.length = 0;
-      await plane.handle(`${REQ}/test/boom`, envelopeOf({ command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, args: { mode } }));
+      await plane.handle(`${REQ}/test/boom`, envelopeOf({ ...TARGET, command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, args: { mode } }));
       expect(client.published).toHaveLength(1);
-      const body = JSON.parse(client.published[0]!.message.toString()) as ControlResponse;
+      const body = replyOf(client.published[0]!.message, keys.pinned, clock);
       expect(body).toEqual({ data: {}, status: 'error', error: { code: 'CAMVEIL_E_INTERNAL', message: 'internal error (see the hub log)' }, transaction: `t-${mode}` });
     }
     expect(calls.boom).toBe(3);
@@ -216,12 +221,27 @@ describe('control plane under fuzzing', () => {
 
   it('refuses retained requests and stale timestamps', async () => {
     client.published.length = 0;
-    const fresh = envelopeOf({ command: 'test/boom', transaction: 'r', seq: 1, ts: clock, args: { mode: 'throw' } });
+    const fresh = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 'r', seq: 1, ts: clock, args: { mode: 'throw' } });
     await plane.handle(`${REQ}/test/boom`, fresh, true);
-    const stale = envelopeOf({ command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, args: { mode: 'throw' } });
+    const stale = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, args: { mode: 'throw' } });
     await plane.handle(`${REQ}/test/boom`, stale);
-    const codes = client.published.map((p) => (JSON.parse(p.message.toString()) as { error?: { code: string } }).error?.code);
+    const codes = client.published.map((p) => (replyOf(p.message, keys.pinned, clock) as { error?: { code: string } }).error?.code);
     expect(codes).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
     expect(calls.boom).toBe(3);
+  });
+
+  it('refuses a request naming another hub or base topic, signed or not, and runs nothing', async () => {
+    client.published.length = 0;
+    const other = envelopeOf({ ...TARGET, hub: 'other-hub', command: 'test/boom', transaction: 'h', seq: 1, ts: clock, args: { mode: 'throw' } });
+    await plane.handle(`${REQ}/test/boom`, other);
+    const base = envelopeOf({ ...TARGET, base: 'elsewhere', command: 'test/boom', transaction: 'b', seq: 1, ts: clock, args: { mode: 'throw' } });
+    await plane.handle(`${REQ}/test/boom`, base);
+    const signed = envelopeOf({ ...TARGET, hub: 'other-hub', command: 'test/widen', transaction: 'w', seq: clock + 1_000_000, ts: clock, args: { n: 1 } }, key);
+    await plane.handle(`${REQ}/test/widen`, signed);
+    const replies = client.published.map((p) => replyOf(p.message, keys.pinned, clock));
+    expect(replies.map((r) => (r.status === 'error' ? r.error.code : 'ok'))).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
+    expect(replies.map((r) => (r.status === 'error' ? r.error.message : ''))).toEqual(Array(3).fill(expect.stringMatching(/another hub/) as string));
+    expect(calls.boom).toBe(3);
+    expect(calls.widen).toBe(20);
   });
 });
