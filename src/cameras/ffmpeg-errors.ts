@@ -42,13 +42,42 @@ export class StderrTail {
   }
 }
 
+/** What the ingest knows about a failed run beyond its stderr. */
+export interface FailureContext {
+  /** Media arrived before the run ended: the stream was lost, whatever ffmpeg says about why. */
+  streamed?: boolean;
+  /** The run lasted at least ffmpeg's socket timeout and nothing arrived: the camera may be frozen. */
+  lastedIoTimeout?: boolean;
+}
+
+/** ffmpeg's words for its socket timeout: RTSP reports a reply that never came as "Invalid data" (ffmpeg 5.1). */
+const SILENCE = /timed out|Invalid data found when processing input/i;
+/** A TCP connect that timed out: nothing accepted the connection, so the host is unreachable. */
+const CONNECT_TIMEOUT = /Connection to tcp:\/\/\S+ failed: Connection timed out/i;
+
 /**
  * Classifies a failed ffmpeg/ffprobe run. `where` names the camera (id or redacted URL). The detail quoted
  * from stderr is redacted: ffmpeg echoes the input URL, which may hold credentials.
+ *
+ * A frozen camera (it keeps accepting connections, the kernel does that for it, but answers nothing) makes
+ * ffmpeg 5 time out waiting for the RTSP reply and then say "Invalid data found when processing input",
+ * the same words it uses for a server that answered with something that is not RTSP. The `context` tells
+ * them apart: a stream that was flowing, or a run that lasted the whole socket timeout without a byte, is
+ * CAMVEIL_E_STREAM_LOST (retried as `reconnecting`), never CAMERA_NOT_VIDEO (`failed`).
  */
-export function classifyFfmpegFailure(stderr: string, where: string): CamveilError {
+export function classifyFfmpegFailure(stderr: string, where: string, context: FailureContext = {}): CamveilError {
+  if (context.streamed === true) {
+    return new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: the stream ended (${lastLine(stderr)})`, { where });
+  }
+  if (context.lastedIoTimeout === true && SILENCE.test(stderr) && !CONNECT_TIMEOUT.test(stderr)) {
+    return new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: the camera accepts connections but does not answer (frozen?)`, { where });
+  }
   const rule = matchFfmpegFailure(stderr);
   if (rule !== undefined) return new CamveilError(rule.code, `${where}: ${rule.message}`, { where });
-  const last = redactText(stderr.trim().split('\n').filter((l) => l.trim() !== '').slice(-1)[0] ?? 'no output');
-  return new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: the stream ended (${last.slice(0, 200)})`, { where });
+  return new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: the stream ended (${lastLine(stderr)})`, { where });
+}
+
+/** The last line ffmpeg printed, redacted (it may echo the URL with credentials) and bounded. */
+function lastLine(stderr: string): string {
+  return redactText(stderr.trim().split('\n').filter((l) => l.trim() !== '').slice(-1)[0] ?? 'no output').slice(0, 200);
 }

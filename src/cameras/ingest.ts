@@ -50,6 +50,11 @@ export interface CameraIngestOptions {
 export interface Outage {
   from: number;
   to?: number;
+  /** The error that began the outage (a stall, a refused connection …). */
+  firstCode: string;
+  /** The latest retry's error: what the camera is doing now. */
+  lastCode: string;
+  /** The same as `lastCode` (kept for readers from before `firstCode`/`lastCode`). */
   code: string;
 }
 
@@ -164,6 +169,8 @@ export class CameraIngest {
       pipe?.end(text);
     }
     const stderr = new StderrTail();
+    const startedAt = this.#now();
+    const ioTimeoutMs = (this.#o.ioTimeoutSeconds ?? 10) * 1000;
     const stallMs = this.#o.stallTimeoutMs ?? 15_000;
     let stallTimer: NodeJS.Timeout | undefined;
     let stalled = false;
@@ -251,7 +258,7 @@ export class CameraIngest {
           finish(new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: stopped`, { where }));
         } else {
           const detail = stderr.text.trim() === '' ? `ffmpeg exited (${signal ?? `code ${code}`})` : stderr.text;
-          finish(classifyFfmpegFailure(receiving ? `${detail}\nstream ended` : detail, where));
+          finish(classifyFfmpegFailure(detail, where, { streamed: receiving, lastedIoTimeout: this.#now() - startedAt >= ioTimeoutMs }));
         }
       });
     });
@@ -288,10 +295,11 @@ export class CameraIngest {
   #beginOutage(error: CamveilError): void {
     const last = this.#stats.outages.at(-1);
     if (last !== undefined && last.to === undefined) {
+      last.lastCode = error.code;
       last.code = error.code;
       return;
     }
-    this.#stats.outages.push({ from: this.#now(), code: error.code });
+    this.#stats.outages.push({ from: this.#now(), firstCode: error.code, lastCode: error.code, code: error.code });
     if (this.#stats.outages.length > MAX_OUTAGES) this.#stats.outages.shift();
   }
 

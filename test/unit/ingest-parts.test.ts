@@ -101,6 +101,19 @@ describe('classifyFfmpegFailure', () => {
     expect(error.message.startsWith('camera front: ')).toBe(true);
   });
 
+  it('names a frozen camera STREAM_LOST: a stream that was flowing, or a whole socket timeout of silence, is never NOT_VIDEO', () => {
+    // What ffmpeg 5.1 prints when an RTSP server stopped with SIGSTOP never answers DESCRIBE, and when a stream times out.
+    const silent = "[concat @ 0x1] Impossible to open 'rtsp://127.0.0.1:8554/stream'\npipe:4: Invalid data found when processing input";
+    expect(classifyFfmpegFailure(silent, 'camera c').code).toBe('CAMVEIL_E_CAMERA_NOT_VIDEO');
+    expect(classifyFfmpegFailure(silent, 'camera c', { lastedIoTimeout: true }).code).toBe('CAMVEIL_E_STREAM_LOST');
+    expect(classifyFfmpegFailure('pipe:4: Connection timed out', 'camera c', { streamed: true }).code).toBe('CAMVEIL_E_STREAM_LOST');
+    // A connect that timed out is an unreachable host however long it took.
+    const connect = 'Connection to tcp://10.0.0.9:554 failed: Connection timed out';
+    expect(classifyFfmpegFailure(connect, 'camera c', { lastedIoTimeout: true }).code).toBe('CAMVEIL_E_CAMERA_UNREACHABLE');
+    // Wrong credentials answer at once: the context never hides them.
+    expect(classifyFfmpegFailure('method DESCRIBE failed: 401 Unauthorized', 'camera c', { lastedIoTimeout: true }).code).toBe('CAMVEIL_E_CAMERA_AUTH');
+  });
+
   it('never quotes credentials from stderr', () => {
     const error = classifyFfmpegFailure('rtsp://admin:hunter2@10.0.0.9/x: weird failure', 'camera c');
     expect(error.message).not.toContain('hunter2');
