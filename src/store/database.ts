@@ -2,6 +2,7 @@ import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CamveilError } from '../errors.js';
+import { refuseLostIndex } from './lost-index.js';
 
 /** The hub's one SQLite file under the data directory; modules own their tables in it. */
 export const DATABASE_FILE = 'camveil.db';
@@ -22,11 +23,13 @@ const BUSY_TIMEOUT_MS = 5_000;
  * uplink may upload it) right after its row commits.
  *
  * @throws CamveilError `CAMVEIL_E_STORE_CORRUPT`, naming the file, when it cannot be opened, is not a SQLite
- * database, or was laid out by a newer camveil.
+ * database, or was laid out by a newer camveil; or when it is missing or empty beside objects, staged uploads
+ * or keys of an earlier run (refuseLostIndex: lost state is never taken for a fresh hub).
  */
 export function openDatabase(dataDir: string): Database.Database {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, DATABASE_FILE);
+  refuseLostIndex(dataDir, file);
   let db: Database.Database | undefined;
   try {
     // Created here first so the WAL and shared-memory files, which SQLite gives the database's mode, are 0600 too.
