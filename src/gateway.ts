@@ -11,6 +11,8 @@ import { HomeAssistantBridge } from './control/ha-discovery.js';
 import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
 import { connectOptions } from './control/topics.js';
 import { CoverTraffic, IncidentLimiter } from './control/sealed-events.js';
+import { auditIncidents, IncidentMonitor } from './control/incident-monitor.js';
+import { looseSecretFiles } from './config/secret-files.js';
 import type { HubHealth } from './control/hub-message.js';
 import { readPasswordFile } from './config/secrets.js';
 import { link, mkdir, unlink } from 'node:fs/promises';
@@ -27,7 +29,7 @@ import type { CameraConfig, Config } from './config/schema.js';
 import { resolveCameraPassword } from './config/secrets.js';
 import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
 import { pseudonym } from './crypto/pseudonym.js';
-import { EventBus } from './events.js';
+import { EventBus, type CamveilEvents } from './events.js';
 import { EnrolmentStore, purgeAfterWithdrawal } from './analysis/faces/enrolment.js';
 import { FaceStage, type FaceStageStats } from './analysis/faces/face-stage.js';
 import { FaceWorkerClient } from './analysis/faces/face-worker-client.js';
@@ -55,7 +57,7 @@ import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
 import { readToken, Uploader } from './uplink/uploader.js';
 import { DeletionRequests } from './uplink/deletion-requests.js';
-import { cutUploads } from './uplink/local-only.js';
+import { cutUploads, holdUploads } from './uplink/local-only.js';
 
 export interface GatewayOptions {
   config: Config;
@@ -139,10 +141,16 @@ export class Gateway {
   #stopFaces: (() => void) | undefined;
   #albums: FaceAlbums | undefined;
   #flushDeletions: (() => void) | undefined;
+  /** Incidents found while starting (audit chain, secret files): told to the household once MQTT connects. */
+  readonly #startIncidents: Array<CamveilEvents['incident']> = [];
+  #stopIncidentAudit: (() => void) | undefined;
+  /** Counts refused requests: bursts of bad signatures or pairing proofs are incidents. */
+  readonly #incidentMonitor: IncidentMonitor;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
     this.bus = options.bus ?? new EventBus();
+    this.#incidentMonitor = new IncidentMonitor({ bus: this.bus });
   }
 
   async start(): Promise<void> {
@@ -152,6 +160,7 @@ export class Gateway {
     this.#ffmpeg = { origin: binaries.origin, major };
     this.#keys = await loadOrCreateHubKeys(config.dataDir);
     this.#openPolicy();
+    this.#checkIntegrity();
     this.#openFaces();
     const sink = new BystanderClipSink({
       inner: this.#o.sink ?? this.#buildSealedSink(),
@@ -251,6 +260,7 @@ export class Gateway {
     this.#stopDeletions?.();
     this.#consent?.stop();
     this.#stopControl?.();
+    this.#stopIncidentAudit?.();
     await this.#ha?.stop();
     await this.#control?.stop().catch(() => undefined);
     await this.#mqtt?.endAsync().catch(() => undefined);
@@ -373,7 +383,38 @@ export class Gateway {
       policyVersion: policy.inForce.version,
       logger,
       enforce: (change) => this.#enforce(change),
+      // Someone who could not sign stopped a flow: the household is told (sealed `security` event).
+      onUnsignedStop: (consent) => this.bus.emit('incident', { reason: 'unsigned-stop', detail: `${consent} stopped by an unsigned withdrawal; nothing deleted` }),
     });
+  }
+
+  /**
+   * Every incident is audited (rate-limited per reason) from here on. Then what can only be found at start:
+   * an audit chain that no longer verifies (edited, removed or reordered records) and secret files that
+   * group or others can read. Each is an incident at once (audited) and is told to the household once the
+   * control plane is connected.
+   */
+  #checkIntegrity(): void {
+    const { logger } = this.#o;
+    this.#stopIncidentAudit = auditIncidents(this.bus, this.#audit!, {
+      cameraPseudonym: (id) => this.pseudonymise('cam', id),
+      onError: (error) => logger.error({ err: error }, 'incident not audited'),
+    });
+    const found: Array<CamveilEvents['incident']> = [];
+    const chain = this.#audit!.verify();
+    if (!chain.ok) {
+      logger.error({ brokenAt: chain.brokenAt, code: 'CAMVEIL_E_AUDIT_BROKEN' }, `audit log hash chain broken at record ${chain.brokenAt}: ${chain.reason}`);
+      found.push({ reason: 'audit-chain-broken', detail: `first broken record ${chain.brokenAt}` });
+    }
+    const loose = looseSecretFiles(this.#o.config);
+    if (loose.length > 0) {
+      logger.error({ files: loose }, 'secret files readable by group or others: run chmod 600 on them');
+      found.push({ reason: 'key-file-permissions', detail: `${loose.length} secret file(s) readable by group or others: ${[...new Set(loose)].join(', ')}` });
+    }
+    for (const incident of found) {
+      this.#startIncidents.push(incident);
+      this.bus.emit('incident', incident);
+    }
   }
 
   /**
@@ -412,7 +453,7 @@ export class Gateway {
       (n) => logger.info({ deleted: n }, 'face sightings past retention deleted'),
       (error) => logger.warn({ err: error }, 'face sighting retention failed; will retry'),
     );
-    let seen = -1;
+    let seen = '';
     const purge = () => {
       let consent;
       try {
@@ -420,11 +461,14 @@ export class Gateway {
       } catch {
         return;
       }
-      if (consent.seq === seen) return;
-      seen = consent.seq;
+      // A hold can end by time alone (retention): while consent is off, looked at again every hour.
+      const key = consent.faceRecognition ? `${consent.seq}` : `${consent.seq}:${Math.floor(Date.now() / HOUR)}`;
+      if (key === seen) return;
+      seen = key;
       // No bystander box outlives the permission under which the face stage found it.
       if (!consent.faceRecognition) this.#bystanders.forget();
-      const removed = purgeAfterWithdrawal(enrolment, ledger);
+      // Templates held by an unsigned stop still obey the region's template retention.
+      const removed = purgeAfterWithdrawal(enrolment, ledger, { heldMaxDays: rulesFor(config.hub.region).maxTemplateRetentionDays });
       if (removed > 0) logger.info({ removed }, 'faceRecognition withdrawn: enrolled face templates deleted');
       void this.#faces?.reconcile();
       // The same tick tells the face albums: a person deleted or the consent withdrawn deletes their albums.
@@ -456,7 +500,9 @@ export class Gateway {
    * Makes a mode change true. Entering local-only: every upload in flight is aborted (the gate already
    * refuses new ones, since the ledger changed first), the uploader is stopped, and every queued upload is destroyed — its staging
    * link under `<dataDir>/outbox/` is removed; the local copy stays in the store only under the household's
-   * local-recording consent and retention.
+   * local-recording consent and retention. With `hold` (cloudUpload withdrawn by unsigned requests only)
+   * nothing is destroyed: the queue stays, sealed and unsent, until a signed grant sends it or a signed
+   * withdrawal or `data/delete` destroys it.
    */
   async #enforce(change: ModeChange): Promise<void> {
     this.bus.emit('mode.changed', { mode: change.to, reason: change.reason });
@@ -467,6 +513,12 @@ export class Gateway {
       } catch (error) {
         this.#o.logger.error({ err: error }, 'cloud mode, but the uploader cannot start');
       }
+      return;
+    }
+    if (change.hold) {
+      if (this.#uploader !== undefined) await holdUploads(this.#uploader, change.reason);
+      await this.#uploader?.stop();
+      this.#o.logger.warn({ queued: this.#outbox?.stats().queued ?? 0, reason: change.reason }, 'local-only by an unsigned withdrawal: uploads stopped, queue held (nothing destroyed)');
       return;
     }
     const destroyed = this.#uploader !== undefined && this.#outbox !== undefined ? await cutUploads(this.#uploader, this.#outbox, change.reason) : [];
@@ -562,6 +614,7 @@ export class Gateway {
         intervalMs: config.faceRecognition.albumIntervalSeconds * 1000,
       },
       retentionDays: () => this.#o.config.storage.retentionDays,
+      heldMaxDays: () => rulesFor(this.#o.config.hub.region).maxTemplateRetentionDays,
       audit: this.#audit!,
     });
     return new SealedMediaSink({
@@ -665,6 +718,7 @@ export class Gateway {
       },
       logger,
       getState: () => this.state(),
+      onRefused: (code) => this.#incidentMonitor.refused(code),
     });
     this.#control = control;
     const publishState = () => {
@@ -693,6 +747,13 @@ export class Gateway {
     };
     // Security incidents are told to the household (sealed, signed, at most one per reason a minute).
     const incidents = new IncidentLimiter();
+    // Those found while starting (before there was a connection to tell them on) go out once connected.
+    client.once('connect', () => {
+      for (const e of this.#startIncidents.splice(0)) {
+        const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }) }, Date.now());
+        if (event !== undefined) void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: security event not published'));
+      }
+    });
     const cover = m.coverTraffic.enabled
       ? new CoverTraffic({
           perMinute: m.coverTraffic.perMinute,

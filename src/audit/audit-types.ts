@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OBJECT_ID_PATTERN, OBJECT_KINDS } from '../crypto/manifest.js';
+import { INCIDENT_REASONS } from '../events.js';
 
 /**
  * What the audit log records, and the shape of each record's details. Details carry no personal data in
@@ -103,6 +104,11 @@ export const auditDetailSchemas = {
     policyVersion: version,
     keyId: keyId.optional(),
     requestDigest: requestDigest.optional(),
+  }),
+  incident: z.strictObject({
+    reason: z.enum(INCIDENT_REASONS).describe('The security incident (README, "Security events")'),
+    suppressed: count.optional().describe('Incidents of this reason left out since the last record (rate limit)'),
+    camera: cameraPseudonym.optional(),
   }),
   'policy.accepted': z.strictObject({
     policyVersion: version,

@@ -47,6 +47,8 @@ export interface ControlPlaneOptions {
   getHealth?: () => HubHealth['cameras'];
   /** Defaults to a Pairing on the registry's database. */
   pairing?: Pairing;
+  /** Told the error code of every refused request (bursts of bad signatures or pairing proofs are incidents). */
+  onRefused?: (code: string) => void;
 }
 
 /**
@@ -67,6 +69,7 @@ export class ControlPlane {
   readonly #getHealth: () => HubHealth['cameras'];
   readonly #recipients: () => readonly string[];
   readonly #signer: HubSigner;
+  readonly #onRefused: ((code: string) => void) | undefined;
   readonly #handlers = new Map<string, CommandHandler>();
   readonly #onMessage: MessageListener = (topic, payload, packet) => void this.handle(topic, payload, packet.retain === true);
   readonly #onConnect = (): void => void this.#publishAvailability(AVAILABILITY_ONLINE);
@@ -81,6 +84,7 @@ export class ControlPlane {
     this.#getState = options.getState ?? (() => ({}));
     this.#getHealth = options.getHealth ?? (() => ({}));
     this.#recipients = options.recipients ?? (() => options.registry.activeRecipients());
+    this.#onRefused = options.onRefused;
     this.#signer = { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingKey, signingPublicKey: options.hub.signingPublicKey };
     const builtins = builtinCommands({
       registry: options.registry,
@@ -199,6 +203,7 @@ export class ControlPlane {
     } catch (error) {
       transaction ??= salvageTransaction(payload);
       response = this.#errorResponse(error, transaction);
+      this.#onRefused?.(response.status === 'error' ? response.error.code : 'CAMVEIL_E_INTERNAL');
     }
     await this.#reply(command, response, signer);
   }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CamveilError } from '../errors.js';
 import { CONSENT_NAMES, type ConsentLedger } from '../policy/consent-ledger.js';
 import type { ConsentService } from '../policy/consent-service.js';
+import { UNSIGNED_ACTOR } from '../policy/withdrawal.js';
 import { deleteAllHouseholdData, exportAuditLog, exportHouseholdData, type DataRightsDeps, type DataRightsRequester } from '../policy/data-rights.js';
 import { defineHandler, type CommandContext, type CommandHandler } from './command.js';
 import { settingsPatchSchema, type CameraSummary, type HubSettings, type SettingsPatch } from './settings.js';
@@ -35,7 +36,7 @@ export interface HubCommandDeps {
 
 /** Who a ledger record names for a request: the signing key, or `unsigned-request` for an unsigned withdrawal. */
 function actorOf(ctx: CommandContext): { actor: string; requestDigest: string } {
-  return { actor: ctx.signer ?? 'unsigned-request', requestDigest: ctx.digest };
+  return { actor: ctx.signer ?? UNSIGNED_ACTOR, requestDigest: ctx.digest };
 }
 
 function requesterOf(ctx: CommandContext): DataRightsRequester {
@@ -56,8 +57,10 @@ const consentSetArgs = z.discriminatedUnion('action', [
  * The hub's commands over MQTT that concern consent. `consent/set` is one command for grant, withdraw and
  * policy acceptance, so it is registered as needing no signature at the door, and checks here: a grant or
  * an acceptance widens what flows and needs a paired key's signature; a withdrawal only narrows it and is
- * accepted from anyone who can publish (including the broker operator — the worst they can do is stop
- * uploads, which the household can see and undo).
+ * accepted from anyone who can publish (including the broker operator). An unsigned one stops the flow and
+ * destroys nothing (policy/withdrawal.ts): templates, sightings, albums and queued uploads stay, sealed, and
+ * the household is told by a sealed `security` event (`unsigned-stop`); a signed grant makes them usable
+ * again, a signed withdrawal or `data/delete` deletes them.
  */
 export function hubCommands(deps: HubCommandDeps): Record<string, CommandHandler> {
   return { ...consentCommands(deps), ...cameraCommands(deps), ...dataCommands(deps) };

@@ -4,6 +4,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { Logger } from '../log.js';
 import { LOCAL_OPERATOR, type ConsentLedger, type ConsentName } from './consent-ledger.js';
 import type { PolicyGate } from './gate.js';
+import { actorKindOf, heldByUnsignedStop } from './withdrawal.js';
 
 export type Mode = 'cloud' | 'local-only';
 
@@ -11,6 +12,11 @@ export interface ModeChange {
   from: Mode | undefined;
   to: Mode;
   reason: string;
+  /**
+   * Local-only because cloudUpload was withdrawn by unsigned requests only (withdrawal.ts): uploads stop
+   * and the queue is held, not destroyed. False for every other local-only reason, and in cloud mode.
+   */
+  hold: boolean;
 }
 
 export interface ConsentServiceOptions {
@@ -21,8 +27,16 @@ export interface ConsentServiceOptions {
   /** The policy version in force, recorded with every consent change. */
   policyVersion: string;
   logger: Logger;
-  /** Makes a mode change true: on entering local-only, cut uploads and destroy the queue. Awaited. */
+  /**
+   * Makes a mode change true: on entering local-only, cut uploads and destroy the queue — or, with
+   * `hold`, cut uploads and keep the queue. Awaited.
+   */
   enforce: (change: ModeChange) => Promise<void>;
+  /**
+   * Told of every unsigned withdrawal once it is recorded: the household must learn that someone who
+   * could not sign stopped a flow (the gateway emits the `incident` event `unsigned-stop`).
+   */
+  onUnsignedStop?: (consent: ConsentName) => void;
   /** How often the ledger is checked for changes written by another process (the CLI, a second hub process). */
   pollMs?: number;
 }
@@ -49,6 +63,7 @@ export class ConsentService {
   readonly #o: ConsentServiceOptions;
   #mode: Mode | undefined;
   #reason = '';
+  #hold = false;
   #dataVersion = -1;
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
@@ -80,11 +95,16 @@ export class ConsentService {
     await this.check();
   }
 
-  /** Withdrawals are always accepted, even when the ledger cannot be read: they only narrow what flows. */
+  /**
+   * Withdrawals are always accepted, even when the ledger cannot be read: they only narrow what flows.
+   * One that is not signed by a paired key nor made at the console stops the flow and destroys nothing
+   * (withdrawal.ts); the household is told (`onUnsignedStop`).
+   */
   async withdraw(consent: ConsentName, who: ConsentActor): Promise<void> {
     const record = this.#o.ledger.withdraw(consent, { ...who, policyVersion: this.#o.policyVersion });
     this.#auditChange('withdrawn', consent, who, record.seq);
     await this.check();
+    if (actorKindOf(who.actor) === 'unsigned') this.#o.onUnsignedStop?.(consent);
   }
 
   async acceptPolicy(version: string, who: ConsentActor): Promise<void> {
@@ -104,17 +124,29 @@ export class ConsentService {
   async #recompute(): Promise<void> {
     this.#dataVersion = this.#readDataVersion();
     const { mode, reason } = this.#o.gate.mode();
-    if (mode === this.#mode && reason === this.#reason) return;
+    const hold = mode === 'local-only' && reason === 'cloud-upload-withdrawn' && this.#heldNow();
+    // A signed withdrawal after an unsigned one keeps mode and reason but ends the hold: enforced again.
+    if (mode === this.#mode && reason === this.#reason && hold === this.#hold) return;
     const from = this.#mode;
     this.#mode = mode;
     this.#reason = reason;
-    this.#o.logger.info({ from, to: mode, reason }, `mode: ${mode} (${reason})`);
+    this.#hold = hold;
+    this.#o.logger.info({ from, to: mode, reason, hold }, `mode: ${mode} (${reason}${hold ? ', queue held' : ''})`);
     // At start the mode is only established, not changed; it is still enforced (a queue left from before a
     // withdrawal, or from before the ledger became unreadable, is destroyed now).
     if (from !== undefined && from !== mode) {
       this.#o.audit.append('mode.changed', { from, to: mode, reason, policyVersion: this.#o.policyVersion });
     }
-    await this.#o.enforce({ from, to: mode, reason });
+    await this.#o.enforce({ from, to: mode, reason, hold });
+  }
+
+  /** Whether cloudUpload is off by unsigned withdrawals only; an unreadable ledger holds nothing (today's rule). */
+  #heldNow(): boolean {
+    try {
+      return heldByUnsignedStop(this.#o.ledger.records(), 'cloudUpload');
+    } catch {
+      return false;
+    }
   }
 
   #readDataVersion(): number {

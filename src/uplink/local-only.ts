@@ -11,3 +11,13 @@ export async function cutUploads(uploader: Uploader, outbox: Outbox, reason: str
   await uploader.abortAll(reason);
   return outbox.destroyQueued();
 }
+
+/**
+ * Local-only by an unsigned withdrawal (policy/withdrawal.ts): the same stop, nothing destroyed. Requests in
+ * flight are aborted and go back to `queued` with their staged files; the caller then stops the uploader,
+ * so the held queue is not sent until a signed grant starts it again (or a signed withdrawal or
+ * `data/delete` destroys it).
+ */
+export async function holdUploads(uploader: Uploader, reason: string): Promise<void> {
+  await uploader.abortAll(reason);
+}

@@ -35,6 +35,7 @@ const SAMPLES: { [T in AuditType]: AuditDetails<T> } = {
   'face.recognition': { camera: CAM, decision: 'denied', reason: 'region.prohibited', region: 'US-IL' },
   'face.templates': { subject: PERSON, change: 'is-not', sighting: 'sight_aaaaaaaaaaaaaaaa', policyVersion: '2026-10' },
   'policy.accepted': { policyVersion: '2026-10', keyId: 'key_abcd1234', material: true },
+  incident: { reason: 'bad-signatures', suppressed: 3 },
 };
 
 const dirs: string[] = [];

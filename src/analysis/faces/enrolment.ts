@@ -6,6 +6,7 @@ import { base32 } from '../../crypto/base32.js';
 import { decryptToBuffer, encryptToBuffer } from '../../crypto/age-stream.js';
 import { CamveilError } from '../../errors.js';
 import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type GuardianAttestation } from '../../policy/consent-ledger.js';
+import { destroyingWithdrawal } from '../../policy/withdrawal.js';
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
 import { readImageFile, type FaceImage } from './image-input.js';
@@ -464,14 +465,18 @@ export class EnrolmentStore {
 }
 
 /**
- * Enforces a faceRecognition withdrawal on the templates and sightings: when the household's
- * faceRecognition consent is off because of a withdraw record, every sighting is deleted (none can be newer:
- * the gate stops face work at the withdrawal) and everyone enrolled before that withdrawal is deleted
- * (audited `unenrolled`). Derived from the ledger each time, so a withdrawal made while the hub was off (or by the
- * CLI) is enforced at the next check; someone enrolled after the withdrawal is left alone. Returns how many
- * people were deleted. An unreadable ledger deletes nothing (and the gate already refuses all face work).
+ * Enforces a faceRecognition withdrawal on the templates and sightings — only one with the authority to
+ * destroy (policy/withdrawal.ts): signed by a paired key, or made at the hub's console. Then every sighting
+ * is deleted (none can be newer: the gate stops face work at the withdrawal) and everyone enrolled before
+ * that withdrawal is deleted (audited `unenrolled`). An unsigned withdrawal only stops face work: templates
+ * and sightings are held, sealed to the hub, until a signed withdrawal deletes them or a signed grant uses
+ * them again — but no longer than the region's template retention (`heldMaxDays`: `maxTemplateRetentionDays`,
+ * DEFAULT_HELD_DAYS where the law names none), so held is not kept forever. Derived from the ledger each
+ * time, so a withdrawal made while the hub was off (or by the CLI) is enforced at the next check; someone
+ * enrolled after the withdrawal is left alone. Returns how many people
+ * were deleted. An unreadable ledger deletes nothing (and the gate already refuses all face work).
  */
-export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedger): number {
+export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedger, options: { heldMaxDays?: number | null; now?: Date } = {}): number {
   let records;
   try {
     if (ledger.currentConsent().faceRecognition) return 0;
@@ -479,8 +484,8 @@ export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedge
   } catch {
     return 0;
   }
-  const withdrawal = records.findLast((r) => r.consent === 'faceRecognition' && (r.kind === 'withdraw' || r.kind === 'grant'));
-  if (withdrawal?.kind !== 'withdraw') return 0;
+  const withdrawal = destroyingWithdrawal(records, 'faceRecognition', { maxDays: options.heldMaxDays, now: options.now ?? new Date() });
+  if (withdrawal === undefined) return 0;
   store.sightings.deleteAll();
   const enrolledAt = new Map(records.filter((r) => r.kind === 'enrol' && r.subject !== undefined).map((r) => [r.subject!, r.seq]));
   const stale = store.ids().filter((id) => (enrolledAt.get(id) ?? 0) < withdrawal.seq);

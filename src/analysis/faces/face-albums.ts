@@ -5,6 +5,7 @@ import { newObjectId, sealObject } from '../../crypto/sealed-object.js';
 import type { CamveilEvents, EventBus } from '../../events.js';
 import type { Logger } from '../../log.js';
 import type { ConsentLedger } from '../../policy/consent-ledger.js';
+import { isHeld } from '../../policy/withdrawal.js';
 import type { ObjectStore } from '../../store/object-store.js';
 import { DeletionRequests } from '../../uplink/deletion-requests.js';
 import type { Outbox, OutboxEntry } from '../../uplink/outbox.js';
@@ -44,8 +45,13 @@ export interface FaceAlbumsOptions {
   recipients: () => readonly string[];
   store: Pick<ObjectStore, 'put' | 'delete' | 'list'>;
   people: Pick<EnrolmentStore, 'ids' | 'revision' | 'load'>;
-  /** Read at every check: a faceRecognition withdrawal (or an erased ledger) deletes every album. */
-  ledger: Pick<ConsentLedger, 'currentConsent'>;
+  /**
+   * Read at every check: a faceRecognition withdrawal signed by a paired key or made at the console (or an
+   * erased ledger) deletes every album; an unsigned one holds them (policy/withdrawal.ts).
+   */
+  ledger: Pick<ConsentLedger, 'currentConsent' | 'records'>;
+  /** How long albums may be held after an unsigned stop, in days: the region's template retention (null: the default). */
+  heldMaxDays?: () => number | null;
   /** The gate's answer for an upload of this data kind now. */
   mayUpload: (dataKind: 'face-album' | 'face-embedding') => { allowed: boolean; reason: string };
   /** Stages an object for upload and resolves once it is queued (or left out); absent while uploads are off. */
@@ -271,19 +277,24 @@ export class FaceAlbums {
 
   /**
    * Deletions and withdrawals, looked for when the enrolment store's revision or the ledger moves: without
-   * faceRecognition consent every album goes; otherwise those of people no longer enrolled. An unreadable
-   * ledger changes nothing (the gate already refuses every face upload then).
+   * faceRecognition consent every album goes — unless only unsigned withdrawals stopped it, which hold the
+   * albums (sealed to the hub, not published) within the hold limit; otherwise those of people no longer
+   * enrolled. An unreadable ledger changes nothing (the gate already refuses every face upload then).
    */
   #check(): void {
     let consent;
+    let held = false;
     try {
       consent = this.#o.ledger.currentConsent();
+      if (!consent.faceRecognition) held = isHeld(this.#o.ledger.records(), 'faceRecognition', { maxDays: this.#o.heldMaxDays?.(), now: new Date(this.#now()) });
     } catch {
       return;
     }
-    const seen = `${this.#o.people.revision()}:${consent.seq}:${String(consent.faceRecognition)}`;
+    // The hold can end by time alone (its limit): `held` is part of what is compared.
+    const seen = `${this.#o.people.revision()}:${consent.seq}:${String(consent.faceRecognition)}:${String(held)}`;
     if (seen === this.#seen) return;
     this.#seen = seen;
+    if (held) return;
     if (!consent.faceRecognition) {
       const people = new Set([...this.#albums.keys(), ...this.#rows.personIds()]);
       for (const personId of people) this.#deletePerson(personId, 'face-consent-withdrawn');
