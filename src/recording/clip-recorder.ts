@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.js';
+import { fragmentDecodeTimes, rebaseFragment } from './fmp4.js';
 import { SegmentRing } from './segment-ring.js';
 import type { ClipMeta, ClipStream, ClipSummary, MediaSink } from './sink.js';
 
@@ -23,6 +24,8 @@ interface ActiveClip {
   durationMs: number;
   bytes: number;
   lastSeq: number;
+  /** Each track's decode time at the clip's first fragment: subtracted from every fragment, so the clip starts at 0. */
+  origin: Map<number, bigint> | undefined;
   /** Set when the clip should end after the next fragment (the one holding the frames up to now). */
   ending: ClipSummary['endedBy'] | undefined;
   tailTimer: NodeJS.Timeout | undefined;
@@ -31,8 +34,10 @@ interface ActiveClip {
 
 /**
  * Cuts motion clips from the camera's main stream without re-encoding: a clip is the stream's init
- * segment, the pre-roll fragments from the ring, then every new fragment until it is ended. Its bytes
- * flow to the sink as a stream and exist only in this process's memory.
+ * segment, the pre-roll fragments from the ring, then every new fragment until it is ended. Each
+ * fragment's decode time is rebased so the clip starts at 0 (players would otherwise show a 10 s clip cut
+ * a minute into the stream as a 70 s one). Its bytes flow to the sink as a stream and exist only in this
+ * process's memory.
  */
 export class ClipRecorder {
   readonly #o: ClipRecorderOptions;
@@ -107,7 +112,17 @@ export class ClipRecorder {
     // No read() implementation: bytes are pushed as fragments arrive; the sink pulls at its own pace and
     // the memory ceiling above bounds what waits.
     const body = new Readable({ read() {} });
-    const clip: ActiveClip = { meta, body, durationMs: 0, bytes: 0, lastSeq: this.#lastSeqUsed, ending: undefined, tailTimer: undefined, resolveSummary };
+    const clip: ActiveClip = {
+      meta,
+      body,
+      durationMs: 0,
+      bytes: 0,
+      lastSeq: this.#lastSeqUsed,
+      origin: undefined,
+      ending: undefined,
+      tailTimer: undefined,
+      resolveSummary,
+    };
     this.#active = clip;
     this.#clips += 1;
     body.push(init);
@@ -143,7 +158,16 @@ export class ClipRecorder {
 
   #append(clip: ActiveClip, seq: number, bytes: Buffer, durationMs: number): void {
     // A sink that failed has destroyed the body: keep counting, hold nothing.
-    if (!clip.body.destroyed) clip.body.push(bytes);
+    if (!clip.body.destroyed) {
+      try {
+        clip.origin ??= fragmentDecodeTimes(bytes);
+        for (const part of rebaseFragment(bytes, clip.origin)) clip.body.push(part);
+      } catch (error) {
+        // The splitter only hands on moof+mdat pairs, so this is a malformed moof: keep it as it came.
+        this.#o.logger.warn({ camera: this.#o.cameraId, err: error }, 'clip fragment not rebased');
+        clip.body.push(bytes);
+      }
+    }
     clip.bytes += bytes.length;
     clip.durationMs += durationMs;
     clip.lastSeq = seq;

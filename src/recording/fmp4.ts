@@ -120,6 +120,56 @@ function fragmentDurationMs(moof: Buffer, tracks: Map<number, TrackTiming>): num
   return longest;
 }
 
+/** Where each track's `tfdt` (baseMediaDecodeTime) sits in a fragment (`moof`+`mdat`), by track id. */
+function decodeTimeFields(fragment: Buffer): Array<{ trackId: number; offset: number; wide: boolean }> {
+  const moof = readBoxes(fragment, 0, fragment.length)[0];
+  if (moof === undefined || moof.type !== 'moof') throw new CamveilError('CAMVEIL_E_CAMERA_PROTOCOL', 'fragmented MP4: a fragment does not start with moof');
+  const fields: Array<{ trackId: number; offset: number; wide: boolean }> = [];
+  for (const traf of readBoxes(fragment, moof.start + moof.headerSize, moof.start + moof.size).filter((b) => b.type === 'traf')) {
+    const inner = readBoxes(fragment, traf.start + traf.headerSize, traf.start + traf.size);
+    const tfhd = inner.find((b) => b.type === 'tfhd');
+    const tfdt = inner.find((b) => b.type === 'tfdt');
+    if (tfhd === undefined || tfdt === undefined) continue;
+    // tfhd: version+flags, then track_ID; tfdt: version (1 = 64-bit time)+flags, then the time.
+    const wide = fragment.readUInt8(tfdt.start + tfdt.headerSize) === 1;
+    if (tfdt.size < tfdt.headerSize + 4 + (wide ? 8 : 4)) continue;
+    fields.push({ trackId: fragment.readUInt32BE(tfhd.start + tfhd.headerSize + 4), offset: tfdt.start + tfdt.headerSize + 4, wide });
+  }
+  return fields;
+}
+
+/**
+ * Each track's baseMediaDecodeTime (`tfdt`, in the track's timescale) in a fragment, by track id.
+ * Throws CAMVEIL_E_CAMERA_PROTOCOL when the fragment does not start with a `moof`.
+ */
+export function fragmentDecodeTimes(fragment: Buffer): Map<number, bigint> {
+  const times = new Map<number, bigint>();
+  for (const f of decodeTimeFields(fragment)) {
+    times.set(f.trackId, f.wide ? fragment.readBigUInt64BE(f.offset) : BigInt(fragment.readUInt32BE(f.offset)));
+  }
+  return times;
+}
+
+/**
+ * The fragment with each track's baseMediaDecodeTime lowered by `origin` (that track's time at the clip's
+ * first fragment), so that a clip cut from a long-running stream starts at time 0 without an edit list.
+ * Returns the rewritten `moof` (a copy: the ring's fragment is shared with later clips) and the untouched
+ * rest as a view, so the media bytes are not copied. Box sizes do not change, so trun data offsets hold.
+ */
+export function rebaseFragment(fragment: Buffer, origin: ReadonlyMap<number, bigint>): [Buffer, Buffer] {
+  const moofSize = readBoxes(fragment, 0, fragment.length)[0]?.size ?? 0;
+  const moof = Buffer.from(fragment.subarray(0, moofSize));
+  for (const f of decodeTimeFields(fragment)) {
+    const base = origin.get(f.trackId) ?? 0n;
+    const time = f.wide ? moof.readBigUInt64BE(f.offset) : BigInt(moof.readUInt32BE(f.offset));
+    // Decode times only grow along a stream; a fragment before the origin (never cut into a clip) stays at 0.
+    const rebased = time > base ? time - base : 0n;
+    if (f.wide) moof.writeBigUInt64BE(rebased, f.offset);
+    else moof.writeUInt32BE(Number(rebased), f.offset);
+  }
+  return [moof, fragment.subarray(moofSize)];
+}
+
 export class Fmp4Splitter {
   readonly #handlers: Fmp4Handlers;
   #pending: Buffer[] = [];
