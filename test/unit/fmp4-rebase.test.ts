@@ -16,7 +16,7 @@ function split(file: string): { init: Buffer; fragments: Array<{ bytes: Buffer; 
   const r = spawnSync(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-i', file, '-c', 'copy', '-f', 'mp4',
     '-movflags', '+frag_keyframe+empty_moov+default_base_moof', 'pipe:1'], { maxBuffer: 64 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(r.stderr.toString());
-  let init = Buffer.alloc(0);
+  let init: Buffer = Buffer.alloc(0);
   const fragments: Array<{ bytes: Buffer; ms: number }> = [];
   new Fmp4Splitter({ onInit: (b) => (init = b), onFragment: (bytes, ms) => fragments.push({ bytes, ms }) }).push(r.stdout);
   return { init, fragments };
