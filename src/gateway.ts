@@ -697,7 +697,7 @@ export class Gateway {
             })),
         ...(this.#enrolment === undefined || this.#keys === undefined
           ? {}
-          : faceCommands({ people: () => this.enrolment, hubIdentity: this.#keys.identity, registry, mayEnrol: () => this.enrolmentDecision() })),
+          : faceCommands({ people: () => this.enrolment, hubIdentity: this.#keys.identity, registry, mayEnrol: () => this.enrolmentDecision(), hubId: config.hub.id })),
         ...hubCommands({
         consent: this.#consent,
         ledger: this.#ledger,

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { AppClient } from '../control/app-client.js';
+import { enrolmentSubject, signGuardianAttestation } from '../control/guardian-attestation.js';
 import type { ControlResponse } from '../control/command.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
@@ -70,7 +71,9 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
       }
       case 'faces-enroll': {
         // The name and photos are sealed to the hub's own recipient inside the signed payload.
-        const payload = { name: action.name, minor: action.minor === true, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
+        const payload: Record<string, unknown> = { name: action.name, minor: action.minor === true, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
+        // A minor: this app's key signs the guardian's attestation for this hub, this name and these photos.
+        if (action.minor === true) payload.guardianAttestation = signGuardianAttestation(app.key, { hubId: opts.hub, subject: enrolmentSubject(action.name, payload.photos as string[]) });
         const sealed = await encryptToBuffer([await hubRecipient()], Buffer.from(JSON.stringify(payload)));
         response = await app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
         break;

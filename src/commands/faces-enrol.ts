@@ -1,7 +1,8 @@
 import { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import { FaceEngine } from '../analysis/faces/face-engine.js';
 import { CamveilError, exitCodeFor } from '../errors.js';
-import type { GuardianAttestation } from '../policy/consent-ledger.js';
+import { KeyRegistry } from '../control/key-registry.js';
+import { LOCAL_OPERATOR, type VerifiedGuardianAttestation } from '../policy/consent-ledger.js';
 import { openHubContext, type HubContext } from './hub-context.js';
 import type { CommandIO } from './io.js';
 
@@ -11,7 +12,11 @@ export interface FacesEnrolOptions {
   name: string;
   photos: string[];
   minor?: boolean;
-  /** A minor's guardian: their paired app key id and their written statement (time = now). */
+  /**
+   * A minor's guardian at the hub's console: a paired app key id of this hub (or `local-operator`, the
+   * operator themself) and their written statement (time = now). The operator vouches for it; over MQTT the
+   * guardian signs instead (control/guardian-attestation.ts).
+   */
   guardianKey?: string;
   guardianStatement?: string;
   /** Keep the photos, sealed to the hub key (default: not kept). */
@@ -60,11 +65,18 @@ async function withStore<T>(configFile: string, use: (store: EnrolmentStore, ctx
 export async function runFacesEnrol(opts: FacesEnrolOptions, io: CommandIO): Promise<number> {
   try {
     const minor = opts.minor === true;
-    const guardian: GuardianAttestation | undefined =
+    const guardian: VerifiedGuardianAttestation | undefined =
       minor && opts.guardianKey !== undefined && opts.guardianStatement !== undefined
-        ? { guardianKeyId: opts.guardianKey, statement: opts.guardianStatement, at: new Date().toISOString() }
+        ? { guardianKeyId: opts.guardianKey, statement: opts.guardianStatement, at: new Date().toISOString(), verifiedBy: 'console' }
         : undefined;
     const person = await withStore(opts.config, async (store, ctx) => {
+      // The console may vouch for a guardian, but only one this hub knows: a paired, unrevoked key, or itself.
+      if (guardian !== undefined && guardian.guardianKeyId !== LOCAL_OPERATOR) {
+        const key = new KeyRegistry(ctx.db).get(guardian.guardianKeyId);
+        if (key === undefined || key.revokedAt !== undefined) {
+          throw new CamveilError('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED', `--guardian-key must be a paired key of this hub (camveil pair) or ${LOCAL_OPERATOR}`, { where: 'faces enrol' });
+        }
+      }
       const decision = ctx.gate.mayEnrolFaces();
       if (!decision.allowed) {
         throw new CamveilError('CAMVEIL_E_CONSENT_REQUIRED', `face enrolment is not allowed now: ${decision.reason}`, { where: 'faces enrol' });

@@ -6,6 +6,7 @@ import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { GateDecision } from '../policy/gate.js';
 import { defineHandler, type CommandContext, type CommandHandler } from './command.js';
+import { enrolmentSubject, signedGuardianAttestationSchema, verifyGuardianAttestation } from './guardian-attestation.js';
 import { decodeBase64, type KeyRegistry } from './key-registry.js';
 
 export interface FaceCommandDeps {
@@ -14,13 +15,16 @@ export interface FaceCommandDeps {
   hubIdentity: string;
   registry: KeyRegistry;
   mayEnrol: () => GateDecision;
+  /** The hub id a guardian's attestation must name; without it no minor can be enrolled over MQTT. */
+  hubId?: string;
 }
 
 /** What the app seals to the hub's recipient for `faces/enroll`: personal data never crosses the broker in clear. */
 export const enrolmentPayloadSchema = z.strictObject({
   name: z.string().min(1).max(128),
   minor: z.boolean().default(false),
-  guardianAttestation: z.strictObject({ guardianKeyId: z.string().min(1).max(128), statement: z.string().min(1).max(2000), at: z.iso.datetime({ offset: true }) }).optional(),
+  /** For a minor: signed by the guardian's paired key over this hub, this name and these photos (guardian-attestation.ts). */
+  guardianAttestation: signedGuardianAttestationSchema.optional(),
   /** JPEG/PNG/WebP photos, base64; each must show exactly one usable face. */
   photos: z.array(z.string().min(1)).min(1).max(5),
   /** Keep the photos on the hub, sealed to its key (default: described and dropped). */
@@ -117,6 +121,15 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
       run: async (args, ctx) => {
         requireEnrolment(deps, 'face enrolment');
         const payload = await openSealed(deps.hubIdentity, args.sealed, enrolmentPayloadSchema, 'sealed');
+        // A minor's guardian is checked before any photo is decoded or the model loaded.
+        const guardian = payload.minor
+          ? verifyGuardianAttestation(payload.guardianAttestation, {
+              registry: deps.registry,
+              hubId: deps.hubId ?? '',
+              subject: enrolmentSubject(payload.name, payload.photos),
+              now: ctx.now,
+            })
+          : undefined;
         const photos = await photosOf(payload.photos);
         const person = await withEngine((engine) =>
           deps.people().enroll(engine, {
@@ -124,10 +137,11 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
             photos,
             minor: payload.minor,
             keepPhotos: payload.keepPhotos,
-            ...(payload.guardianAttestation === undefined ? {} : { guardianAttestation: payload.guardianAttestation }),
+            ...(guardian === undefined ? {} : { guardianAttestation: guardian }),
+            // The ledger names the key that signed the request, not the hub's console.
+            origin: originOf(ctx),
           }),
         );
-        void ctx;
         return { personId: person.personId, minor: person.minor, templates: person.templates, photosKept: person.photosKept };
       },
     }),

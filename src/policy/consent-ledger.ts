@@ -32,6 +32,13 @@ export interface GuardianAttestation {
   at: string;
 }
 
+/**
+ * An attestation someone with authority checked: `paired-key` — signed by the guardian's paired app key
+ * for this hub and this person, fresh (control/guardian-attestation.ts); `console` — vouched for at the
+ * hub's own console by its operator. Only these enrol a minor (EnrolmentStore.enroll).
+ */
+export type VerifiedGuardianAttestation = GuardianAttestation & { verifiedBy: 'paired-key' | 'console' };
+
 /** One ledger record, as read back. */
 export interface ConsentRecord {
   seq: number;

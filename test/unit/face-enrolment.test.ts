@@ -118,11 +118,16 @@ describe('enrolment store', () => {
       const e = await refusal(store.enroll(engine, { name: 'Kid', photos: [crop], minor: true }));
       expect(e.code).toBe('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED');
       expect(store.count()).toBe(0);
+      // An attestation nobody verified (a string, as protocol v1 took it) is refused too.
+      const unverified = { guardianKeyId: 'nobody-at-all', statement: 'trust me', at: new Date().toISOString() };
+      const e2 = await refusal(store.enroll(engine, { name: 'Kid', photos: [crop], minor: true, guardianAttestation: unverified as never }));
+      expect(e2.code).toBe('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED');
+      expect(store.count()).toBe(0);
       const kid = await store.enroll(engine, {
         name: 'Kid',
         photos: [crop],
         minor: true,
-        guardianAttestation: { guardianKeyId: 'key-guardian-1', statement: 'I am her parent and consent.', at: new Date().toISOString() },
+        guardianAttestation: { guardianKeyId: 'key-guardian-1', statement: 'I am her parent and consent.', at: new Date().toISOString(), verifiedBy: 'console' },
       });
       expect(hub.audit.entries().at(-1)!.details).toMatchObject({ state: 'enrolled', subject: kid.personId, minor: true });
       expect(store.deleteAll()).toBe(1);

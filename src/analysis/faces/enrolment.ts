@@ -5,7 +5,7 @@ import type { AuditLog } from '../../audit/audit-log.js';
 import { base32 } from '../../crypto/base32.js';
 import { decryptToBuffer, encryptToBuffer } from '../../crypto/age-stream.js';
 import { CamveilError } from '../../errors.js';
-import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type GuardianAttestation } from '../../policy/consent-ledger.js';
+import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type VerifiedGuardianAttestation } from '../../policy/consent-ledger.js';
 import { destroyingWithdrawal } from '../../policy/withdrawal.js';
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
@@ -62,9 +62,15 @@ export interface EnrolRequest {
    */
   photos: readonly Photo[];
   minor: boolean;
-  guardianAttestation?: GuardianAttestation;
+  /**
+   * For a minor: the guardian's attestation, verified — signed by a paired key (control/guardian-attestation.ts)
+   * or vouched for at the hub's console. An attestation nobody checked is refused.
+   */
+  guardianAttestation?: VerifiedGuardianAttestation;
   /** Keep the photos' bytes, sealed to the hub (default: not kept). */
   keepPhotos?: boolean;
+  /** Who asked: the paired key that signed the request and its digest (recorded as the ledger's actor); default the console. */
+  origin?: ChangeOrigin;
 }
 
 /** An image file, or an image in memory with its encoded bytes (needed only when the photo is kept). */
@@ -205,8 +211,12 @@ export class EnrolmentStore {
     this.sightings = new SightingStore({ db: this.#db, hub: options.hub, ...(options.now === undefined ? {} : { now: () => options.now!().getTime() }) });
   }
 
-  #ctx(words: string): { actor: string; policyVersion: string; requestDigest: string } {
-    return { actor: this.#o.actor ?? LOCAL_OPERATOR, policyVersion: this.#o.policyVersion, requestDigest: createHash('sha256').update(words).digest('hex') };
+  #ctx(words: string, origin?: ChangeOrigin): { actor: string; policyVersion: string; requestDigest: string } {
+    return {
+      actor: origin?.keyId ?? this.#o.actor ?? LOCAL_OPERATOR,
+      policyVersion: this.#o.policyVersion,
+      requestDigest: origin?.requestDigest ?? createHash('sha256').update(words).digest('hex'),
+    };
   }
 
   #bump(): void {
@@ -231,6 +241,10 @@ export class EnrolmentStore {
    */
   async enroll(engine: FaceEngine, request: EnrolRequest): Promise<PersonSummary> {
     requireGuardianAttestation({ minor: request.minor }, request.guardianAttestation);
+    const verifiedBy = request.guardianAttestation?.verifiedBy;
+    if (request.minor && verifiedBy !== 'paired-key' && verifiedBy !== 'console') {
+      throw new CamveilError('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED', "enrolling a minor needs a guardian's attestation signed by a paired key (or made at the hub's console)", { where: 'enrolment' });
+    }
     const name = checkName(request.name);
     if (request.photos.length === 0) throw new CamveilError('CAMVEIL_E_USAGE', 'enrolment needs at least one photo', { where: 'photos' });
     if (request.photos.length > MAX_PHOTO_TEMPLATES) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_PHOTO_TEMPLATES} photos per person`, { where: 'photos' });
@@ -247,7 +261,10 @@ export class EnrolmentStore {
         .run(personId, minor ? 1 : 0, templates.length, enrolledAt, sealed);
       this.#photos.insert(personId, kept, enrolledAt);
       this.#bump();
-      const record = this.#o.ledger?.recordEnrolment({ subject: personId, minor }, this.#ctx(`faces enrol ${personId}`), request.guardianAttestation);
+      // The ledger keeps the attestation's fields; how it was verified is the actor's and the record's business.
+      const guardian = request.guardianAttestation === undefined ? undefined : { guardianKeyId: request.guardianAttestation.guardianKeyId, statement: request.guardianAttestation.statement, at: request.guardianAttestation.at };
+      const ctx = this.#ctx(`faces enrol ${personId}`, request.origin);
+      const record = this.#o.ledger?.recordEnrolment({ subject: personId, minor }, ctx, guardian);
       this.#o.audit.append('consent.changed', {
         state: 'enrolled',
         feature: 'faceRecognition',
@@ -255,6 +272,8 @@ export class EnrolmentStore {
         subject: personId,
         minor,
         ...(record === undefined ? {} : { ledgerSeq: record.seq }),
+        ...(ctx.actor === LOCAL_OPERATOR ? {} : { keyId: ctx.actor }),
+        ...(request.origin?.requestDigest === undefined ? {} : { requestDigest: request.origin.requestDigest }),
       });
     })();
     return { personId, name, minor, templates: templates.length, negatives: 0, photosKept: kept.length, enrolledAt };
