@@ -51,7 +51,8 @@ import type { MediaSink } from './recording/sink.js';
 import { openDatabase } from './store/database.js';
 import { ObjectStore } from './store/object-store.js';
 import { startRetentionTimer, type RetentionReport } from './store/retention.js';
-import { SealedMediaSink } from './store/sealed-media-sink.js';
+import { SealedMediaSink, type UploadQueue } from './store/sealed-media-sink.js';
+import { StagedUploads } from './store/staged-uploads.js';
 import { chooseEndpoint } from './uplink/endpoint.js';
 import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
@@ -545,7 +546,7 @@ export class Gateway {
     const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
     this.#store = store;
     this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
-    let uploads: { enqueue(item: { objectId: string; path: string; bytes: number; kind: string }): void } | undefined;
+    let uploads: UploadQueue | undefined;
     let stage: ((item: { objectId: string; path: string; bytes: number; kind: string }) => Promise<void>) | undefined;
     if (config.uplink.enabled) {
       const zone = rulesFor(config.hub.region).residencyZone;
@@ -590,7 +591,9 @@ export class Gateway {
           .catch((error: unknown) => logger.error({ err: error, object: item.objectId }, 'could not queue an object for upload'));
       };
       const queue = stage;
-      uploads = { enqueue: (item) => void queue(item) };
+      // Clips, snapshots and event records: queued in the transaction that stores them (a kill cannot part the two).
+      const staged = new StagedUploads({ outbox, staging, mayQueue: () => this.#consent?.mode.mode === 'cloud', queued: () => uploader.kick(), logger });
+      uploads = { enqueue: (item) => void queue(item), prepare: (item) => staged.prepare(item) };
     }
     // Face albums are sealed to the same household recipients, stored and queued the same way.
     this.#albums = new FaceAlbums({

@@ -33,6 +33,19 @@ export interface PutInput {
   capturedAt: number;
   /** An age file, as a stream of bytes. */
   body: Readable;
+  /**
+   * What must commit together with the object (its upload queued, see StagedUploads). Called once the file
+   * is in place under its final name; returns the step to run inside the object's own transaction, so a crash
+   * leaves both or neither, and `abandon` for a put that fails after it (to remove what it prepared).
+   */
+  alongside?: (file: { path: string; bytes: number }) => Promise<AlongsideCommit | undefined>;
+}
+
+/** See PutInput.alongside. */
+export interface AlongsideCommit {
+  /** Runs inside the transaction that indexes the object; a throw rolls both back and fails the put. */
+  inTransaction(): void;
+  abandon(): void;
 }
 
 export interface StoredObject {
@@ -162,6 +175,13 @@ export class ObjectStore {
         cause: error,
       });
     }
+    let alongside: AlongsideCommit | undefined;
+    try {
+      alongside = await input.alongside?.({ path: final, bytes });
+    } catch (error) {
+      rmSync(final, { force: true });
+      throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not stored: ${String(error)}`, { where: objectId, cause: error });
+    }
     // From here on synchronous: no other put or retention run can interleave between making room and committing.
     if (this.#retention !== undefined) {
       const { quotaBytes, reserveBytes } = this.#retention;
@@ -181,11 +201,15 @@ export class ObjectStore {
     if (input.cameraId !== undefined) stored.cameraId = input.cameraId;
     if (input.eventId !== undefined) stored.eventId = input.eventId;
     try {
-      this.#db
-        .prepare('INSERT INTO store_objects (object_id, kind, camera_id, event_id, captured_at, stored_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(objectId, stored.kind, stored.cameraId ?? null, stored.eventId ?? null, stored.capturedAt, stored.storedAt, bytes);
+      this.#db.transaction(() => {
+        this.#db
+          .prepare('INSERT INTO store_objects (object_id, kind, camera_id, event_id, captured_at, stored_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(objectId, stored.kind, stored.cameraId ?? null, stored.eventId ?? null, stored.capturedAt, stored.storedAt, bytes);
+        alongside?.inTransaction();
+      })();
     } catch (error) {
       rmSync(final, { force: true });
+      alongside?.abandon();
       throw new CamveilError('CAMVEIL_E_STORE_WRITE_FAILED', `object ${objectId} was not indexed: ${String(error)}`, {
         where: objectId,
         cause: error,

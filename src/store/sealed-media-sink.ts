@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { isReportedWriteFailure, type ObjectStore } from './object-store.js';
+import { isReportedWriteFailure, type AlongsideCommit, type ObjectStore } from './object-store.js';
 import { newObjectId, sealObject } from '../crypto/sealed-object.js';
 import type { Manifest, ObjectKind } from '../crypto/manifest.js';
 import type { Logger } from '../log.js';
@@ -8,9 +8,16 @@ import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
 /** Where sealed objects are kept: the local store (only ever given age ciphertext), or a stand-in in tests. */
 export type SealedObjectWriter = Pick<ObjectStore, 'put'> & Partial<Pick<ObjectStore, 'recordEvent'>>;
 
-/** Where objects that may go to the cloud are queued. */
+type UploadItem = { objectId: string; path: string; bytes: number; kind: string; cameraId: string };
+
+/**
+ * Where objects that may go to the cloud are queued. With `prepare` (StagedUploads), the queue entry commits
+ * in the object's own transaction; `enqueue` alone queues after the store has committed (a crash in between
+ * loses that upload: only for stand-ins).
+ */
 export interface UploadQueue {
-  enqueue(item: { objectId: string; path: string; bytes: number; kind: string; cameraId: string }): void;
+  enqueue(item: UploadItem): void;
+  prepare?(item: UploadItem): Promise<(AlongsideCommit & { committed(): void }) | undefined>;
 }
 
 export interface SealedMediaSinkOptions {
@@ -145,8 +152,30 @@ export class SealedMediaSink implements MediaSink {
   }
 
   async #store(objectId: string, kind: ObjectKind, cameraId: string, eventId: string, capturedAt: number, body: Readable): Promise<void> {
-    const stored = await this.#o.writer.put({ objectId, kind, cameraId, eventId, capturedAt, body });
-    this.#o.uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind, cameraId });
+    const uploads = this.#o.uploads;
+    let prepared: { committed(): void } | undefined;
+    let asked = false;
+    const stored = await this.#o.writer.put({
+      objectId,
+      kind,
+      cameraId,
+      eventId,
+      capturedAt,
+      body,
+      ...(uploads?.prepare === undefined
+        ? {}
+        : {
+            alongside: async (file: { path: string; bytes: number }) => {
+              asked = true;
+              const commit = await uploads.prepare!({ objectId, path: file.path, bytes: file.bytes, kind, cameraId });
+              prepared = commit;
+              return commit;
+            },
+          }),
+    });
+    // A writer that does not take `alongside` (a stand-in) gets the upload queued after its commit.
+    if (asked) prepared?.committed();
+    else uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind, cameraId });
     this.#o.logger.debug({ camera: cameraId, event: eventId, object: objectId, kind, bytes: stored.bytes }, 'object sealed and stored');
     this.#o.onStored?.({ objectId, kind, cameraId, eventId, bytes: stored.bytes });
   }

@@ -10,6 +10,7 @@ import { decryptToBuffer } from '../../src/crypto/age-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ObjectStore } from '../../src/store/object-store.js';
+import { Outbox } from '../../src/uplink/outbox.js';
 import { plaintextFor } from '../harness/store-writer.js';
 
 const WRITER = fileURLToPath(new URL('../harness/store-writer.ts', import.meta.url));
@@ -87,4 +88,85 @@ describe('store crash safety (kill -9)', () => {
       db.close();
     }
   }, 120_000);
+});
+
+const QUEUE_WRITER = fileURLToPath(new URL('../harness/queue-writer.ts', import.meta.url));
+
+/** Runs the queue writer until it holds at `hold`, SIGKILLs it there; resolves with the id it held on. */
+function killWhileHolding(dir: string, recipient: string, hold: string, count: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', QUEUE_WRITER, dir, recipient, hold, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let held: string | undefined;
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      const m = /^holding ([a-z2-7]{26})$/m.exec(out);
+      if (held === undefined && m !== null) {
+        held = m[1]!;
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (err += text));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (signal !== 'SIGKILL' || held === undefined) reject(new Error(`queue writer ended with ${code ?? signal} without holding: ${out}\n${err}`));
+      else resolve(held);
+    });
+  });
+}
+
+describe('store commit and outbox enqueue (kill -9 between them)', () => {
+  const cases = [
+    // The transaction was open: neither the object nor its queue entry exists after the restart.
+    { hold: 'in-commit', stored: 3, heldStored: false },
+    { hold: 'after-commit', stored: 4, heldStored: true },
+  ] as const;
+  for (const c of cases) {
+    it(`${c.hold}: after the restart every stored object is queued for upload`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'camveil-queue-crash-'));
+      try {
+        const recipient = await identityToRecipient(await generateX25519Identity());
+        const held = await killWhileHolding(dir, recipient, c.hold, 3);
+        const db = openDatabase(dir);
+        try {
+          const store = ObjectStore.open({ db, dataDir: dir, logger: silentLogger() });
+          const outbox = new Outbox(db);
+          const rows = store.list({ limit: 100 });
+          expect(rows).toHaveLength(c.stored);
+          expect(store.get(held) !== undefined).toBe(c.heldStored);
+          const notQueued = rows.filter((r) => outbox.get(r.objectId)?.state !== 'queued');
+          expect(notQueued.map((r) => r.objectId)).toEqual([]);
+          // Each queued item's staged link is there; a link without a queued row is what the start-up sweep removes.
+          for (const r of rows) expect(readdirSync(join(dir, 'outbox'))).toContain(`${r.objectId}.age`);
+          if (!c.heldStored) {
+            expect(store.lastRecovery?.unindexedRemoved).toBe(1);
+            expect(outbox.get(held)).toBeUndefined();
+          }
+        } finally {
+          db.close();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
+  }
+
+  it('separate (how the gateway queued before): the same kill leaves a stored object no queue knows of', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'camveil-queue-crash-'));
+    try {
+      const recipient = await identityToRecipient(await generateX25519Identity());
+      const held = await killWhileHolding(dir, recipient, 'separate', 3);
+      const db = openDatabase(dir);
+      try {
+        const store = ObjectStore.open({ db, dataDir: dir, logger: silentLogger() });
+        expect(store.get(held)).toBeDefined();
+        expect(new Outbox(db).get(held)).toBeUndefined();
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
