@@ -11,9 +11,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   'faces-live': () => import('./faces-live.js'),
   'clip-blur': () => import('./clip-blur.js'),
   'alert-latency': () => import('./alert-latency.js'),
+  control: () => import('./control.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', control: 'benchControl' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
