@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, statSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -38,8 +38,11 @@ function report(io: CommandIO, error: unknown): number {
 export function runAuditVerify(opts: { dataDir: string }, io: CommandIO): Promise<number> {
   const file = databasePath(opts.dataDir);
   if (file instanceof CamveilError) return Promise.resolve(report(io, file));
-  const db = new Database(file, { readonly: true, fileMustExist: true });
+  let db: Database.Database | undefined;
   try {
+    // An empty file opens as an empty database, whose "chain" would verify as intact with 0 records.
+    if (statSync(file).size === 0) throw new CamveilError('CAMVEIL_E_STORE_CORRUPT', `${file} is empty: the audit log is lost, nothing to verify`, { where: file });
+    db = new Database(file, { readonly: true, fileMustExist: true });
     const result = new AuditLog(db).verify();
     if (!result.ok) {
       io.stderr(`audit log broken at record ${result.brokenAt}: ${result.reason}`);
@@ -47,9 +50,22 @@ export function runAuditVerify(opts: { dataDir: string }, io: CommandIO): Promis
     }
     io.stdout(`audit log intact: ${result.count} records, head ${result.head.seq} ${result.head.hash.slice(0, HASH_PREFIX)}`);
     return Promise.resolve(0);
+  } catch (error) {
+    return Promise.resolve(report(io, error instanceof Database.SqliteError ? unreadableDatabase(file, error) : error));
   } finally {
-    db.close();
+    db?.close();
   }
+}
+
+/**
+ * A file SQLite cannot read at all (not a database, a malformed page) is a damaged store
+ * (`CAMVEIL_E_STORE_CORRUPT`, exit 1), not an internal error, and no verdict on the chain.
+ */
+function unreadableDatabase(file: string, error: InstanceType<typeof Database.SqliteError>): CamveilError {
+  return new CamveilError('CAMVEIL_E_STORE_CORRUPT', `${file} cannot be read as a database (${error.code}: ${error.message}): the audit log cannot be verified`, {
+    where: file,
+    cause: error,
+  });
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CamveilError } from '../errors.js';
-import type { CameraConfig } from './schema.js';
+import type { CameraConfig, Config } from './schema.js';
 
 /** Name of the environment variable that overrides a camera's password: CAMVEIL_CAMERA_<ID>_PASSWORD. */
 export function passwordOverrideEnv(cameraId: string): string {
@@ -42,4 +42,47 @@ export function readPasswordFile(file: string, where: string): string {
   const first = text.split(/\r?\n/, 1)[0] ?? '';
   if (first === '') throw new CamveilError('CAMVEIL_E_SECRET_UNREADABLE', `${where}: ${file} is empty`, { where });
   return first;
+}
+
+/**
+ * Every secret the configuration names, read once and let go, as `path: reason` problems (empty when all
+ * can be read): each camera's password (file, environment variable or override), the broker's password and
+ * key files, and the uplink token. The secrets themselves are never returned or printed.
+ */
+export function secretProblems(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
+  const problems: string[] = [];
+  const check = (path: string, read: () => unknown) => {
+    try {
+      read();
+    } catch (error) {
+      const e = error instanceof CamveilError ? error : undefined;
+      // The reading functions prefix their message with where the secret is named; the problem says it once.
+      const cut = e?.where !== undefined && e.message.startsWith(e.where) ? e.message.indexOf(': ', e.where.length) : -1;
+      const reason = e === undefined ? String(error) : cut >= 0 ? e.message.slice(cut + 2) : e.message;
+      problems.push(`${path}: ${reason}`);
+    }
+  };
+  config.cameras.forEach((camera, i) => {
+    const creds = camera.credentials;
+    if (creds === undefined) return;
+    const path = `cameras[${i}].credentials.${creds.passwordEnv !== undefined ? 'passwordEnv' : 'passwordFile'}`;
+    check(path, () => resolveCameraPassword(camera, env));
+  });
+  const m = config.mqtt;
+  if (m?.passwordFile !== undefined) check('mqtt.passwordFile', () => readPasswordFile(m.passwordFile!, 'mqtt.passwordFile'));
+  for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
+    const file = m?.[key];
+    if (file !== undefined) check(`mqtt.${key}`, () => readFileOrExplain(file));
+  }
+  const token = config.uplink.tokenFile;
+  if (config.uplink.enabled && token !== undefined) check('uplink.tokenFile', () => readPasswordFile(token, 'uplink.tokenFile'));
+  return problems;
+}
+
+function readFileOrExplain(file: string): void {
+  try {
+    readFileSync(file);
+  } catch (error) {
+    throw new CamveilError('CAMVEIL_E_SECRET_UNREADABLE', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
 }
