@@ -517,8 +517,7 @@ export class Gateway {
       return;
     }
     if (change.hold) {
-      if (this.#uploader !== undefined) await holdUploads(this.#uploader, change.reason);
-      await this.#uploader?.stop();
+      if (this.#uploader !== undefined) await holdUploads(this.#uploader);
       this.#o.logger.warn({ queued: this.#outbox?.stats().queued ?? 0, reason: change.reason }, 'local-only by an unsigned withdrawal: uploads stopped, queue held (nothing destroyed)');
       return;
     }

@@ -13,11 +13,11 @@ export async function cutUploads(uploader: Uploader, outbox: Outbox, reason: str
 }
 
 /**
- * Local-only by an unsigned withdrawal (policy/withdrawal.ts): the same stop, nothing destroyed. Requests in
- * flight are aborted and go back to `queued` with their staged files; the caller then stops the uploader,
- * so the held queue is not sent until a signed grant starts it again (or a signed withdrawal or
- * `data/delete` destroys it).
+ * Local-only by an unsigned withdrawal (policy/withdrawal.ts): the same stop, nothing destroyed. The uploader
+ * is stopped first and then aborts what is in flight, so those items go back to `queued`, due, with their
+ * staged files, and nothing picks them up again: the held queue is not sent until a signed grant starts the
+ * uploader again (or a signed withdrawal or `data/delete` destroys it).
  */
-export async function holdUploads(uploader: Uploader, reason: string): Promise<void> {
-  await uploader.abortAll(reason);
+export async function holdUploads(uploader: Pick<Uploader, 'stop'>): Promise<void> {
+  await uploader.stop();
 }
