@@ -8,6 +8,7 @@ import { newSightingId } from '../../src/analysis/faces/sightings.js';
 import { openHubContext } from '../../src/commands/hub-context.js';
 import { validateConfig } from '../../src/config/load.js';
 import { AppClient } from '../../src/control/app-client.js';
+import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../harness/mosquitto.js';
@@ -50,7 +51,10 @@ describe('gateway: face alerts with sighting ids, sighting retention and withdra
     const gateway = new Gateway({ config: validateConfig(raw, configFile, root), logger: createLogger({ level: 'silent' }) });
     await gateway.start();
     const appMqtt = await mqtt.connectAsync(url);
-    const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'sight-hub', timeoutMs: 5000 });
+    // An app that paired with this hub holds its signing key and recipient (MQTT API v2).
+    const keys = await loadOrCreateHubKeys(path.join(root, 'hub'));
+    const pinned = { hubId: 'sight-hub', baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient };
+    const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'sight-hub', timeoutMs: 5000, pinned });
     try {
       expect((await gateway.enrolment.sightings.list()).map((s) => s.sightingId)).toEqual([fresh]);
 
