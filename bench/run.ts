@@ -11,10 +11,11 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   'faces-live': () => import('./faces-live.js'),
   'clip-blur': () => import('./clip-blur.js'),
   'alert-latency': () => import('./alert-latency.js'),
+  soak: () => import('./soak.js'),
   control: () => import('./control.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', control: 'benchControl' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', soak: 'benchSoak', control: 'benchControl' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
