@@ -31,6 +31,7 @@ function hub(region = 'DE', dataDir = mkdtempSync(path.join(os.tmpdir(), 'camvei
     cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa',
   });
   const changes: ModeChange[] = [];
+  const stops: string[] = [];
   const consent = new ConsentService({
     db,
     ledger,
@@ -43,8 +44,9 @@ function hub(region = 'DE', dataDir = mkdtempSync(path.join(os.tmpdir(), 'camvei
       return Promise.resolve();
     },
     pollMs: 20,
+    onUnsignedStop: (c) => stops.push(c),
   });
-  return { dataDir, db, audit, ledger, gate, consent, changes };
+  return { dataDir, db, audit, ledger, gate, consent, changes, stops };
 }
 
 describe('PolicyGate and ConsentService', () => {
@@ -54,7 +56,7 @@ describe('PolicyGate and ConsentService', () => {
     expect(h.gate.mayUpload({ objectId: OBJECT, kind: 'clip' })).toEqual({ allowed: false, reason: 'policy-not-accepted' });
     expect(h.gate.mayRecordLocally('front').allowed).toBe(false);
     expect(h.consent.mode.mode).toBe('local-only');
-    expect(h.changes).toEqual([{ from: undefined, to: 'local-only', reason: 'policy-not-accepted' }]);
+    expect(h.changes).toEqual([{ from: undefined, to: 'local-only', reason: 'policy-not-accepted', hold: false }]);
     h.consent.stop();
   });
 
@@ -85,8 +87,23 @@ describe('PolicyGate and ConsentService', () => {
     await other.consent.withdraw('cloudUpload', localRequest('withdraw'));
     await waitFor('the withdrawal to be enforced', () => h.changes.at(-1)?.to === 'local-only', 2000);
     expect(Date.now() - t0).toBeLessThan(1000);
-    expect(h.changes.at(-1)).toEqual({ from: 'cloud', to: 'local-only', reason: 'cloud-upload-withdrawn' });
+    expect(h.changes.at(-1)).toEqual({ from: 'cloud', to: 'local-only', reason: 'cloud-upload-withdrawn', hold: false });
     expect(h.gate.mayUpload({ objectId: OBJECT, kind: 'clip' }).allowed).toBe(false);
+    h.consent.stop();
+  });
+
+  it('an unsigned cloudUpload withdrawal holds the queue; a signed one after it is enforced again, destroying', async () => {
+    const h = hub();
+    await h.consent.start();
+    await h.consent.acceptPolicy('2021-10-31', localRequest('accept'));
+    await h.consent.grant('cloudUpload', localRequest('grant'));
+    await h.consent.withdraw('cloudUpload', { actor: 'unsigned-request', requestDigest: 'b'.repeat(64) });
+    expect(h.changes.at(-1)).toEqual({ from: 'cloud', to: 'local-only', reason: 'cloud-upload-withdrawn', hold: true });
+    expect(h.stops).toEqual(['cloudUpload']);
+    // Same mode, same reason, but no longer held: enforced again.
+    await h.consent.withdraw('cloudUpload', { actor: 'abcdefghijklmnop', requestDigest: 'c'.repeat(64) });
+    expect(h.changes.at(-1)).toEqual({ from: 'local-only', to: 'local-only', reason: 'cloud-upload-withdrawn', hold: false });
+    expect(h.stops).toEqual(['cloudUpload']);
     h.consent.stop();
   });
 
