@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_AUDIT_BROKEN: 'The audit log hash chain is broken (a record was edited, removed or reordered)',
   CAMVEIL_E_AUDIT_MISSING: 'There is no audit database in the data directory',
   CAMVEIL_E_CONSENT_REQUIRED: 'The household has not granted the consent this data flow needs',
-  CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED: 'Enrolling a minor needs a guardian attestation (guardian key id, statement, time)',
+  CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED: "Enrolling a minor needs a guardian's attestation signed by a paired key of this hub",
   CAMVEIL_E_CONSENT_UNREADABLE: 'The consent ledger cannot be read (bad row, unknown consent, sequence gap); everything consent-governed is refused',
   CAMVEIL_E_CONSENT_INVALID: 'A consent record to append is malformed (actor, digest, consent name, time or version)',
   CAMVEIL_E_POLICY_VERSION: 'A privacy-policy version is malformed, unknown or listed twice with different content',
