@@ -262,9 +262,12 @@ export class Gateway {
     this.#consent?.stop();
     this.#stopControl?.();
     this.#stopIncidentAudit?.();
-    await this.#ha?.stop();
-    await this.#control?.stop().catch(() => undefined);
-    await this.#mqtt?.endAsync().catch(() => undefined);
+    // The broker may be gone: a stop must not wait for it (systemd would SIGKILL the hub). The clips are
+    // already stored; saying goodbye on MQTT gets a few seconds, then the connection is dropped.
+    await withinMs(this.#ha?.stop(), STOP_PEER_MS);
+    await withinMs(this.#control?.stop(), STOP_PEER_MS);
+    const ended = await withinMs(this.#mqtt?.endAsync(), STOP_PEER_MS);
+    if (!ended) await withinMs(this.#mqtt?.endAsync(true), STOP_PEER_MS);
     await this.#broker?.close();
     await this.#uploader?.stop();
     this.#db?.close();
@@ -766,7 +769,16 @@ export class Gateway {
     cover?.start();
     const timer = setInterval(publishState, 10_000);
     timer.unref();
+    // Every reconnect after the first: the broker may have lost the retained state (a restart without
+    // persistence), and the app should not wait for the next tick to see the hub again.
+    let connectedBefore = false;
+    const onConnect = (): void => {
+      if (connectedBefore) publishState();
+      connectedBefore = true;
+    };
+    client.on('connect', onConnect);
     const offs = [
+      () => void client.off('connect', onConnect),
       this.bus.on('mode.changed', publishState),
       this.bus.on('camera.state', (e) => {
         publishState();
@@ -866,5 +878,22 @@ async function brokerProtocol(url: string, options: IClientOptions): Promise<4 |
     return 5;
   } catch {
     return 4;
+  }
+}
+
+/** How long a stop waits for each network peer (broker) before going on without it. */
+const STOP_PEER_MS = 2_000;
+
+/** Waits for `work` at most `ms`; true when it settled (fulfilled or rejected) in time. */
+async function withinMs(work: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (work === undefined) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -47,8 +47,9 @@ export function mosquittoBinary(): string {
 }
 
 /** Debian mosquitto 2 on a free loopback port, anonymous, no persistence, with a generated config file. */
-export async function startMosquitto(): Promise<TestBroker> {
-  const port = await freePort();
+/** Starts Debian's mosquitto on 127.0.0.1 (no persistence); pass the old `port` to restart a broker where clients expect it. */
+export async function startMosquitto(options: { port?: number } = {}): Promise<TestBroker> {
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'camveil-mosquitto-'));
   const config = join(dir, 'mosquitto.conf');
   writeFileSync(config, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n`);
