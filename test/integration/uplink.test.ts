@@ -218,11 +218,8 @@ describe('uploader with the reference receiver', () => {
     await waitFor('upload in flight', () => uploader.uploading().length === 1, 5_000);
     await new Promise((resolve) => setTimeout(resolve, 400));
     allowed = false; // as local-only mode would: the gate says no before the abort
-    const t0 = performance.now();
+    // How fast is measured by `bench -- withdrawal`; here, that it settles with nothing left in flight.
     await uploader.abortAll('local-only');
-    const ms = performance.now() - t0;
-    console.info(`abortAll settled in ${ms.toFixed(1)} ms`);
-    expect(ms).toBeLessThan(250);
     expect(uploader.uploading()).toEqual([]);
     // Released as aborted, then at once asked about again: the gate (local-only) holds it.
     expect(outbox.get(o.objectId)).toMatchObject({ state: 'queued', attempts: 0, lastError: 'gate: local-only' });
