@@ -141,7 +141,9 @@ describe('hubs keep their token file unchanged', () => {
     const r = await startReceiver({ dir: join(dir, 'cloud-migrated'), tokens: await readTokensFile(tokens) });
     cleanups.push(() => r.close());
     const db = openDatabase(join(dir, 'hub-data'));
-    cleanups.push(() => db.close());
+    cleanups.push(() => {
+      db.close();
+    });
     const outbox = new Outbox(db);
     const path = join(dir, 'clip.age');
     writeFileSync(path, await encryptToBuffer([recipient], randomBytes(4096)));
