@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,8 @@ import { decodeWeightMap, NET_MANIFESTS } from '../src/analysis/faces/nets.js';
 import { MATCH_THRESHOLD } from '../src/analysis/faces/threshold.js';
 
 /**
- * `npm run bench -- faces`: accuracy and speed of the face pipeline on ../shared/faces/dev.
+ * `npm run bench -- faces`: accuracy and speed of the face pipeline on a labelled face set: CAMVEIL_FACES_DEV_DIR (one folder per person, plus `bbt*.jpg`
+ * group photos), else face-api's demo photos.
  *
  * Accuracy: the best usable face of every person's photo (folders per person; the loose bbt*.jpg group
  * photos are not used here), all genuine (same person) and impostor pair distances, the ROC, the true
@@ -23,7 +25,9 @@ import { MATCH_THRESHOLD } from '../src/analysis/faces/threshold.js';
  * camveil's detect() and full pipeline (detect + landmarks + descriptor per usable face), per detector,
  * next to the bare face-api calls on the same frames in the same run, with the same nets.
  */
-const DEV_DIR = fileURLToPath(new URL('../../shared/faces/dev/', import.meta.url));
+/** The labelled development set, when there is one: one folder of photos per person, and `bbt*.jpg` group photos. */
+const DEV_DIR = process.env.CAMVEIL_FACES_DEV_DIR ?? '';
+const HAS_DEV = DEV_DIR !== '' && existsSync(DEV_DIR);
 const TARGET_FAR = 0.001;
 const ROUNDS = 3;
 
@@ -136,7 +140,7 @@ const DEMO_DIR = fileURLToPath(new URL('../node_modules/@vladmandic/face-api/dem
 
 async function frames(): Promise<RgbImage[]> {
   const files = [
-    ...(await readdir(DEV_DIR)).filter((f) => /^bbt\d+\.jpg$/.test(f)).sort().map((f) => join(DEV_DIR, f)),
+    ...(HAS_DEV ? await readdir(DEV_DIR) : []).filter((f) => /^bbt\d+\.jpg$/.test(f)).sort().map((f) => join(DEV_DIR, f)),
     ...(await readdir(DEMO_DIR)).filter((f) => /^sample\d+\.jpg$/.test(f)).sort().map((f) => join(DEMO_DIR, f)),
   ];
   return Promise.all(
@@ -153,8 +157,7 @@ async function timeMs(frameList: RgbImage[], run: (f: RgbImage) => Promise<unkno
   return (performance.now() - start) / frameList.length;
 }
 
-export async function benchFaces(): Promise<object> {
-  const engine = await FaceEngine.open();
+async function accuracyOf(engine: FaceEngine): Promise<object> {
   const { samples: list, noUsableFace } = await samples(engine);
   const genuine: number[] = [];
   const impostor: number[] = [];
@@ -181,6 +184,34 @@ export async function benchFaces(): Promise<object> {
   const cameraScaleResults: object[] = [];
   for (const detector of ['ssd', 'tiny'] as const) for (const side of PROBE_FACE_SIDES) cameraScaleResults.push(await cameraScale(engine, list, detector, side));
 
+  return {
+    ...{
+      photos: list.length + noUsableFace.length,
+      noUsableFace,
+      people: new Set(list.map((s) => s.person)).size,
+      genuinePairs: genuine.length,
+      impostorPairs: impostor.length,
+      genuineDistance: { min: r(Math.min(...genuine)), max: r(Math.max(...genuine)) },
+      impostorDistance: { min: r(Math.min(...impostor)), max: r(Math.max(...impostor)) },
+      targetFar: TARGET_FAR,
+      atTargetFar: { threshold: r(atTarget.threshold), tar: r(atTarget.tar), far: r(atTarget.far) },
+      impostorNormalFit: {
+        mean: r(mean),
+        sd: r(sd),
+        thresholdAtFar0001: r(mean - Z_0001 * sd),
+        tarThere: at(mean - Z_0001 * sd).tar,
+        estimatedFarAtChosen: Number(normalTail(MATCH_THRESHOLD).toExponential(2)),
+      },
+      equalErrorRate: { threshold: r(eer.threshold), far: r(eer.far), frr: r(1 - eer.tar) },
+      chosenThreshold: { threshold: MATCH_THRESHOLD, ...at(MATCH_THRESHOLD) },
+      faceApiCustomary06: { threshold: 0.6, ...at(0.6) },
+      roc: curve.filter((_, i) => i % 10 === 0).map((p) => ({ threshold: r(p.threshold), tar: r(p.tar), far: r(p.far) })),
+    },
+    cameraScale: cameraScaleResults,
+  };
+}
+
+async function speedOf(engine: FaceEngine): Promise<object> {
   // Speed. The bare face-api pipeline uses face-api's global nets, loaded from the same verified bytes.
   const models = await verifyModels();
   faceapi.nets.ssdMobilenetv1.loadFromWeightMap(decodeWeightMap(models, NET_MANIFESTS.detector) as unknown as faceapi.tf.NamedTensorMap);
@@ -233,39 +264,22 @@ export async function benchFaces(): Promise<object> {
   faceapi.nets.tinyFaceDetector.dispose();
   faceapi.nets.faceLandmark68Net.dispose();
   faceapi.nets.faceRecognitionNet.dispose();
-  engine.unload();
-
   return {
-    backend: engine.backend,
-    accuracy: {
-      photos: list.length + noUsableFace.length,
-      noUsableFace,
-      people: new Set(list.map((s) => s.person)).size,
-      genuinePairs: genuine.length,
-      impostorPairs: impostor.length,
-      genuineDistance: { min: r(Math.min(...genuine)), max: r(Math.max(...genuine)) },
-      impostorDistance: { min: r(Math.min(...impostor)), max: r(Math.max(...impostor)) },
-      targetFar: TARGET_FAR,
-      atTargetFar: { threshold: r(atTarget.threshold), tar: r(atTarget.tar), far: r(atTarget.far) },
-      impostorNormalFit: {
-        mean: r(mean),
-        sd: r(sd),
-        thresholdAtFar0001: r(mean - Z_0001 * sd),
-        tarThere: at(mean - Z_0001 * sd).tar,
-        estimatedFarAtChosen: Number(normalTail(MATCH_THRESHOLD).toExponential(2)),
-      },
-      equalErrorRate: { threshold: r(eer.threshold), far: r(eer.far), frr: r(1 - eer.tar) },
-      chosenThreshold: { threshold: MATCH_THRESHOLD, ...at(MATCH_THRESHOLD) },
-      faceApiCustomary06: { threshold: 0.6, ...at(0.6) },
-      roc: curve.filter((_, i) => i % 10 === 0).map((p) => ({ threshold: r(p.threshold), tar: r(p.tar), far: r(p.far) })),
-    },
-    cameraScale: cameraScaleResults,
-    speed: {
-      frames: frameList.length,
-      frameSize: '640x360',
-      ...speed,
-      ssdDetectWithAutoPadMs: r(autoPad, 1),
-      note: `best of ${ROUNDS} interleaved rounds; camveil's fullPipeline describes usable faces only, face-api's every face found; the face worker uses tiny`,
-    },
+    frames: frameList.length,
+    frameSize: '640x360',
+    ...speed,
+    ssdDetectWithAutoPadMs: r(autoPad, 1),
+    note: `best of ${ROUNDS} interleaved rounds; camveil's fullPipeline describes usable faces only, face-api's every face found; the face worker uses tiny`,
   };
+}
+
+export async function benchFaces(): Promise<object> {
+  const engine = await FaceEngine.open();
+  try {
+    // Accuracy needs photos labelled by person; speed runs on face-api's demo photos (and the set's group photos).
+    const accuracy = HAS_DEV ? await accuracyOf(engine) : { skipped: 'no labelled face set: set CAMVEIL_FACES_DEV_DIR to one folder of photos per person' };
+    return { backend: engine.backend, accuracy, speed: await speedOf(engine) };
+  } finally {
+    engine.unload();
+  }
 }

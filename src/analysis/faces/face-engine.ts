@@ -46,7 +46,7 @@ export const TINY_MIN_QUALITY_SCORE = 0.6;
 export const TINY_BOX_SCALE = 1.5;
 /**
  * Borders tried in turn, on every side, as a fraction of the longer image side, when a face may fill
- * the image: SSD misses faces that fill its input. On the 40 tight 150×150 crops of ../shared/faces/dev
+ * the image: SSD misses faces that fill its input. On the 40 tight 150×150 crops of the labelled development set
  * (2026-11-23) one pass with 25% found 31 faces, 40% 35, 60% 37, 100% all 40 (the face then spans a
  * third of the side); but on looser crops 100% scores lower (0.73–0.78 where 25% gives 0.99). Hence 25%
  * first, then 100% only if that found no usable face.

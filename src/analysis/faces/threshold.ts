@@ -1,7 +1,7 @@
 /**
  * Two faces are the same person when the Euclidean distance between their descriptors is below this.
  *
- * Measured 2026-11-23 with `npm run bench -- faces` (wasm backend) on ../shared/faces/dev: 8 people,
+ * Measured 2026-11-23 with `npm run bench -- faces` (wasm backend) on the labelled development set (CAMVEIL_FACES_DEV_DIR): 8 people,
  * 39 usable photos (1 of 40 had no usable face), 76 genuine and 665 impostor pairs.
  * - Impostor distances 0.594 … 1.007 (mean 0.820, sd 0.078); genuine 0.304 … 0.681.
  * - FAR ≤ 0.001 is met up to 0.585, with TAR 0.974; a normal fit to the impostor distances puts
