@@ -2,7 +2,7 @@ import type { IClientOptions } from 'mqtt';
 import { CamveilError } from '../errors.js';
 
 /**
- * The MQTT topics of one hub, all under `<baseTopic>/<hubId>/` (ARCHITECTURE.md, MQTT API):
+ * The MQTT topics of one hub, all under `<baseTopic>/<hubId>/` (docs/architecture.md, "Control plane"):
  * `availability` (retained online/offline, also the last will), `state` (retained JSON),
  * `request/<command>` → `response/<command>`, and `event` (age-sealed, binary).
  *

@@ -19,8 +19,8 @@ import type { MatchedRegionRule } from './region-rules.js';
  *   will clearly inform you of the matter and first obtain your consent" (ibid. §3.6(1)). `forbidden`
  *   means never.
  * - Consent is bound to the policy version: after a material change (ibid. §7) the hub is local-only, and
- *   face recognition pauses, until the household accepts the new version (ARCHITECTURE.md, "Regions and
- *   consent"). Consent given under the old purposes is not informed consent for the new ones.
+ *   face recognition pauses, until the household accepts the new version (docs/architecture.md, "Policy").
+ *   Consent given under the old purposes is not informed consent for the new ones.
  */
 
 export type UploadDataKind = 'clip' | 'snapshot' | 'event' | 'face-embedding' | 'face-album' | 'export';

@@ -191,7 +191,7 @@ export const STRICTEST_RULE: Readonly<RegionRule> = Object.freeze({
   crossBorder: 'forbidden',
   maxTemplateRetentionDays: 0,
   citation: {
-    law: 'none known for this region: camveil default (ARCHITECTURE.md, "Regions and consent": an unknown region gets the strictest rules)',
+    law: 'none known for this region: camveil default (docs/architecture.md, "Policy": an unknown region gets the strictest rules)',
     section: 'ISO 3166 user-assigned code ZZ ("Unknown Region")',
     url: 'https://www.iso.org/iso-3166-country-codes.html',
   },
