@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, renameSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { validateConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log.js';
 import { localRequest } from '../src/policy/consent-service.js';
+import { freePort } from '../test/harness/mosquitto.js';
 
 /**
  * `npm run bench -- alert-latency`: how soon the household hears of motion. A camera (a file played in real
@@ -60,17 +60,6 @@ const summary = (values: readonly number[]) => ({ n: values.length, p50: Math.ro
 
 /** The onset (ms of media time) of the motion a frame at `mediaMs` belongs to: 1 s into each period. */
 const onsetOf = (mediaMs: number): number => Math.floor((mediaMs - 1000) / (PERIOD * 1000)) * PERIOD * 1000 + 1000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The bare detector on the same frames: detection delay in media time plus its compute time. */
 async function bareDetector(video: string, seconds: number, motion: { sensitivity: number; minArea: number }): Promise<{ latencyMs: number[]; updateMs: number[] }> {

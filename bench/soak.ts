@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -15,6 +14,7 @@ import { validateConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log.js';
 import { localRequest } from '../src/policy/consent-service.js';
+import { freePort } from '../test/harness/mosquitto.js';
 import { startReceiver } from '../src/receiver/server.js';
 import { openDatabase } from '../src/store/database.js';
 
@@ -47,17 +47,6 @@ function soakVideo(): string {
   if (r.status !== 0) throw new Error(`cannot make the soak video: ${r.stderr.toString()}`);
   renameSync(`${file}.part.mp4`, file);
   return file;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Processes whose parent is this one (ffmpeg per camera, the clip blurrers, …). */
