@@ -192,9 +192,10 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
     'faces/delete': defineHandler({
       requires: 'signature',
       args: z.union([z.strictObject({ personId }), z.strictObject({ all: z.literal(true) })]),
-      run: (args) => {
-        if ('all' in args) return { deleted: deps.people().deleteAll() };
-        deps.people().delete(args.personId);
+      run: (args, ctx) => {
+        // The ledger and audit log name the key that signed the deletion, not the hub's console.
+        if ('all' in args) return { deleted: deps.people().deleteAll(originOf(ctx)) };
+        deps.people().delete(args.personId, originOf(ctx));
         return { deleted: 1 };
       },
     }),

@@ -31,7 +31,7 @@ export interface DataRightsDeps {
   /** The store already open on `db`; opened here when absent (only when nothing else writes to it). */
   store?: ObjectStore;
   /** Enrolled people (names and face templates): exported (names, not templates) and deleted with the rest. */
-  people?: { deleteAll(): number; list(): Promise<Array<{ personId: string; name: string; minor: boolean; templates: number; enrolledAt: string }>> };
+  people?: { deleteAll(origin?: DataRightsRequester): number; list(): Promise<Array<{ personId: string; name: string; minor: boolean; templates: number; enrolledAt: string }>> };
 }
 
 /** Who asked, for the audit record: the signing app key and the request digest (MQTT), or nobody (CLI). */
@@ -187,7 +187,8 @@ export async function deleteAllHouseholdData(
     if (deleted === 0) break;
   }
   const events = store.pruneEvents(Number.MAX_SAFE_INTEGER);
-  const people = deps.people?.deleteAll() ?? 0;
+  // Each person's unenrolment names the requester (the signing key over MQTT), not the console.
+  const people = deps.people?.deleteAll(options.who) ?? 0;
   // Face albums: their objects went with the store above (and the cloud's copies with the deletion
   // requests); the hub-sealed sightings go here, so no person→event record outlives the deletion.
   dropAllAlbums(db);

@@ -415,19 +415,22 @@ export class EnrolmentStore {
     })();
   }
 
-  /** Removes a person and their templates at once (audited `unenrolled`). @throws CamveilError `CAMVEIL_E_PERSON_NOT_FOUND`. */
-  delete(personId: string): void {
+  /**
+   * Removes a person and their templates at once (audited `unenrolled`; `origin` names who asked, default the
+   * console). @throws CamveilError `CAMVEIL_E_PERSON_NOT_FOUND`.
+   */
+  delete(personId: string, origin?: ChangeOrigin): void {
     this.#row(personId);
-    this.#remove([personId]);
+    this.#remove([personId], origin);
   }
 
   /**
    * Removes everyone and every sighting, known or not (`faces delete --all`, data deletion). Each person is
    * audited `unenrolled`. Returns how many people were removed.
    */
-  deleteAll(): number {
+  deleteAll(origin?: ChangeOrigin): number {
     const ids = this.ids();
-    this.#remove(ids);
+    this.#remove(ids, origin);
     this.sightings.deleteAll();
     return ids.length;
   }
@@ -445,7 +448,7 @@ export class EnrolmentStore {
     return this.#db.prepare<[], { person_id: string }>('SELECT person_id FROM faces_people').all().map((r) => r.person_id);
   }
 
-  #remove(ids: readonly string[]): void {
+  #remove(ids: readonly string[], origin?: ChangeOrigin): void {
     if (ids.length === 0) return;
     this.#db.transaction(() => {
       const del = this.#db.prepare('DELETE FROM faces_people WHERE person_id = ?');
@@ -453,13 +456,16 @@ export class EnrolmentStore {
         del.run(id);
         this.#photos.deleteFor(id);
         this.sightings.deleteForPeople([id]);
-        const record = this.#o.ledger?.recordUnenrolment(id, this.#ctx(`faces delete ${id}`));
+        const ctx = this.#ctx(`faces delete ${id}`, origin);
+        const record = this.#o.ledger?.recordUnenrolment(id, ctx);
         this.#o.audit.append('consent.changed', {
           state: 'unenrolled',
           feature: 'faceRecognition',
           policyVersion: this.#o.policyVersion,
           subject: id,
           ...(record === undefined ? {} : { ledgerSeq: record.seq }),
+          ...(ctx.actor === LOCAL_OPERATOR ? {} : { keyId: ctx.actor }),
+          ...(origin?.requestDigest === undefined ? {} : { requestDigest: origin.requestDigest }),
         });
       }
       this.#bump();
