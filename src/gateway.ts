@@ -10,7 +10,8 @@ import { KeyRegistry } from './control/key-registry.js';
 import { HomeAssistantBridge } from './control/ha-discovery.js';
 import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './control/settings.js';
 import { connectOptions } from './control/topics.js';
-import { CoverTraffic, IncidentLimiter } from './control/sealed-events.js';
+import { CoverTraffic, IncidentLimiter, type SecurityEvent } from './control/sealed-events.js';
+import { PendingIncidents } from './control/pending-incidents.js';
 import { auditIncidents, IncidentMonitor } from './control/incident-monitor.js';
 import { looseSecretFiles } from './config/secret-files.js';
 import type { HubHealth } from './control/hub-message.js';
@@ -750,15 +751,45 @@ export class Gateway {
       if (!client.connected) return;
       void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: event not published'));
     };
-    // Security incidents are told to the household (sealed, signed, at most one per reason a minute).
+    // Security incidents are told to the household (sealed, signed, at most one per reason a minute). One
+    // the broker cannot take now (disconnected, or the publish fails) is kept in the database, sealed to the
+    // hub key, the newest 100 at most, and told when the connection is back (also after a restart).
     const incidents = new IncidentLimiter();
-    // Those found while starting (before there was a connection to tell them on) go out once connected.
-    client.once('connect', () => {
-      for (const e of this.#startIncidents.splice(0)) {
-        const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }) }, Date.now());
-        if (event !== undefined) void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: security event not published'));
+    const pending = new PendingIncidents({ db: this.#db, hub: keys });
+    const flushIncidents = (): void =>
+      void pending
+        .drain(
+          async (event) => client.connected && (await control.publishEvent(event)),
+          (error) => logger.warn({ err: error }, 'a kept security event no longer opens; dropped'),
+        )
+        .catch((error: unknown) => logger.warn({ err: error }, 'mqtt: kept security events not published; will retry on reconnect'));
+    const keepIncident = (event: SecurityEvent): Promise<void> =>
+      pending.add(event).then(
+        (dropped) => {
+          if (dropped > 0) logger.warn({ dropped }, 'the oldest untold security events were dropped (at most 100 are kept)');
+        },
+        (error: unknown) => logger.error({ err: error }, 'security event could not be kept'),
+      );
+    const tell = (event: SecurityEvent): void => {
+      // Kept ones go first, so the household hears of incidents in the order they happened.
+      if (!client.connected || pending.count() > 0) {
+        void keepIncident(event).then(() => (client.connected ? flushIncidents() : undefined));
+        return;
       }
-    });
+      void control
+        .publishEvent(event)
+        .then((sent) => (sent ? undefined : keepIncident(event)))
+        .catch((error: unknown) => {
+          logger.warn({ err: error }, 'mqtt: security event not published; kept for the next connection');
+          return keepIncident(event);
+        });
+    };
+    client.on('connect', flushIncidents);
+    // Those found while starting (before there was a connection to tell them on) are kept at once.
+    for (const e of this.#startIncidents.splice(0)) {
+      const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now());
+      if (event !== undefined) tell(event);
+    }
     const cover = m.coverTraffic.enabled
       ? new CoverTraffic({
           perMinute: m.coverTraffic.perMinute,
@@ -779,6 +810,7 @@ export class Gateway {
     client.on('connect', onConnect);
     const offs = [
       () => void client.off('connect', onConnect),
+      () => void client.off('connect', flushIncidents),
       this.bus.on('mode.changed', publishState),
       this.bus.on('camera.state', (e) => {
         publishState();
@@ -795,8 +827,7 @@ export class Gateway {
       this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
       this.bus.on('incident', (e) => {
         const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now());
-        if (event === undefined || !client.connected) return;
-        void control.publishEvent(event).catch((error: unknown) => logger.warn({ err: error }, 'mqtt: security event not published'));
+        if (event !== undefined) tell(event);
       }),
     ];
     this.#stopControl = () => {
