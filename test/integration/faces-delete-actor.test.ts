@@ -58,7 +58,8 @@ describe('faces/delete over MQTT records the signing key as the actor', () => {
       registry,
       audit: hub.audit,
       logger: silentLogger(),
-      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
+      // The hub's keys as loaded (whatever of them the control plane needs).
+      hub: keys,
       handlers: faceCommands({ people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }), hubId: HUB }),
     });
     await control.start();
