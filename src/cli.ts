@@ -379,9 +379,10 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
   const audit = program.command('audit').description("the hub's hash-chained audit log");
   audit
     .command('verify')
-    .description('check the chain: exit 0 when intact, 1 naming the first broken record')
+    .description("check the chain and that it still reaches the hub's signed anchor: exit 0 when intact, 1 naming the first broken record or the rollback")
     .requiredOption('--data-dir <dir>', "the hub's data directory")
-    .action(async (opts: { dataDir: string }) => {
+    .option('--head <seq:hash>', 'also check the log still holds this head (one kept earlier, e.g. from the app)')
+    .action(async (opts: { dataDir: string; head?: string }) => {
       const { runAuditVerify } = await import('./commands/audit.js');
       await run(() => runAuditVerify(opts, io))();
     });
@@ -396,7 +397,7 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       const config = loadConfigFile(opts.config);
       if (config.household === undefined) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `${opts.config}: household.recipients is needed to encrypt the export`);
       const recipients = config.household.recipients;
-      await run(() => runAuditExport({ dataDir: config.dataDir, recipients, ...(opts.out === undefined ? {} : { out: opts.out }) }, io))();
+      await run(() => runAuditExport({ dataDir: config.dataDir, recipients, hubId: config.hub.id, ...(opts.out === undefined ? {} : { out: opts.out }) }, io))();
     });
 
   program

@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   CAMVEIL_E_AUDIT_DETAILS_INVALID: 'An audit record was refused: its details hold personal data or do not match its type; nothing was appended',
   CAMVEIL_E_AUDIT_BROKEN: 'The audit log hash chain is broken (a record was edited, removed or reordered)',
   CAMVEIL_E_AUDIT_MISSING: 'There is no audit database in the data directory',
+  CAMVEIL_E_AUDIT_ROLLBACK: "The audit log no longer reaches a head the hub signed earlier (its anchor, a kept head, or one the app saw): it was truncated or rolled back",
+  CAMVEIL_E_AUDIT_ANCHOR_INVALID: "The audit anchor file (audit-head.json) cannot be read, is malformed, or is not signed by the hub's key",
   CAMVEIL_E_CONSENT_REQUIRED: 'The household has not granted the consent this data flow needs',
   CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED: "Enrolling a minor needs a guardian's attestation signed by a paired key of this hub",
   CAMVEIL_E_CONSENT_UNREADABLE: 'The consent ledger cannot be read (bad row, unknown consent, sequence gap); everything consent-governed is refused',

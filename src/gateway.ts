@@ -20,6 +20,7 @@ import { link, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { AuditLog } from './audit/audit-log.js';
+import { AuditAnchorWriter, type SignedAuditHead } from './audit/audit-anchor.js';
 import { CameraPipeline, type CameraStatus } from './camera-pipeline.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
@@ -93,6 +94,8 @@ export interface GatewayState {
   storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
   uplink?: { zone: string; outbox: OutboxStats };
   cameras: Array<CameraStatus & { features: { motion: boolean; faceRecognition: { allowed: boolean; reason: string }; localRecording: { allowed: boolean; reason: string } } }>;
+  /** The audit log's head, signed by the hub now: the app remembers the highest it saw and reports a rollback. */
+  audit?: SignedAuditHead;
 }
 
 const HOUR = 3_600_000;
@@ -128,6 +131,8 @@ export class Gateway {
   #lastRetention: RetentionReport | undefined;
   #media: GatewayState['media'] = 'memory-only';
   #audit: AuditLog | undefined;
+  /** Keeps `<dataDir>/audit-head.json` at the audit log's committed head (see audit-anchor.ts). */
+  #auditAnchor: AuditAnchorWriter | undefined;
   #ledger: ConsentLedger | undefined;
   #gate: PolicyGate | undefined;
   #consent: ConsentService | undefined;
@@ -311,6 +316,7 @@ export class Gateway {
     if (this.#outbox !== undefined && this.#zone !== undefined && this.#db?.open === true) {
       state.uplink = { zone: this.#zone, outbox: this.#outbox.stats() };
     }
+    if (this.#audit !== undefined && this.#auditAnchor !== undefined && this.#db?.open === true) state.audit = this.#auditAnchor.signed(this.#audit.head());
     return state;
   }
 
@@ -358,7 +364,11 @@ export class Gateway {
     const { config, logger } = this.#o;
     const db = openDatabase(config.dataDir);
     this.#db = db;
-    this.#audit = new AuditLog(db);
+    // The anchor on disk is checked before anything is appended, so a rolled-back log cannot overwrite it.
+    const anchor = new AuditAnchorWriter({ dataDir: config.dataDir, hubId: config.hub.id, signingKey: this.#keys!.signingKey, onError: (error) => logger.warn({ err: error }, 'audit anchor not written') });
+    this.#auditAnchor = anchor;
+    this.#audit = new AuditLog(db, { onAppend: (head) => anchor.record(head) });
+    anchor.check(this.#audit);
     this.#ledger = new ConsentLedger(db);
     const policy = policyFromConfig(config.privacy);
     // Cameras the household added from the app join those of the configuration file (which win on an id clash).
@@ -410,6 +420,12 @@ export class Gateway {
     if (!chain.ok) {
       logger.error({ brokenAt: chain.brokenAt, code: 'CAMVEIL_E_AUDIT_BROKEN' }, `audit log hash chain broken at record ${chain.brokenAt}: ${chain.reason}`);
       found.push({ reason: 'audit-chain-broken', detail: `first broken record ${chain.brokenAt}` });
+    }
+    const anchored = this.#auditAnchor!.check(this.#audit!);
+    if (!anchored.ok) {
+      // The anchor is left as found (the evidence) and no longer moved until someone looks: README, "Audit log".
+      logger.error({ code: 'CAMVEIL_E_AUDIT_ROLLBACK' }, anchored.reason);
+      found.push({ reason: 'audit-chain-broken', detail: anchored.detail });
     }
     const loose = looseSecretFiles(this.#o.config);
     if (loose.length > 0) {

@@ -76,14 +76,21 @@ const PAGE = 500;
 export class AuditLog {
   readonly #db: Database;
   readonly #now: () => Date;
+  readonly #onAppend: ((head: AuditHead) => void) | undefined;
+  #notifyPending = false;
 
   /**
    * Creates the table if needed, through store's `migrate` (module `audit`) when the database has
    * `schema_versions`. Not on a read-only connection: there a log without the table reads as empty.
+   *
+   * `onAppend` is told the committed head after appends (the anchor writer, audit-anchor.ts): at once for an
+   * append that committed, and for one made inside a caller's transaction only after that transaction ended
+   * (from setImmediate, reading the head again), so it never hears of a record that may still be rolled back.
    */
-  constructor(db: Database, options: { now?: () => Date } = {}) {
+  constructor(db: Database, options: { now?: () => Date; onAppend?: (head: AuditHead) => void } = {}) {
     this.#db = db;
     this.#now = options.now ?? (() => new Date());
+    this.#onAppend = options.onAppend;
     if (db.readonly) return;
     // A database from store/openDatabase records module versions; a bare one (tests, tools) does not.
     if (this.#hasTable('schema_versions')) migrate(db, 'audit', [AUDIT_SCHEMA_SQL]);
@@ -119,7 +126,32 @@ export class AuditLog {
         .run(seq, at, type, record, prevHash, hash);
       return { seq, at, type, details: plain, prevHash, hash };
     });
-    return insert.immediate();
+    const entry = insert.immediate();
+    this.#notify(entry);
+    return entry;
+  }
+
+  #notify(entry: AuditEntry): void {
+    const onAppend = this.#onAppend;
+    if (onAppend === undefined) return;
+    if (!this.#db.inTransaction) {
+      onAppend({ seq: entry.seq, hash: entry.hash });
+      return;
+    }
+    // Nested in a caller's transaction: better-sqlite3 transactions are synchronous, so it has committed or
+    // rolled back by the next turn of the event loop; what is committed then is read afresh.
+    if (this.#notifyPending) return;
+    this.#notifyPending = true;
+    const later = (): void => {
+      if (!this.#db.open) return;
+      if (this.#db.inTransaction) {
+        setImmediate(later);
+        return;
+      }
+      this.#notifyPending = false;
+      onAppend(this.head());
+    };
+    setImmediate(later);
   }
 
   /** The newest record's seq and hash; `{seq: 0, hash: GENESIS_HASH}` when the log is empty. */

@@ -60,6 +60,8 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         if (response.status === 'ok' && action.identity !== undefined && typeof data.sealed === 'string') {
           const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
           const state = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealed, 'base64'))).toString('utf8')) as unknown;
+          // The hub's signed audit head: lower than one seen before is a rollback (CAMVEIL_E_AUDIT_ROLLBACK).
+          app.observeState(state);
           response = { ...response, data: { health: data.health, state } };
         }
         break;
@@ -142,7 +144,7 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     return response.status === 'ok' ? 0 : 1;
   } catch (error) {
     // What the broker forged or tampered with is reported as what it is, never as the hub's answer.
-    if (!(error instanceof CamveilError) || error.code !== 'CAMVEIL_E_HUB_UNVERIFIED') throw error;
+    if (!(error instanceof CamveilError) || (error.code !== 'CAMVEIL_E_HUB_UNVERIFIED' && error.code !== 'CAMVEIL_E_AUDIT_ROLLBACK')) throw error;
     io.stdout(JSON.stringify({ data: {}, status: 'error', error: { code: error.code, message: error.message } }, null, 2));
     return 1;
   } finally {

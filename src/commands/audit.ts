@@ -3,9 +3,12 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { exportLine, exportLines } from '../audit/audit-export.js';
-import { AuditLog } from '../audit/audit-log.js';
+import type { KeyObject } from 'node:crypto';
+import { AUDIT_ANCHOR_FILE, AuditAnchorWriter, auditHeadSignatureValid, headContradiction, readAuditAnchor, type SignedAuditHead } from '../audit/audit-anchor.js';
+import { exportLine, exportLines, type ExportTrailer } from '../audit/audit-export.js';
+import { AuditLog, type AuditHead } from '../audit/audit-log.js';
 import { encryptStream } from '../crypto/age-stream.js';
+import { HUB_SIGNING_KEY_FILE, rawPublicKeyOf, readSigningKey } from '../crypto/hub-keys.js';
 import { parseRecipients } from '../crypto/recipients.js';
 import { CamveilError, exitCodeFor } from '../errors.js';
 import { DATABASE_FILE, openDatabase } from '../store/database.js';
@@ -28,30 +31,75 @@ function report(io: CommandIO, error: unknown): number {
   return error.code === 'CAMVEIL_E_AUDIT_MISSING' ? 2 : exitCodeFor(error);
 }
 
+/** `--head SEQ:HASH`: a head the user kept (from the app, or an earlier verify or export). */
+export function parseHeadOption(text: string): AuditHead {
+  const match = /^(\d{1,15}):([0-9a-f]{64})$/.exec(text.trim());
+  if (match === null) throw new CamveilError('CAMVEIL_E_USAGE', '--head must be SEQ:HASH (the record number and its 64-hex-character hash)', { where: '--head' });
+  return { seq: Number(match[1]), hash: match[2]! };
+}
+
+/** The hub's signing key in `<dataDir>/keys/`, read through the same checks as at start. */
+function hubSigningKey(dataDir: string): Promise<KeyObject> {
+  return readSigningKey(join(dataDir, 'keys', HUB_SIGNING_KEY_FILE));
+}
+
+function rolledBack(what: string, contradiction: string): CamveilError {
+  return new CamveilError('CAMVEIL_E_AUDIT_ROLLBACK', `audit log rolled back: ${what} but ${contradiction}`, { where: 'audit' });
+}
+
 /**
- * `camveil audit verify [--data-dir DIR]`: walks the hash chain of `<dataDir>/camveil.db`, opened
- * read-only. Prints `audit log intact: N records, head <seq> <hash-prefix>` and returns 0, or
- * `audit log broken at record <seq>: <reason>` (stderr) and returns 1; 2 when the database is missing.
+ * `camveil audit verify [--data-dir DIR] [--head SEQ:HASH]`: walks the hash chain of `<dataDir>/camveil.db`,
+ * opened read-only, then checks it still reaches the hub's signed anchor (`<dataDir>/audit-head.json`, signed
+ * by `keys/hub-signing-key.pem`) and the head given with `--head`.
  *
- * A truncated tail is a valid chain: compare the printed head with the one the gateway published.
+ * Prints `audit log intact: N records, head <seq> <hash-prefix>` (and the anchor's seq and time) and returns 0;
+ * `audit log broken at record <seq>: <reason>` (stderr) and 1 for a broken chain;
+ * `CAMVEIL_E_AUDIT_ROLLBACK: audit log rolled back: anchor at <seq> but …` and 1 when the chain ends before the
+ * anchor or holds another record at its seq; `CAMVEIL_E_AUDIT_ANCHOR_INVALID` naming the file and 1 when the
+ * anchor is malformed or not signed by the hub; 2 when the database is missing or `--head` is malformed.
+ * A non-empty log without an anchor (a hub from before anchoring) verifies with a warning on stderr.
  */
-export function runAuditVerify(opts: { dataDir: string }, io: CommandIO): Promise<number> {
+export async function runAuditVerify(opts: { dataDir: string; head?: string }, io: CommandIO): Promise<number> {
+  let kept: AuditHead | undefined;
+  try {
+    kept = opts.head === undefined ? undefined : parseHeadOption(opts.head);
+  } catch (error) {
+    return report(io, error);
+  }
   const file = databasePath(opts.dataDir);
-  if (file instanceof CamveilError) return Promise.resolve(report(io, file));
+  if (file instanceof CamveilError) return report(io, file);
   let db: Database.Database | undefined;
   try {
     // An empty file opens as an empty database, whose "chain" would verify as intact with 0 records.
     if (statSync(file).size === 0) throw new CamveilError('CAMVEIL_E_STORE_CORRUPT', `${file} is empty: the audit log is lost, nothing to verify`, { where: file });
     db = new Database(file, { readonly: true, fileMustExist: true });
-    const result = new AuditLog(db).verify();
+    const log = new AuditLog(db);
+    const result = log.verify();
     if (!result.ok) {
       io.stderr(`audit log broken at record ${result.brokenAt}: ${result.reason}`);
-      return Promise.resolve(1);
+      return 1;
+    }
+    const anchor = readAuditAnchor(opts.dataDir);
+    if (anchor !== undefined) {
+      const key = await hubSigningKey(opts.dataDir);
+      const anchorFile = join(opts.dataDir, AUDIT_ANCHOR_FILE);
+      if (!auditHeadSignatureValid(anchor, key)) {
+        throw new CamveilError('CAMVEIL_E_AUDIT_ANCHOR_INVALID', `audit anchor ${anchorFile} is not signed by the hub key ${HUB_SIGNING_KEY_FILE}`, { where: anchorFile });
+      }
+      const contradiction = headContradiction(log, anchor.head, result.count);
+      if (contradiction !== undefined) throw rolledBack(`anchor at ${anchor.head.seq}`, contradiction);
+    } else if (result.count > 0) {
+      io.stderr(`warning: no audit anchor (${AUDIT_ANCHOR_FILE}) in ${opts.dataDir}: a cut or rolled-back tail cannot be detected here; compare the head with one kept earlier (--head)`);
+    }
+    if (kept !== undefined) {
+      const contradiction = headContradiction(log, kept, result.count);
+      if (contradiction !== undefined) throw rolledBack(`head ${kept.seq} given with --head`, contradiction);
     }
     io.stdout(`audit log intact: ${result.count} records, head ${result.head.seq} ${result.head.hash.slice(0, HASH_PREFIX)}`);
-    return Promise.resolve(0);
+    if (anchor !== undefined) io.stdout(`anchor: record ${anchor.head.seq}, signed by the hub at ${anchor.head.at}`);
+    return 0;
   } catch (error) {
-    return Promise.resolve(report(io, error instanceof Database.SqliteError ? unreadableDatabase(file, error) : error));
+    return report(io, error instanceof Database.SqliteError ? unreadableDatabase(file, error) : error);
   } finally {
     db?.close();
   }
@@ -75,18 +123,20 @@ function unreadableDatabase(file: string, error: InstanceType<typeof Database.Sq
 export { exportLine };
 
 /**
- * `camveil audit export --recipient R… [--out FILE]`: the whole log as JSON lines (see exportLine),
- * age-encrypted to `recipients`, streamed to `out` or to `output` (stdout). Plaintext never touches the
- * disk: the file is written as ciphertext to `<out>.partial` (mode 0600) and renamed when complete.
+ * `camveil audit export --recipient R… [--out FILE]`: the whole log as JSON lines (see exportLine), then one
+ * line `{"anchor", "exported", "hubKey"}` (see ExportTrailer) with the hub's signed heads, age-encrypted to
+ * `recipients`, streamed to `out` or to `output` (stdout). Plaintext never touches the disk: the file is
+ * written as ciphertext to `<out>.partial` (mode 0600) and renamed when complete.
  *
- * The export itself is then recorded in the log (type `export`, scope `audit`). A broken chain is still
- * exported (it is the evidence), with a warning on stderr and exit code 1.
+ * The export itself is then recorded in the log (type `export`, scope `audit`) and anchored. A broken chain,
+ * or one that no longer reaches the hub's anchor, is still exported (it is the evidence), with a warning on
+ * stderr and exit code 1; the anchor on disk is then left as it is.
  *
- * @returns 0; 1 when the chain is broken or writing fails; 2 for a missing database, bad recipients, or
- * ciphertext to a terminal.
+ * @returns 0; 1 when the chain is broken or rolled back, or writing fails; 2 for a missing database, bad
+ * recipients, or ciphertext to a terminal.
  */
 export async function runAuditExport(
-  opts: { dataDir: string; recipients: string[]; out?: string },
+  opts: { dataDir: string; recipients: string[]; out?: string; hubId?: string },
   io: CommandIO,
   output: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout,
 ): Promise<number> {
@@ -97,12 +147,27 @@ export async function runAuditExport(
     }
     const file = databasePath(opts.dataDir);
     if (file instanceof CamveilError) throw file;
+    const signingKey = await hubSigningKey(opts.dataDir);
     const db = openDatabase(opts.dataDir);
     try {
-      const log = new AuditLog(db);
+      // The hub id comes from the configuration; the database does not hold it (without one, the anchor's).
+      const onDisk = readAuditAnchorOrNull(opts.dataDir);
+      const writer = new AuditAnchorWriter({
+        dataDir: opts.dataDir,
+        hubId: opts.hubId ?? onDisk?.head.hubId ?? 'unknown',
+        signingKey,
+        onError: (error) => io.stderr(`warning: audit anchor not written: ${error instanceof Error ? error.message : String(error)}`),
+      });
+      const log = new AuditLog(db, { onAppend: (head) => writer.record(head) });
       const verdict = log.verify();
+      const anchored = writer.check(log);
       const counter = { count: 0 };
-      const ciphertext = encryptStream(recipients, exportLines(log, counter));
+      const trailer = (exported: AuditHead): ExportTrailer => ({
+        anchor: anchored.ok ? (anchored.anchor ?? null) : onDisk,
+        exported: writer.signed(exported),
+        hubKey: rawPublicKeyOf(signingKey),
+      });
+      const ciphertext = encryptStream(recipients, exportLines(log, counter, trailer));
       if (opts.out === undefined) {
         await pipeline(ciphertext, output, { end: output !== process.stdout });
       } else {
@@ -110,16 +175,30 @@ export async function runAuditExport(
       }
       log.append('export', { scope: 'audit', count: counter.count, recipients: recipients.length });
       io.stderr(`exported ${counter.count} audit records to ${opts.out ?? 'stdout'}, encrypted to ${recipients.length} recipient(s)`);
+      let code = 0;
       if (!verdict.ok) {
         io.stderr(`warning: audit log broken at record ${verdict.brokenAt}: ${verdict.reason}`);
-        return 1;
+        code = 1;
       }
-      return 0;
+      if (!anchored.ok) {
+        io.stderr(`warning: ${anchored.reason}`);
+        code = 1;
+      }
+      return code;
     } finally {
       db.close();
     }
   } catch (error) {
     return report(io, error);
+  }
+}
+
+/** The anchor as found, or null when there is none or it is unreadable (the writer's check says why). */
+function readAuditAnchorOrNull(dataDir: string): SignedAuditHead | null {
+  try {
+    return readAuditAnchor(dataDir) ?? null;
+  } catch {
+    return null;
   }
 }
 

@@ -5,6 +5,7 @@ import { decryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { ControlResponse } from './command.js';
 import { keyIdOf } from './key-registry.js';
+import { AuditHeadWatch, auditHeadsSchema } from './audit-head-watch.js';
 import { openHubMessage, peekHubPayload, pinnedHubSchema, type HubHealth, type PinnedHub } from './hub-message.js';
 import { appProof, hubProofMatches, pairingKey } from './pairing.js';
 import { hubTopics, type HubTopics } from './topics.js';
@@ -90,6 +91,8 @@ export class AppClient {
   readonly #waiting = new Map<string, (raw: Buffer) => void>();
   readonly #onMessage: Listener = (topic, payload) => this.#dispatch(topic, payload);
   readonly #seenEvents = new Set<string>();
+  /** The highest signed audit head seen per hub (kept in the state file): a lower one later is a rollback. */
+  readonly #auditHeads: AuditHeadWatch;
   #hubs: Record<string, PinnedHub>;
   #seq = 0;
   #subscribed = false;
@@ -106,6 +109,7 @@ export class AppClient {
     const saved = options.stateFile !== undefined && existsSync(options.stateFile) ? readState(options.stateFile) : undefined;
     this.key = saved?.key ?? options.key ?? generateAppKey();
     this.#seq = saved?.seq ?? 0;
+    this.#auditHeads = new AuditHeadWatch(saved?.auditHeads);
     this.#hubs = { ...(options.pinned === undefined ? {} : { [this.#hubKey]: options.pinned }), ...saved?.hubs };
     if (options.stateFile !== undefined && saved === undefined) this.#save();
   }
@@ -124,6 +128,23 @@ export class AppClient {
     const pinned = this.pinned;
     if (pinned === undefined) throw unverified(`this app has not paired with hub ${this.#hubId} (run camveil app pair): nothing it says can be checked`, 'hub');
     return pinned;
+  }
+
+  /** The highest audit head this app has seen from the hub (what `camveil audit verify --head` takes); undefined before any. */
+  get auditHead(): { seq: number; hash: string; at: string } | undefined {
+    const signed = this.#auditHeads.head(this.#hubKey);
+    return signed === undefined ? undefined : { seq: signed.head.seq, hash: signed.head.hash, at: signed.head.at };
+  }
+
+  /**
+   * Checks the signed audit head in the hub's decrypted full `state` against the highest seen before, and
+   * remembers it (readState calls it; so must anything else that opens a state, such as a `status` reply).
+   *
+   * @throws CamveilError `CAMVEIL_E_AUDIT_ROLLBACK` when the hub's audit log went back; `CAMVEIL_E_HUB_UNVERIFIED`
+   * when the head is not the pinned hub's.
+   */
+  observeState(state: unknown): void {
+    if (this.#auditHeads.observe(this.#hubKey, this.requirePinned(), state)) this.#save();
   }
 
   /** Subscribes to `response/#`; `request` calls it when needed. */
@@ -268,6 +289,7 @@ export class AppClient {
     const payload = openHubMessage(raw, pinned, 'state', this.#now());
     if (identity === undefined || payload.sealed === undefined) return { health: payload.health };
     const state = JSON.parse((await decryptToBuffer(identity, Buffer.from(payload.sealed, 'base64'))).toString('utf8')) as unknown;
+    this.observeState(state);
     return { health: payload.health, state };
   }
 
@@ -319,7 +341,7 @@ export class AppClient {
   #save(): void {
     if (this.#stateFile === undefined) return;
     const pkcs8 = this.key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
-    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs })}\n`, { mode: 0o600 });
+    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs, auditHeads: this.#auditHeads.toJSON() })}\n`, { mode: 0o600 });
   }
 }
 
@@ -340,13 +362,14 @@ const stateFileSchema = z.object({
   privateKey: z.string(),
   seq: z.number(),
   hubs: z.record(z.string(), pinnedHubSchema).optional(),
+  auditHeads: auditHeadsSchema.optional(),
 });
 
-function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub> } {
+function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub>; auditHeads: z.infer<typeof auditHeadsSchema> } {
   try {
     const state = stateFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
     const privateKey = createPrivateKey({ key: Buffer.from(state.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
-    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {} };
+    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {}, auditHeads: state.auditHeads ?? {} };
   } catch (error) {
     throw new CamveilError('CAMVEIL_E_KEY_UNREADABLE', `${file}: not an app key state file`, { where: file, cause: error });
   }

@@ -158,7 +158,8 @@ export function rawPublicKeyOf(privateKey: KeyObject): string {
   return Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x ?? '', 'base64url').toString('base64');
 }
 
-async function readSigningKey(path: string): Promise<KeyObject> {
+/** Reads the hub's Ed25519 signing key from `path` through the same checks as at start (audit verify/export use it). */
+export async function readSigningKey(path: string): Promise<KeyObject> {
   const text = await readPrivateFile(path);
   let key: KeyObject;
   try {

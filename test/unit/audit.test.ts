@@ -11,10 +11,13 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog, chainHash, GENESIS_HASH, type AuditHead } from '../../src/audit/audit-log.js';
 import { AUDIT_TYPES, auditDetailProblems, type AuditDetails, type AuditType } from '../../src/audit/audit-types.js';
+import { auditHeadSignatureValid, readAuditAnchor } from '../../src/audit/audit-anchor.js';
+import type { ExportTrailer } from '../../src/audit/audit-export.js';
 import { canonicalJson } from '../../src/audit/canonical.js';
 import { exportLine, runAuditExport, runAuditVerify } from '../../src/commands/audit.js';
 import type { CommandIO } from '../../src/commands/io.js';
 import { collect, decryptToBuffer } from '../../src/crypto/age-stream.js';
+import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { CamveilError } from '../../src/errors.js';
 import { openDatabase } from '../../src/store/database.js';
 
@@ -409,7 +412,9 @@ describe('camveil audit export', () => {
     recipient = await identityToRecipient(identity);
   });
 
-  function logIn(dir: string): string[] {
+  /** A hub data dir: its keys (the export signs its last line with the hub key) and a log of every type. */
+  async function logIn(dir: string): Promise<string[]> {
+    await loadOrCreateHubKeys(dir);
     const db = openDb(dir);
     const log = new AuditLog(db, { now: clock() });
     for (const type of AUDIT_TYPES) log.append(type, SAMPLES[type]);
@@ -420,7 +425,7 @@ describe('camveil audit export', () => {
 
   it('writes the log as age-encrypted JSON lines to a file, never plaintext', async () => {
     const dir = tempDir();
-    const lines = logIn(dir);
+    const lines = await logIn(dir);
     const out = path.join(dir, 'audit.age');
     const c = capture();
     expect(await runAuditExport({ dataDir: dir, recipients: [recipient], out }, c.io)).toBe(0);
@@ -432,31 +437,43 @@ describe('camveil audit export', () => {
     expect(statSync(out).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir).filter((f) => f.endsWith('.partial'))).toEqual([]);
     const plain = (await decryptToBuffer(identity, bytes)).toString('utf8');
-    expect(plain).toBe(lines.join(''));
+    expect(plain.startsWith(lines.join(''))).toBe(true);
+    const records = plain.trimEnd().split('\n');
+    const trailer = JSON.parse(records.pop()!) as ExportTrailer;
+    expect(records).toHaveLength(lines.length);
 
     // Each line carries what a reader needs to re-check the chain.
     let prev = GENESIS_HASH;
-    for (const line of plain.trimEnd().split('\n')) {
+    for (const line of records) {
       const e = JSON.parse(line) as { seq: number; at: string; type: string; details: unknown; prevHash: string; hash: string };
       expect(e.prevHash).toBe(prev);
       expect(chainHash(e.prevHash, canonicalJson({ seq: e.seq, at: e.at, type: e.type, details: e.details }))).toBe(e.hash);
       prev = e.hash;
     }
+    // The last line: the hub's signature over the last exported record (no anchor existed before this export).
+    expect(trailer.anchor).toBeNull();
+    expect(trailer.exported.head).toMatchObject({ seq: lines.length, hash: prev });
+    expect(trailer.hubKey).toBe((await loadOrCreateHubKeys(dir)).signingPublicKey);
+    expect(auditHeadSignatureValid(trailer.exported, trailer.hubKey)).toBe(true);
 
     // The export is itself audited.
     const db = openDb(dir);
     const last = new AuditLog(db).entries().at(-1);
     expect(last).toMatchObject({ type: 'export', details: { scope: 'audit', count: AUDIT_TYPES.length, recipients: 1 } });
+    // …and anchored: the hub's signed head outside the database now names it.
+    expect(readAuditAnchor(dir)?.head).toMatchObject({ seq: last!.seq, hash: last!.hash });
     expect(c.err).toEqual([`exported ${AUDIT_TYPES.length} audit records to ${out}, encrypted to 1 recipient(s)`]);
   });
 
   it('streams to stdout as binary and refuses a terminal', async () => {
     const dir = tempDir();
-    const lines = logIn(dir);
+    const lines = await logIn(dir);
     const sink = new PassThrough();
     const collected = collect(sink);
     expect(await runAuditExport({ dataDir: dir, recipients: [recipient] }, capture().io, sink)).toBe(0);
-    expect((await decryptToBuffer(identity, await collected)).toString('utf8')).toBe(lines.join(''));
+    const plain = (await decryptToBuffer(identity, await collected)).toString('utf8');
+    expect(plain.startsWith(lines.join(''))).toBe(true);
+    expect(JSON.parse(plain.trimEnd().split('\n').at(-1)!)).toHaveProperty('exported');
 
     const tty = Object.assign(new PassThrough(), { isTTY: true });
     const c = capture();
@@ -466,7 +483,7 @@ describe('camveil audit export', () => {
 
   it('exits 2 for bad recipients or a missing database, writing nothing', async () => {
     const dir = tempDir();
-    logIn(dir);
+    await logIn(dir);
     const out = path.join(dir, 'x.age');
     const bad = capture();
     expect(await runAuditExport({ dataDir: dir, recipients: ['age1nope'], out }, bad.io)).toBe(2);
@@ -481,7 +498,7 @@ describe('camveil audit export', () => {
 
   it('still exports a broken log, with a warning and exit 1', async () => {
     const dir = tempDir();
-    logIn(dir);
+    await logIn(dir);
     const db = openDb(dir);
     tamper(db, 'DELETE FROM audit WHERE seq = 2');
     db.close();
