@@ -564,6 +564,14 @@ export class Gateway {
     this.#retention = retention;
     const store = ObjectStore.open({ db, dataDir: config.dataDir, logger, retention });
     this.#store = store;
+    // camveil removes an object's row before its file, so a row whose file is gone at start was made by
+    // something outside camveil (a person, a failing disk): the household is told (store-corrupt).
+    const missing = store.lastRecovery?.missingFiles ?? 0;
+    if (missing > 0) {
+      const incident = { reason: 'store-corrupt' as const, detail: `${missing} stored object(s) the index lists were missing from disk; their index rows were dropped` };
+      this.#startIncidents.push(incident);
+      this.bus.emit('incident', incident);
+    }
     this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
     let uploads: UploadQueue | undefined;
     let stage: ((item: { objectId: string; path: string; bytes: number; kind: string }) => Promise<void>) | undefined;

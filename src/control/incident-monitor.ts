@@ -66,8 +66,17 @@ export class IncidentMonitor {
     this.#rules = { ...DEFAULT_BURSTS, ...options.rules };
   }
 
-  /** The control plane tells it the error code of every request it refused. */
+  /**
+   * The control plane tells it the error code of every request it refused. A command that met stored data
+   * failing its integrity check (`CAMVEIL_E_STORE_CORRUPT`: a sighting or template that no longer opens with
+   * the hub key, a page SQLite cannot read) is an incident by itself, not a burst: only a paired key's signed
+   * command reaches stored data, so the broker cannot raise it at will.
+   */
   refused(code: string): void {
+    if (code === 'CAMVEIL_E_STORE_CORRUPT') {
+      this.#bus.emit('incident', { reason: 'store-corrupt', detail: 'a command met stored data that failed its integrity check' });
+      return;
+    }
     const reason = burstReasonOf(code);
     if (reason !== undefined) this.failure(reason);
   }

@@ -51,6 +51,8 @@ describe('faces/delete over MQTT records the signing key as the actor', () => {
     broker = await startEmbeddedBroker();
     hubMqtt = await mqtt.connectAsync(broker.url, connectOptions('camveil', HUB));
     const registry = new KeyRegistry(hub.db);
+    // A variable, not a literal: the hub's identity is passed whether or not this version of faceCommands asks for it.
+    const faceDeps = { people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }), hubId: HUB };
     control = new ControlPlane({
       client: hubMqtt,
       baseTopic: 'camveil',
@@ -60,7 +62,7 @@ describe('faces/delete over MQTT records the signing key as the actor', () => {
       logger: silentLogger(),
       // The hub's keys as loaded (whatever of them the control plane needs).
       hub: keys,
-      handlers: faceCommands({ people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }), hubId: HUB }),
+      handlers: faceCommands(faceDeps),
     });
     await control.start();
     appMqtt = await mqtt.connectAsync(broker.url);
