@@ -27,6 +27,7 @@ import { describeFactsForLog } from './cameras/device-facts.js';
 import { ffmpegMajorVersion, findFfmpeg } from './cameras/ffmpeg-binary.js';
 import type { IngestSource } from './cameras/ingest.js';
 import { resolveCameraSource } from './cameras/source.js';
+import { monotonicMs } from './clock.js';
 import type { CameraConfig, Config } from './config/schema.js';
 import { resolveCameraPassword } from './config/secrets.js';
 import { loadOrCreateHubKeys, type HubKeys } from './crypto/hub-keys.js';
@@ -811,7 +812,7 @@ export class Gateway {
     client.on('connect', flushIncidents);
     // Those found while starting (before there was a connection to tell them on) are kept at once.
     for (const e of this.#startIncidents.splice(0)) {
-      const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now());
+      const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now(), monotonicMs());
       if (event !== undefined) tell(event);
     }
     const cover = m.coverTraffic.enabled
@@ -850,7 +851,7 @@ export class Gateway {
       this.bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
       this.bus.on('face.unknown', (e) => alert(e.cameraId, { type: 'unknown-face', at: e.at, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
       this.bus.on('incident', (e) => {
-        const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now());
+        const event = incidents.admit({ reason: e.reason, ...(e.detail === undefined ? {} : { detail: e.detail }), ...(e.cameraId === undefined ? {} : { camera: this.pseudonymise('cam', e.cameraId) }) }, Date.now(), monotonicMs());
         if (event !== undefined) tell(event);
       }),
     ];

@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/audit-log.js';
+import { monotonicMs } from '../clock.js';
 import type { EventBus } from '../events.js';
 import { IncidentLimiter } from './sealed-events.js';
 
@@ -62,7 +63,8 @@ export class IncidentMonitor {
 
   constructor(options: IncidentMonitorOptions) {
     this.#bus = options.bus;
-    this.#now = options.now ?? Date.now;
+    // Windows are intervals: elapsed time, so a step of the wall clock neither extends nor ends one (src/clock.ts).
+    this.#now = options.now ?? monotonicMs;
     this.#rules = { ...DEFAULT_BURSTS, ...options.rules };
   }
 
@@ -102,7 +104,7 @@ export class IncidentMonitor {
  */
 export function auditIncidents(bus: EventBus, audit: Pick<AuditLog, 'append'>, options: { now?: () => number; windowMs?: number; cameraPseudonym?: (cameraId: string) => string; onError?: (error: unknown) => void } = {}): () => void {
   const limiter = new IncidentLimiter(options.windowMs);
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicMs;
   return bus.on('incident', (e) => {
     const admitted = limiter.admit({ reason: e.reason }, now());
     if (admitted === undefined) return;

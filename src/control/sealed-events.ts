@@ -25,14 +25,18 @@ export class IncidentLimiter {
     this.#windowMs = windowMs;
   }
 
-  /** The event to send for this incident, or undefined when it is suppressed. */
-  admit(incident: { reason: IncidentReason; detail?: string; camera?: string }, now: number): SecurityEvent | undefined {
+  /**
+   * The event to send for this incident, or undefined when it is suppressed. `now` is the event's wall time;
+   * the window is measured on `elapsedMs` (src/clock.ts: `monotonicMs()` on the hub), so a clock set back an
+   * hour does not silence the household for that hour.
+   */
+  admit(incident: { reason: IncidentReason; detail?: string; camera?: string }, now: number, elapsedMs: number = now): SecurityEvent | undefined {
     const last = this.#last.get(incident.reason);
-    if (last !== undefined && now - last.at < this.#windowMs) {
+    if (last !== undefined && elapsedMs - last.at < this.#windowMs) {
       last.suppressed += 1;
       return undefined;
     }
-    this.#last.set(incident.reason, { at: now, suppressed: 0 });
+    this.#last.set(incident.reason, { at: elapsedMs, suppressed: 0 });
     return {
       type: 'security',
       reason: incident.reason,

@@ -1,5 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import type { Database } from 'better-sqlite3';
+import { ClockSteps, wallNow } from '../clock.js';
 import { migrate } from '../store/database.js';
 
 export type OutboxState = 'queued' | 'uploading' | 'uploaded' | 'failed';
@@ -107,14 +108,46 @@ function toItem(row: Row): OutboxItem {
  */
 export class Outbox {
   private readonly db: Database;
-  private readonly now: () => number;
+  private readonly wall: () => number;
+  /** Steps of the real clock; undefined when the caller gave its own `now`. */
+  private readonly steps: ClockSteps | undefined;
+  private readonly stepListeners = new Set<(step: { stepMs: number; moved: number }) => void>();
 
   /** `db` is the hub's database as openDatabase (src/store/database.ts) opens it; migrates the outbox's tables. */
+  /**
+   * `now` is wall time (src/clock.ts), since due times outlive the process. When absent, the real clock,
+   * watched for steps: before each use a step moves every queued due time by as much (`followClock`).
+   */
   constructor(db: Database, options: { now?: () => number } = {}) {
     this.db = db;
-    this.now = options.now ?? Date.now;
+    this.wall = options.now ?? wallNow;
+    this.steps = options.now === undefined ? new ClockSteps() : undefined;
     migrate(db, UPLINK_MODULE, OUTBOX_SCHEMA);
     db.prepare(`UPDATE uplink_outbox SET state = 'queued', updated_at = ? WHERE state = 'uploading'`).run(this.now());
+  }
+
+  /**
+   * Moves every queued due time by the wall clock's step since the last look, if it stepped, and tells the
+   * listeners: an upload due in 30 s stays due in 30 s when the clock is set back an hour, instead of
+   * waiting the hour out. Runs before every use of the clock here, so nothing is written with the new clock
+   * beside due times of the old one.
+   */
+  followClock(): void {
+    const stepMs = this.steps?.step() ?? 0;
+    if (stepMs === 0) return;
+    const moved = this.db.prepare(`UPDATE uplink_outbox SET next_attempt_at = next_attempt_at + ? WHERE state = 'queued'`).run(stepMs).changes;
+    for (const listener of this.stepListeners) listener({ stepMs, moved });
+  }
+
+  /** `listener` is told of each step `followClock` finds; returns the function that stops telling it. */
+  onClockStep(listener: (step: { stepMs: number; moved: number }) => void): () => void {
+    this.stepListeners.add(listener);
+    return () => this.stepListeners.delete(listener);
+  }
+
+  private now(): number {
+    this.followClock();
+    return this.wall();
   }
 
   /** Adds an item, due now. Idempotent by object id: returns false (and changes nothing) when it is known. */
@@ -274,6 +307,27 @@ export class Outbox {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     return true;
+  }
+
+  /**
+   * Deletes every `queued` item created before `cutoff` (epoch ms) and its file, and returns their ids: the
+   * held queue's retention (uplink/local-only.ts). Items being uploaded are left alone; a file already gone is
+   * not an error.
+   */
+  destroyQueuedBefore(cutoff: number): string[] {
+    const rows = this.db.transaction(() => {
+      const found = this.db.prepare(`SELECT object_id, path FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).all(cutoff) as Array<Pick<Row, 'object_id' | 'path'>>;
+      this.db.prepare(`DELETE FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).run(cutoff);
+      return found;
+    })();
+    for (const row of rows) {
+      try {
+        unlinkSync(row.path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return rows.map((r) => r.object_id);
   }
 
   /** Ids of the objects the cloud holds (uploaded), for deletion requests. */

@@ -2,6 +2,7 @@ import { createReadStream, readFileSync, type ReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { wallNow } from '../clock.js';
 import { CamveilError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Gate } from '../policy/gate.js';
@@ -42,6 +43,11 @@ export interface UploaderOptions {
   backoffCapMs?: number;
   /** How long an item the gate refused waits before the gate is asked again (default 60 s; kick() does not shorten it). */
   gateRecheckMs?: number;
+  /**
+   * Wall time (src/clock.ts), the same as the outbox's. With the real clock the outbox watches it for steps,
+   * and a step moves a `Retry-After` hold and the probe as it moves the queue, so a clock set back an hour
+   * delays nothing.
+   */
   now?: () => number;
   random?: () => number;
   /** Told the outcome of every attempt (for state, events and the demo); must not throw. */
@@ -94,6 +100,7 @@ export class Uploader {
   private holdUntil = 0;
   /** When the last attempt started: a probe is due probeIntervalMs after it. */
   private lastAttemptAt = 0;
+  private unfollowClock: (() => void) | undefined;
 
   constructor(options: UploaderOptions) {
     this.o = {
@@ -103,7 +110,7 @@ export class Uploader {
       backoffBaseMs: 1000,
       backoffCapMs: 300_000,
       gateRecheckMs: 60_000,
-      now: Date.now,
+      now: wallNow,
       random: Math.random,
       ...options,
       bandwidthBytesPerSecond: options.bandwidthBytesPerSecond,
@@ -122,6 +129,7 @@ export class Uploader {
     if (this.running) return;
     this.token = readToken(this.o.tokenFile);
     this.running = true;
+    this.unfollowClock = this.o.outbox.onClockStep((step) => this.followClockStep(step));
     this.lastAttemptAt = this.o.now();
     this.o.logger.info(
       { endpoint: redactUrl(this.o.endpoint.origin), hub: this.o.hubPseudonym, concurrency: this.o.concurrency },
@@ -134,6 +142,7 @@ export class Uploader {
   async stop(): Promise<void> {
     if (!this.running && this.inFlight.size === 0) return;
     this.running = false;
+    this.unfollowClock?.();
     this.clearTimer();
     await this.abortAll('stopping');
     this.o.logger.info('uplink stopped');
@@ -170,6 +179,8 @@ export class Uploader {
     if (!this.running) return;
     const { outbox, gate, logger } = this.o;
     try {
+      // Before anything is compared with the clock: a step since the last pass moves the schedule first.
+      outbox.followClock();
       while (this.inFlight.size < this.o.concurrency) {
         const now = this.o.now();
         // The server asked for a pause (Retry-After): nothing at all goes to it before then.
@@ -204,6 +215,16 @@ export class Uploader {
       at = Math.max(at, this.holdUntil);
       this.timer = setTimeout(() => this.pump(), Math.min(MAX_IDLE_MS, Math.max(0, at - now)));
     }
+  }
+
+  /**
+   * The wall clock stepped (NTP, a person): every time this uploader scheduled moves with it, so what was
+   * due in 30 s is still due in 30 s, not an hour later (a step back) or at once (a step forward).
+   */
+  private followClockStep(step: { stepMs: number; moved: number }): void {
+    if (this.holdUntil > 0) this.holdUntil += step.stepMs;
+    this.lastAttemptAt += step.stepMs;
+    this.o.logger.warn({ stepMs: step.stepMs, moved: step.moved }, 'the wall clock stepped; upload schedule moved with it');
   }
 
   private launch(item: OutboxItem): void {

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'vitest';
+import { faketimeLibrary } from './hub-process.js';
 import { SYSTEM_PYTHON } from './system-python.js';
 
 /**
@@ -7,7 +8,7 @@ import { SYSTEM_PYTHON } from './system-python.js';
  * developer machine without them those tests are skipped, saying which peer is missing; CI installs them
  * and sets CAMVEIL_REQUIRE_PEERS=1, under which a missing peer fails the suite instead.
  */
-export type Peer = 'ffmpeg' | 'mosquitto' | 'age' | 'gst-rtsp-server';
+export type Peer = 'ffmpeg' | 'mosquitto' | 'age' | 'gst-rtsp-server' | 'faketime';
 
 const checks: Record<Peer, () => boolean> = {
   ffmpeg: () => spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0,
@@ -18,6 +19,8 @@ const checks: Record<Peer, () => boolean> = {
     spawnSync(SYSTEM_PYTHON, ['-c', "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"], {
       stdio: 'ignore',
     }).status === 0,
+  // Debian's libfaketime: steps the wall clock of a running hub (test/harness/hub-process.ts).
+  faketime: () => faketimeLibrary() !== undefined,
 };
 
 export { SYSTEM_PYTHON };
