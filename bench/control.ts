@@ -19,9 +19,12 @@ import { openDatabase } from '../src/store/database.js';
 /**
  * `npm run bench -- control`: the cost of MQTT API version 2 against an embedded broker (aedes) in one
  * process. Pairing (scrypt on both sides, the hub's proof, pinning); a signed request's round trip (the app
- * signs, the hub verifies and signs its reply, the app verifies) over CAMVEIL_BENCH_REQUESTS requests
- * (default 1,000), beside the baseline of a bare MQTT publish round trip through the same broker (an echo
- * client republishing the same bytes); and the byte sizes of a signed state and of padded sealed events.
+ * seals the args to the pinned hub recipient and signs, the hub verifies, opens the args and signs its reply,
+ * the app verifies) over CAMVEIL_BENCH_REQUESTS requests (default 1,000), beside the same signed round trip
+ * with empty args (nothing to seal or open: what sealing adds) and the baseline of a bare MQTT publish round
+ * trip through the same broker (an echo client republishing the same bytes), interleaved so the machine's
+ * load falls on all three alike; the byte sizes of a signed state, of padded sealed events, and of requests
+ * with their args sealed against the same args in clear.
  */
 function percentiles(samples: number[]): { p50: number; p99: number; max: number } {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -50,11 +53,14 @@ export async function benchControl(): Promise<unknown> {
       registry,
       audit: new AuditLog(db),
       logger: silentLogger(),
-      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
+      hub: keys,
       recipients: () => [recipient],
       getState: () => ({ hub: 'hub_x', mode: { mode: 'cloud', reason: 'ok' }, policyVersion: '2021-10-31', cameras }),
       getHealth: () => Object.fromEntries(cameras.map((c, i) => [`cam_${'a'.repeat(15)}${i}`, 'streaming' as const])),
-      handlers: { 'bench/echo': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: (a) => ({ n: a.n }) }) },
+      handlers: {
+        'bench/echo': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: (a) => ({ n: a.n }) }),
+        'bench/noop': defineHandler({ requires: 'signature', args: z.strictObject({}), run: () => ({ n: 0 }) }),
+      },
     });
     await plane.start();
 
@@ -73,31 +79,57 @@ export async function benchControl(): Promise<unknown> {
       if (r.status !== 'ok') throw new Error('pairing failed');
     }
 
-    // Signed round trips.
-    for (let i = 0; i < 20; i++) await app!.request('bench/echo', { n: i }, { sign: true });
-    const signedMs: number[] = [];
-    for (let i = 0; i < requests; i++) {
-      const t0 = performance.now();
-      const r = await app!.request('bench/echo', { n: i }, { sign: true });
-      signedMs.push(performance.now() - t0);
-      if (r.status !== 'ok') throw new Error('request failed');
-    }
-
-    // Baseline: the same sized message through the broker and back, no control plane at all.
+    // Signed round trips, sealed args and empty args, and the bare MQTT baseline (the same sized message
+    // through the broker and back, no control plane at all), taken in turn.
     const echo = await mqtt.connectAsync(broker.url);
     const asker = await mqtt.connectAsync(broker.url);
     clients.push(echo, asker);
     echo.on('message', (_t, payload) => void echo.publishAsync('bench/raw/out', payload, { qos: 1 }));
     await echo.subscribeAsync('bench/raw/in', { qos: 1 });
     await asker.subscribeAsync('bench/raw/out', { qos: 1 });
-    const sample = app!.prepare('bench/echo', { n: 1 }, { sign: true }).bytes;
+    const sample = (await app!.prepare('bench/echo', { n: 1 }, { sign: true })).bytes;
+    const signedMs: number[] = [];
+    const unsealedMs: number[] = [];
     const rawMs: number[] = [];
-    for (let i = 0; i < requests + 20; i++) {
-      const back = new Promise<void>((resolve) => asker.once('message', () => resolve()));
+    const timed = async (into: number[] | undefined, run: () => Promise<unknown>): Promise<void> => {
       const t0 = performance.now();
+      const r = await run();
+      into?.push(performance.now() - t0);
+      if (r !== null && typeof r === 'object' && 'status' in r && r.status !== 'ok') throw new Error(`request failed: ${JSON.stringify(r)}`);
+    };
+    const raw = async (): Promise<undefined> => {
+      const back = new Promise<void>((resolve) => asker.once('message', () => resolve()));
       await asker.publishAsync('bench/raw/in', sample, { qos: 1 });
       await back;
-      if (i >= 20) rawMs.push(performance.now() - t0);
+      return undefined;
+    };
+    for (let i = 0; i < requests + 20; i++) {
+      const keep = i >= 20;
+      await timed(keep ? signedMs : undefined, () => app!.request('bench/echo', { n: i }, { sign: true }));
+      await timed(keep ? unsealedMs : undefined, () => app!.request('bench/noop', {}, { sign: true }));
+      await timed(keep ? rawMs : undefined, raw);
+    }
+    // Sealing alone (no broker): what prepare costs with args to seal and without.
+    const prepareMs = { sealed: [] as number[], empty: [] as number[] };
+    for (let i = 0; i < requests; i++) {
+      await timed(prepareMs.sealed, () => app!.prepare('bench/echo', { n: i }, { sign: true }));
+      await timed(prepareMs.empty, () => app!.prepare('bench/noop', {}, { sign: true }));
+    }
+
+    // Request sizes: args sealed (as sent) against the same args in clear (as before sealing).
+    const requestBytes: Record<string, { sealed: number; clear: number }> = {};
+    const camera = { camera: { id: 'garage', name: 'Garage door', source: 'rtsp://192.168.1.30:88/videoMain', credentials: { username: 'admin' } }, sealedPassword: 'x'.repeat(260) };
+    for (const [what, command, args] of [
+      ['consentGrant', 'consent/set', { action: 'grant', consent: 'cloudUpload' }],
+      ['camerasAdd', 'cameras/add', camera],
+      ['configSet', 'config/set', { cameras: { garage: { analysisFps: 2, motion: { sensitivity: 0.6 } } } }],
+    ] as const) {
+      const sealed = (await app!.prepare(command, args, { sign: true })).bytes;
+      const envelope = JSON.parse(sealed.toString()) as { payload: string };
+      const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as Record<string, unknown>;
+      delete payload.sealedArgs;
+      const clear = Buffer.from(JSON.stringify({ ...envelope, payload: Buffer.from(JSON.stringify({ ...payload, args })).toString('base64') }));
+      requestBytes[what] = { sealed: sealed.length, clear: clear.length };
     }
 
     // Sizes on the wire.
@@ -131,8 +163,12 @@ export async function benchControl(): Promise<unknown> {
       pairingMs: percentiles(pairMs),
       requests,
       signedRoundTripMs: percentiles(signedMs),
+      signedEmptyArgsRoundTripMs: percentiles(unsealedMs),
       rawMqttRoundTripMs: percentiles(rawMs),
       addedMsP50: Number((percentiles(signedMs).p50 - percentiles(rawMs).p50).toFixed(3)),
+      sealingAddedMsP50: Number((percentiles(signedMs).p50 - percentiles(unsealedMs).p50).toFixed(3)),
+      prepareMs: { sealedArgs: percentiles(prepareMs.sealed), emptyArgs: percentiles(prepareMs.empty) },
+      requestBytes,
       bytesOnTheWire: seen,
     };
   } finally {

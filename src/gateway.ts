@@ -714,7 +714,7 @@ export class Gateway {
       hubId: config.hub.id,
       registry,
       audit: this.#audit,
-      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
+      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient, identity: keys.identity },
       recipients,
       getHealth: () => this.#cameraHealth(),
       handlers: {
@@ -728,7 +728,7 @@ export class Gateway {
             })),
         ...(this.#enrolment === undefined || this.#keys === undefined
           ? {}
-          : faceCommands({ people: () => this.enrolment, hubIdentity: this.#keys.identity, registry, mayEnrol: () => this.enrolmentDecision(), hubId: config.hub.id })),
+          : faceCommands({ people: () => this.enrolment, registry, mayEnrol: () => this.enrolmentDecision(), hubId: config.hub.id })),
         ...hubCommands({
         consent: this.#consent,
         ledger: this.#ledger,

@@ -34,7 +34,7 @@ export type AppAction =
 /**
  * `camveil app …`: plays the phone app from a terminal, over MQTT only (API version 2). Its Ed25519 key,
  * sequence number and the hub keys pinned at pairing live in `--state` (0600). Requests that widen data flow
- * are signed; `--unsigned` sends a request without a signature, to see the hub refuse it (or accept it, for a
+ * are signed, and every request's args are sealed to the hub recipient pinned at pairing; `--unsigned` sends a request without a signature, to see the hub refuse it (or accept it, for a
  * withdrawal). Every reply must be signed by the pinned hub key: anything else is printed as a
  * `CAMVEIL_E_HUB_UNVERIFIED` error and the command exits 1.
  */
@@ -42,7 +42,10 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
   const client = await mqtt.connectAsync(opts.broker, { connectTimeout: 10_000, reconnectPeriod: 0 });
   const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state });
   await app.start();
-  /** Personal data (names, photos, passwords) is sealed only to the hub recipient pinned at pairing. */
+  /**
+   * Every request's args are sealed to the hub recipient pinned at pairing (AppClient.prepare); a camera
+   * password is sealed to it once more on its own, because the hub stores it as sealed.
+   */
   const hubRecipient = (): Promise<string> => Promise.resolve(app.requirePinned().recipient);
   const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
   try {
@@ -72,18 +75,16 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         break;
       }
       case 'faces-enroll': {
-        // The name and photos are sealed to the hub's own recipient inside the signed payload.
+        // The name and photos travel in the args, which the app client seals to the pinned hub recipient.
         const payload: Record<string, unknown> = { name: action.name, minor: action.minor === true, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
         // A minor: this app's key signs the guardian's attestation for this hub, this name and these photos.
         if (action.minor === true) payload.guardianAttestation = signGuardianAttestation(app.key, { hubId: opts.hub, subject: enrolmentSubject(action.name, payload.photos as string[]) });
-        const sealed = await encryptToBuffer([await hubRecipient()], Buffer.from(JSON.stringify(payload)));
-        response = await app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
+        response = await app.request('faces/enroll', payload, { sign: true });
         break;
       }
       case 'faces-add-photos': {
-        const payload = { photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
-        const sealed = await encryptToBuffer([await hubRecipient()], Buffer.from(JSON.stringify(payload)));
-        response = await app.request('faces/add-photos', { personId: action.personId, sealed: sealed.toString('base64') }, { sign: true });
+        const args = { personId: action.personId, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
+        response = await app.request('faces/add-photos', args, { sign: true });
         break;
       }
       case 'faces-correct':

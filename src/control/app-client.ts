@@ -1,13 +1,14 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { decryptToBuffer } from '../crypto/age-stream.js';
+import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { ControlResponse } from './command.js';
+import { CLEAR_ARGS_COMMANDS } from './envelope.js';
 import { keyIdOf } from './key-registry.js';
 import { AuditHeadWatch, auditHeadsSchema } from './audit-head-watch.js';
 import { openHubMessage, peekHubPayload, pinnedHubSchema, type HubHealth, type PinnedHub } from './hub-message.js';
-import { appProof, hubProofMatches, pairingKey } from './pairing.js';
+import { appProof, hubProofMatches, pairingKey, sealLabel } from './pairing.js';
 import { hubTopics, type HubTopics } from './topics.js';
 
 type Listener = (topic: string, payload: Buffer) => void;
@@ -162,13 +163,20 @@ export class AppClient {
     await this.#client.unsubscribeAsync(`${this.topics.response}/#`);
   }
 
-  /** Builds (and, when signed, consumes a sequence number for) a request without sending it. */
-  prepare(command: string, args: unknown, options: { sign: boolean }): PreparedRequest {
+  /**
+   * Builds (and, when signed, consumes a sequence number for) a request without sending it. Args that are
+   * not empty are sealed with age to the hub recipient pinned at pairing (never to one a reply named) and
+   * travel as `sealedArgs`, inside the signed bytes; only `pair` sends its args in clear.
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when there are args to seal and this app has not paired with the hub.
+   */
+  async prepare(command: string, args: unknown, options: { sign: boolean }): Promise<PreparedRequest> {
+    const body = await this.#argsOf(command, args);
     const transaction = randomUUID();
     const now = this.#now();
     this.#seq = Math.max(this.#seq + 1, now);
     if (options.sign) this.#save();
-    const request = { v: 2, hub: this.#hubId, base: this.#baseTopic, command, transaction, seq: this.#seq, ts: now, args };
+    const request = { v: 2, hub: this.#hubId, base: this.#baseTopic, command, transaction, seq: this.#seq, ts: now, ...body };
     const payload = Buffer.from(JSON.stringify(request), 'utf8');
     const envelope: Record<string, string> = { payload: payload.toString('base64') };
     if (options.sign) {
@@ -176,6 +184,14 @@ export class AppClient {
       envelope.sig = sign(null, payload, this.key.privateKey).toString('base64');
     }
     return { command, transaction, bytes: Buffer.from(JSON.stringify(envelope), 'utf8') };
+  }
+
+  /** `{args}` in clear when empty (or for `pair`), else `{sealedArgs}` sealed to the pinned hub recipient. */
+  async #argsOf(command: string, args: unknown): Promise<{ args?: unknown; sealedArgs?: string }> {
+    const empty = args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args) && Object.keys(args).length === 0);
+    if (empty || CLEAR_ARGS_COMMANDS.has(command)) return args === undefined ? {} : { args };
+    const sealed = await encryptToBuffer([this.requirePinned().recipient], Buffer.from(JSON.stringify(args), 'utf8'));
+    return { sealedArgs: sealed.toString('base64') };
   }
 
   /**
@@ -192,7 +208,7 @@ export class AppClient {
   }
 
   async request(command: string, args: unknown, options: { sign: boolean }): Promise<ControlResponse> {
-    const prepared = this.prepare(command, args, options);
+    const prepared = await this.prepare(command, args, options);
     return this.send(command, prepared.bytes, prepared.transaction);
   }
 
@@ -206,9 +222,11 @@ export class AppClient {
    */
   async pair(code: string, recipient: string, label?: string): Promise<ControlResponse> {
     const key = await pairingKey(code);
-    const claim = { hubId: this.#hubId, publicKey: this.key.publicKey, recipient, ...(label === undefined ? {} : { label }) };
+    // The label is a name a person chose: sealed under the code's key, as the hub's recipient is not known yet.
+    const sealedLabel = label === undefined ? {} : { sealedLabel: sealLabel(key, label) };
+    const claim = { hubId: this.#hubId, publicKey: this.key.publicKey, recipient, ...sealedLabel };
     const proof = appProof(key, claim);
-    const prepared = this.prepare('pair', { publicKey: claim.publicKey, recipient, ...(label === undefined ? {} : { label }), proof }, { sign: false });
+    const prepared = await this.prepare('pair', { publicKey: claim.publicKey, recipient, ...sealedLabel, proof }, { sign: false });
     const raw = await this.#exchange('pair', prepared.bytes, prepared.transaction);
     const peeked = responseOf(peekHubPayload(raw));
     if (peeked?.status !== 'ok') {

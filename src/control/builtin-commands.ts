@@ -3,7 +3,8 @@ import { encryptToBuffer } from '../crypto/age-stream.js';
 import { recipientSchema } from '../crypto/recipients.js';
 import { defineHandler, type CommandHandler, type ControlAudit } from './command.js';
 import { rawEd25519, type KeyRegistry } from './key-registry.js';
-import { hubProof, type Pairing } from './pairing.js';
+import { CamveilError } from '../errors.js';
+import { hubProof, openLabel, type Pairing } from './pairing.js';
 
 const publicKey = z.string().refine((v) => rawEd25519(v) !== undefined, 'must be a 32-byte Ed25519 public key in base64');
 const label = z.string().min(1).max(64);
@@ -11,7 +12,8 @@ const noArgs = z.strictObject({}).optional();
 /** The audit log's reason alphabet. */
 const reason = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/, 'must be a reason token');
 
-export const pairArgs = z.strictObject({ publicKey, recipient: recipientSchema, label: label.optional(), proof: z.string().max(64) });
+/** `sealedLabel`: the device label sealed under the pairing code's key (pairing.ts): `pair` args travel outside the hub's seal. */
+export const pairArgs = z.strictObject({ publicKey, recipient: recipientSchema, sealedLabel: z.string().max(512).optional(), proof: z.string().max(64) });
 export const addArgs = z.strictObject({ publicKey, recipient: recipientSchema, label: label.optional() });
 export const revokeArgs = z.strictObject({ keyId: z.string().min(1).max(128), reason: reason.optional() });
 
@@ -37,10 +39,12 @@ export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandle
       requires: 'none',
       args: pairArgs,
       run: async (args, ctx) => {
-        const claim = { hubId: deps.hub.hubId, publicKey: args.publicKey, recipient: args.recipient, label: args.label };
-        const { value: key, key: codeKey } = await pairing.consume(claim, args.proof, ctx.now, () =>
-          registry.add({ publicKey: args.publicKey, recipient: args.recipient, label: args.label }, ctx.now),
-        );
+        const claim = { hubId: deps.hub.hubId, publicKey: args.publicKey, recipient: args.recipient, sealedLabel: args.sealedLabel };
+        const { value: key, key: codeKey } = await pairing.consume(claim, args.proof, ctx.now, (codeKey) => {
+          const opened = args.sealedLabel === undefined ? undefined : label.safeParse(openLabel(codeKey, args.sealedLabel));
+          if (opened?.success === false) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', 'sealedLabel: must be a label of 1–64 characters sealed under the code', { where: 'sealedLabel' });
+          return registry.add({ publicKey: args.publicKey, recipient: args.recipient, label: opened?.data }, ctx.now);
+        });
         audit.append('key.paired', { keyId: key.keyId, role: 'app', requestDigest: ctx.digest });
         const proof = hubProof(codeKey, { ...deps.hub, appKey: args.publicKey });
         return { keyId: key.keyId, hub: deps.hub, proof };

@@ -18,7 +18,10 @@ export interface CameraCommandDeps {
 /** The camera as the app describes it: the config schema's camera, with credentials as a user name only. */
 const cameraArgs = z.strictObject({
   camera: z.unknown(),
-  /** The camera password sealed with age to the hub's recipient (status.hubRecipient), base64. */
+  /**
+   * The camera password sealed with age to the hub's recipient (pinned at pairing), base64. The args are
+   * sealed as a whole too; the password is sealed once more on its own because the hub stores it as sealed.
+   */
   sealedPassword: z.string().min(1).max(64 * 1024).optional(),
 });
 
@@ -53,8 +56,9 @@ function parseCamera(raw: unknown): CameraConfig {
 
 /**
  * `cameras/add|update|remove` from the app. Adding or changing a camera (a new source of video, and a
- * credential) widens what the hub processes, so all three need a paired key's signature; the password
- * travels sealed to the hub inside the signed payload and is stored sealed.
+ * credential) widens what the hub processes, so all three need a paired key's signature. The args (camera
+ * id, name, source URL) arrive sealed to the hub as a whole (envelope.ts); the password is sealed within them
+ * on its own and stored as it came, so the hub opens it only when the camera connects.
  */
 export function cameraCommands(deps: CameraCommandDeps): Record<string, CommandHandler> {
   const guard = (id: string) => {

@@ -3,7 +3,7 @@ import { encryptToBuffer } from '../crypto/age-stream.js';
 import { asCamveilError, CamveilError } from '../errors.js';
 import { builtinCommands } from './builtin-commands.js';
 import type { CommandContext, CommandHandler, ControlAudit, ControlLogger, ControlResponse } from './command.js';
-import { issueText, salvageTransaction, verifyRequest } from './envelope.js';
+import { issueText, openSealedArgs, salvageTransaction, verifyRequest } from './envelope.js';
 import type { KeyRegistry } from './key-registry.js';
 import { HUB_PROTOCOL_VERSION, signHubMessage, type HubHealth, type HubSigner } from './hub-message.js';
 import { padJson } from './padding.js';
@@ -35,8 +35,11 @@ export interface ControlPlaneOptions {
   /** Commands besides the built-in ones; a name that is built in is refused. */
   handlers?: Record<string, CommandHandler>;
   logger: ControlLogger;
-  /** The hub's own keys: every reply, event and state is signed with `signingKey`; the app pins both at pairing. */
-  hub: { signingKey: KeyObject; signingPublicKey: string; recipient: string };
+  /**
+   * The hub's own keys: every reply, event and state is signed with `signingKey`; the app pins it and
+   * `recipient` at pairing and seals request args to that recipient, which `identity` opens.
+   */
+  hub: { signingKey: KeyObject; signingPublicKey: string; recipient: string; identity: string };
   /** Who events and the sealed state are sealed to (default: the paired phones' recipients). */
   recipients?: () => readonly string[];
   /** The hub clock in Unix milliseconds (tests inject one). */
@@ -55,7 +58,8 @@ export interface ControlPlaneOptions {
  * The hub's side of the MQTT API: checks every request, runs its command, and answers exactly once on
  * `response/<command>`, whatever arrives. The broker is not trusted: it can publish, drop and replay
  * anything, so a command that widens data flow runs only with a signature by a paired, unrevoked key, with a
- * fresh sequence number. A refused request changes nothing (its sequence number is not even recorded).
+ * fresh sequence number. Arguments arrive sealed to the hub's recipient (envelope.ts) and are opened here,
+ * after the signature checks. A refused request changes nothing (its sequence number is not even recorded).
  * Everything the hub publishes to the app (replies, events, state) is signed with the hub key the app pinned
  * at pairing (hub-message.ts), so the broker cannot answer in the hub's name either.
  */
@@ -69,6 +73,7 @@ export class ControlPlane {
   readonly #getHealth: () => HubHealth['cameras'];
   readonly #recipients: () => readonly string[];
   readonly #signer: HubSigner;
+  readonly #identity: string;
   readonly #onRefused: ((code: string) => void) | undefined;
   readonly #handlers = new Map<string, CommandHandler>();
   readonly #onMessage: MessageListener = (topic, payload, packet) => void this.handle(topic, payload, packet.retain === true);
@@ -85,6 +90,7 @@ export class ControlPlane {
     this.#getHealth = options.getHealth ?? (() => ({}));
     this.#recipients = options.recipients ?? (() => options.registry.activeRecipients());
     this.#onRefused = options.onRefused;
+    this.#identity = options.hub.identity;
     this.#signer = { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingKey, signingPublicKey: options.hub.signingPublicKey };
     const builtins = builtinCommands({
       registry: options.registry,
@@ -193,7 +199,9 @@ export class ControlPlane {
       if (handler.requires === 'signature' && request.signer === undefined) {
         throw new CamveilError('CAMVEIL_E_NOT_AUTHORISED', `${command} must be signed by a paired app key`, { where: 'sig' });
       }
-      const args = handler.args.safeParse(request.args);
+      // Opened only once the cheap checks passed; an undecryptable blob is refused before anything runs.
+      const clearOrOpened = request.sealedArgs === undefined ? request.args : await openSealedArgs(request.sealedArgs, this.#identity);
+      const args = handler.args.safeParse(clearOrOpened);
       if (!args.success) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `args: ${issueText(args.error)}`, { where: 'args' });
       // Recorded only now, in one UPDATE that refuses a reused number: a refused request leaves no trace.
       if (request.signer !== undefined) this.#registry.recordSeq(request.signer, request.seq);

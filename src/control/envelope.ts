@@ -1,5 +1,6 @@
 import { createHash, verify } from 'node:crypto';
 import { z } from 'zod';
+import { decryptStream } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './key-registry.js';
 
@@ -13,12 +14,23 @@ import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './
  * The signature covers exactly the payload bytes (not a re-serialisation), so the hub never has to agree
  * with the app on JSON canonicalisation. `keyId` and `sig` come together or not at all: an unsigned request
  * is parsed and returned with `signer: undefined`, and the dispatcher decides whether its command may run.
- * The payload is JSON `{v, hub, base, command, transaction, seq, ts, args}` (MQTT API version 2): `hub` and
- * `base` name the hub id and base topic the request is meant for, so a request signed for one hub is refused
- * by every other hub the same key is paired with; `seq` is per key and strictly increasing (checked for
+ * The payload is JSON `{v, hub, base, command, transaction, seq, ts, args?, sealedArgs?}` (MQTT API version 2):
+ * `hub` and `base` name the hub id and base topic the request is meant for, so a request signed for one hub is
+ * refused by every other hub the same key is paired with; `seq` is per key and strictly increasing (checked for
  * signed requests only: unsigned ones have no key to count for), `ts` is Unix milliseconds.
+ *
+ * The broker reads every byte it carries, and arguments name cameras, stream URLs, people and settings: so
+ * `sealedArgs` is the base64 of an age file, sealed to the hub's recipient the app pinned at pairing, holding
+ * the JSON args. It is part of the signed payload bytes, so the signature binds the ciphertext. Clear `args`
+ * may only be absent or `{}` — except for `pair` (CLEAR_ARGS_COMMANDS), which is sent before the app knows the
+ * hub's recipient; its person-chosen label travels sealed under a key derived from the pairing code instead
+ * (pairing.ts). Unsigned requests follow the same rule: a withdrawal seals its args too.
  */
 export const MAX_REQUEST_BYTES = 64 * 1024;
+/** The most the opened `sealedArgs` may hold (they cannot exceed the request, but the cap holds regardless). */
+export const MAX_ARGS_BYTES = MAX_REQUEST_BYTES;
+/** The commands whose args may travel in clear (see the module comment). */
+export const CLEAR_ARGS_COMMANDS: ReadonlySet<string> = new Set(['pair']);
 /** How far a request's `ts` may be from the hub's clock, either way. */
 export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
@@ -36,7 +48,8 @@ export const payloadSchema = z.strictObject({
   transaction: z.string().min(1).max(128),
   seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  args: z.unknown(),
+  args: z.unknown().optional(),
+  sealedArgs: z.string().min(1).max(MAX_REQUEST_BYTES).optional(),
 });
 
 export type RequestPayload = z.infer<typeof payloadSchema>;
@@ -45,7 +58,10 @@ export type RequestEnvelope = z.infer<typeof envelopeSchema>;
 export interface VerifiedRequest {
   command: string;
   transaction: string;
+  /** The clear args: absent or `{}`, except for CLEAR_ARGS_COMMANDS. */
   args: unknown;
+  /** The age ciphertext of the args, sealed to the hub (openSealedArgs); undefined when the args are clear. */
+  sealedArgs: Buffer | undefined;
   /** Key id of the paired, unrevoked key that signed the payload; undefined for an unsigned request. */
   signer: string | undefined;
   seq: number;
@@ -107,6 +123,13 @@ export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, targe
     throw invalid('payload: ts is more than 5 minutes away from the hub clock', 'ts');
   }
   if (payload.hub !== target.hubId || payload.base !== target.baseTopic) throw invalid('payload: the request names another hub', 'hub');
+  const sealedArgs = payload.sealedArgs === undefined ? undefined : decodeBase64(payload.sealedArgs);
+  if (payload.sealedArgs !== undefined) {
+    if (sealedArgs === undefined) throw invalid('payload: sealedArgs is not canonical base64', 'sealedArgs');
+    if (payload.args !== undefined) throw invalid('payload: args and sealedArgs cannot come together', 'args');
+  } else if (!isEmptyArgs(payload.args) && !CLEAR_ARGS_COMMANDS.has(payload.command)) {
+    throw invalid('payload: args must be sealed to the hub (sealedArgs)', 'args');
+  }
   if ((keyId === undefined) !== (sig === undefined)) throw invalid('envelope: keyId and sig must come together');
   if (keyId !== undefined && sig !== undefined) {
     const key = keys.get(keyId);
@@ -127,10 +150,42 @@ export function verifyRequest(raw: Buffer, keys: KeyRegistry, now: number, targe
     command: payload.command,
     transaction: payload.transaction,
     args: payload.args,
+    sealedArgs,
     signer: keyId,
     seq: payload.seq,
     digest: createHash('sha256').update(payloadBytes).digest('hex'),
   };
+}
+
+function isEmptyArgs(args: unknown): boolean {
+  return args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args) && Object.keys(args).length === 0);
+}
+
+/**
+ * Opens a request's `sealedArgs` with the hub's age identity and parses the JSON inside (the handler's schema
+ * checks it next).
+ *
+ * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` (where `sealedArgs`) when the ciphertext does not open with
+ * `identity` (sealed to another recipient, tampered, truncated), opens to more than MAX_ARGS_BYTES, or is not JSON.
+ */
+export async function openSealedArgs(sealed: Buffer, identity: string): Promise<unknown> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of decryptStream(identity, sealed)) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_ARGS_BYTES) break;
+      parts.push(chunk as Buffer);
+    }
+  } catch {
+    throw invalid("payload: sealedArgs does not open with the hub's key (sealed to another recipient, or altered)", 'sealedArgs');
+  }
+  if (size > MAX_ARGS_BYTES) throw invalid(`payload: sealedArgs open to more than ${MAX_ARGS_BYTES} bytes`, 'sealedArgs');
+  try {
+    return JSON.parse(Buffer.concat(parts).toString('utf8'));
+  } catch {
+    throw invalid('payload: sealedArgs do not hold JSON', 'sealedArgs');
+  }
 }
 
 /**

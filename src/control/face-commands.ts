@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ChangeOrigin, EnrolmentStore, Photo } from '../analysis/faces/enrolment.js';
 import type { FaceEngine } from '../analysis/faces/face-engine.js';
 import { SIGHTING_ID_PATTERN } from '../analysis/faces/sightings.js';
-import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
+import { encryptToBuffer } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import type { GateDecision } from '../policy/gate.js';
 import { defineHandler, type CommandContext, type CommandHandler } from './command.js';
@@ -11,15 +11,15 @@ import { decodeBase64, type KeyRegistry } from './key-registry.js';
 
 export interface FaceCommandDeps {
   people: () => EnrolmentStore;
-  /** The hub's own age identity: opens what the app sealed for the hub (names, photos). */
-  hubIdentity: string;
   registry: KeyRegistry;
   mayEnrol: () => GateDecision;
   /** The hub id a guardian's attestation must name; without it no minor can be enrolled over MQTT. */
   hubId?: string;
 }
 
-/** What the app seals to the hub's recipient for `faces/enroll`: personal data never crosses the broker in clear. */
+const personId = z.string().regex(/^person_[a-z2-7]{16}$/, 'must be a person id (person_…)');
+
+/** The args of `faces/enroll` (sealed to the hub as a whole, like every request's: envelope.ts). */
 export const enrolmentPayloadSchema = z.strictObject({
   name: z.string().min(1).max(128),
   minor: z.boolean().default(false),
@@ -32,32 +32,17 @@ export const enrolmentPayloadSchema = z.strictObject({
 });
 export type EnrolmentPayload = z.infer<typeof enrolmentPayloadSchema>;
 
-/** What the app seals to the hub's recipient for `faces/add-photos`. */
+/** The args of `faces/add-photos`. */
 export const addPhotosPayloadSchema = z.strictObject({
+  personId,
   photos: z.array(z.string().min(1)).min(1).max(5),
   keepPhotos: z.boolean().default(false),
 });
 
-const sealed = z.string().min(1).max(40 * 1024 * 1024);
-const personId = z.string().regex(/^person_[a-z2-7]{16}$/, 'must be a person id (person_…)');
 const sightingId = z.string().regex(SIGHTING_ID_PATTERN, 'must be a sighting id (sight_…)');
 
 function notFound(id: string): never {
   throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${id}`, { where: 'personId' });
-}
-
-async function openSealed<T>(hubIdentity: string, text: string, schema: z.ZodType<T>, what: string): Promise<T> {
-  const bytes = decodeBase64(text);
-  if (bytes === undefined) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `${what}: not base64`);
-  let json: unknown;
-  try {
-    json = JSON.parse((await decryptToBuffer(hubIdentity, bytes)).toString('utf8'));
-  } catch {
-    throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `${what}: must be JSON sealed with age to the hub's recipient (see status.hubRecipient)`);
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `${what}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  return parsed.data;
 }
 
 /** Decodes the base64 photos of a sealed payload; the bytes stay in memory (kept only when asked, sealed). */
@@ -95,8 +80,8 @@ function signerRecipient(deps: FaceCommandDeps, ctx: CommandContext): string {
 }
 
 /**
- * Face enrolment over MQTT. Every argument that is personal data (names, photos) is sealed with age to the
- * hub's own recipient inside the signed payload, and every name or sighting in a reply is sealed to the
+ * Face enrolment over MQTT. The args (names, photos) arrive sealed with age to the hub's own recipient as a
+ * whole (envelope.ts; the dispatcher opens them), and every name or sighting in a reply is sealed to the
  * requesting phone's recipient: the broker sees only ids and counts. Every command needs a paired key's
  * signature (enrolling, adding photos and correcting widen what the hub keeps; listing people or
  * sightings reveals who is enrolled and who was seen; renaming and deleting change the household's data).
@@ -117,10 +102,9 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
     }),
     'faces/enroll': defineHandler({
       requires: 'signature',
-      args: z.strictObject({ sealed }),
-      run: async (args, ctx) => {
+      args: enrolmentPayloadSchema,
+      run: async (payload, ctx) => {
         requireEnrolment(deps, 'face enrolment');
-        const payload = await openSealed(deps.hubIdentity, args.sealed, enrolmentPayloadSchema, 'sealed');
         // A minor's guardian is checked before any photo is decoded or the model loaded.
         const guardian = payload.minor
           ? verifyGuardianAttestation(payload.guardianAttestation, {
@@ -147,15 +131,14 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
     }),
     'faces/add-photos': defineHandler({
       requires: 'signature',
-      args: z.strictObject({ personId, sealed }),
+      args: addPhotosPayloadSchema,
       run: async (args, ctx) => {
         requireEnrolment(deps, 'adding face photos');
-        // Refused before the photos are opened and the model loaded.
+        // Refused before the photos are decoded and the model loaded.
         if (!deps.people().ids().includes(args.personId)) notFound(args.personId);
-        const payload = await openSealed(deps.hubIdentity, args.sealed, addPhotosPayloadSchema, 'sealed');
-        const photos = await photosOf(payload.photos);
+        const photos = await photosOf(args.photos);
         const person = await withEngine((engine) =>
-          deps.people().addPhotos(engine, args.personId, photos, { keepPhotos: payload.keepPhotos, origin: originOf(ctx) }),
+          deps.people().addPhotos(engine, args.personId, photos, { keepPhotos: args.keepPhotos, origin: originOf(ctx) }),
         );
         return { personId: person.personId, templates: person.templates, photosKept: person.photosKept };
       },
@@ -182,10 +165,9 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
     }),
     'faces/rename': defineHandler({
       requires: 'signature',
-      args: z.strictObject({ personId, sealed }),
+      args: z.strictObject({ personId, name: z.string().min(1).max(128) }),
       run: async (args) => {
-        const { name } = await openSealed(deps.hubIdentity, args.sealed, z.strictObject({ name: z.string().min(1).max(128) }), 'sealed');
-        await deps.people().rename(args.personId, name);
+        await deps.people().rename(args.personId, args.name);
         return { personId: args.personId };
       },
     }),

@@ -1,4 +1,4 @@
-import { createHmac, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Database } from 'better-sqlite3';
 import { canonicalJson } from '../audit/canonical.js';
@@ -13,12 +13,16 @@ import { decodeBase64 } from './key-registry.js';
  *
  * ```
  * key      = scrypt(code, salt = "camveil-pair-v2", N = 2^15, r = 8, p = 1, 32 bytes)
- * appProof = base64(HMAC-SHA256(key, "camveil-pair-v2\n"     + canonicalJson({hubId, publicKey, recipient, label?})))
+ * appProof = base64(HMAC-SHA256(key, "camveil-pair-v2\n"     + canonicalJson({hubId, publicKey, recipient, sealedLabel?})))
  * hubProof = base64(HMAC-SHA256(key, "camveil-pair-v2-hub\n" + canonicalJson({hubId, baseTopic, signingKey, recipient, appKey})))
+ * sealedLabel = base64(nonce(12) ‖ AES-256-GCM(HKDF-SHA256(key, info = "camveil-pair-v2-label", 32 bytes), nonce, label) ‖ tag(16))
  * ```
  *
  * `code` is the 8 upper-case characters without separators; `canonicalJson` is audit/canonical.ts (keys
- * sorted, no whitespace; `label` is left out when absent). The app's proof binds the code to its key, its
+ * sorted, no whitespace; `sealedLabel` is left out when absent). `pair` is the one request whose args travel
+ * outside the hub's age seal (the app does not know the hub's recipient yet): its key and recipient are public
+ * anyway, but the label is a name a person chose ("Anna's phone"), so it is sealed under the code's key, which
+ * the broker cannot find offline for the same reason it cannot forge the proof. The app's proof binds the code to its key, its
  * recipient and the hub it pairs with, so the broker cannot swap in its own key. The hub's proof binds the code
  * to the hub's Ed25519 signing key and age recipient and to the app key it answers, so the broker cannot swap in
  * its own keys either: the app pins them only when the proof checks, and from then on seals only to that
@@ -33,6 +37,7 @@ export const PAIRING_CODE_TTL_MS = 10 * 60 * 1000;
 export const MAX_PAIRING_FAILURES = 5;
 const PROOF_CONTEXT = 'camveil-pair-v2';
 const HUB_PROOF_CONTEXT = 'camveil-pair-v2-hub';
+const LABEL_CONTEXT = 'camveil-pair-v2-label';
 const SCRYPT_OPTIONS = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: string, keylen: number, options: typeof SCRYPT_OPTIONS) => Promise<Buffer>;
@@ -48,7 +53,8 @@ export interface PairingClaim {
   hubId: string;
   publicKey: string;
   recipient: string;
-  label?: string | undefined;
+  /** The device label sealed under the code's key (sealLabel). */
+  sealedLabel?: string | undefined;
 }
 
 /** A code as typed by a person: upper-cased, spaces and dashes removed. */
@@ -76,7 +82,7 @@ export function pairingKey(code: string): Promise<Buffer> {
 /** The app's proof of knowing the code for `claim`, base64. */
 export function appProof(key: Buffer, claim: PairingClaim): string {
   const body: Record<string, string> = { hubId: claim.hubId, publicKey: claim.publicKey, recipient: claim.recipient };
-  if (claim.label !== undefined) body.label = claim.label;
+  if (claim.sealedLabel !== undefined) body.sealedLabel = claim.sealedLabel;
   return createHmac('sha256', key).update(`${PROOF_CONTEXT}\n${canonicalJson(body)}`, 'utf8').digest('base64');
 }
 
@@ -91,6 +97,31 @@ export function hubProofMatches(key: Buffer, binding: HubBinding, proof: string)
   const given = decodeBase64(proof);
   const expected = Buffer.from(hubProof(key, binding), 'base64');
   return given !== undefined && given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function labelKey(key: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), LABEL_CONTEXT, 32));
+}
+
+/** The device label sealed under the code's key (see the module comment), base64. */
+export function sealLabel(key: Buffer, label: string): string {
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', labelKey(key), nonce);
+  const body = Buffer.concat([cipher.update(label, 'utf8'), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64');
+}
+
+/** The label inside `sealed`, or undefined when it does not open under the code's key. */
+export function openLabel(key: Buffer, sealed: string): string | undefined {
+  const bytes = decodeBase64(sealed);
+  if (bytes === undefined || bytes.length < 12 + 16) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', labelKey(key), bytes.subarray(0, 12));
+    decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+    return Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** The app's proof of knowing `code` for `claim`, base64 (derives the key: use pairingKey + appProof for both proofs). */
@@ -137,13 +168,13 @@ export class Pairing {
 
   /**
    * Checks `proof` against the active code and consumes the code when it is right; `register` runs in the
-   * same transaction (a failing register leaves the code unused). Returns register's value and the code's
+   * same transaction, given the code's key (a failing register leaves the code unused). Returns register's value and the code's
    * key, with which the hub makes its own proof (hubProof) for the answer.
    *
    * @throws CamveilError `CAMVEIL_E_PAIRING_FAILED` when there is no active code, it expired, or the proof is
    * wrong (the fifth wrong proof deletes the code); whatever `register` throws.
    */
-  consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<{ value: T; key: Buffer }> {
+  consume<T>(claim: PairingClaim, proof: string, now: number, register: (key: Buffer) => T): Promise<{ value: T; key: Buffer }> {
     // One attempt at a time: each costs a 32 MiB scrypt, and a flood of attempts from the broker must meet the
     // failure limit (and then fail fast) rather than queue thousands of scrypts in libuv's thread pool.
     const attempt = this.#tail.then(() => this.#consume(claim, proof, now, register));
@@ -151,7 +182,7 @@ export class Pairing {
     return attempt;
   }
 
-  async #consume<T>(claim: PairingClaim, proof: string, now: number, register: () => T): Promise<{ value: T; key: Buffer }> {
+  async #consume<T>(claim: PairingClaim, proof: string, now: number, register: (key: Buffer) => T): Promise<{ value: T; key: Buffer }> {
     const row = this.#active();
     if (row === undefined) throw failed('there is no active pairing code (run camveil pair on the hub)');
     if (row.expires_at <= now) {
@@ -172,7 +203,7 @@ export class Pairing {
         else this.#db.prepare('UPDATE control_pairing SET failures = failures + 1 WHERE id = 1').run();
         return { ok: false };
       }
-      const value = register();
+      const value = register(key);
       this.#db.prepare('DELETE FROM control_pairing WHERE id = 1').run();
       return { ok: true, value };
     }).immediate();

@@ -5,7 +5,7 @@ import { rawPublicKeyOf } from '../../src/crypto/hub-keys.js';
 
 /** A hub's keys for a ControlPlane built in a test, and what an app that paired with it has pinned. */
 export interface TestHubKeys {
-  hub: { signingKey: KeyObject; signingPublicKey: string; recipient: string };
+  hub: { signingKey: KeyObject; signingPublicKey: string; recipient: string; identity: string };
   /** The hub's age identity (opens what the app sealed for the hub). */
   identity: string;
   pinned: PinnedHub;
@@ -16,7 +16,7 @@ export async function testHubKeys(hubId: string, baseTopic = 'camveil'): Promise
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
   const signingPublicKey = rawPublicKeyOf(signingKey);
-  return { hub: { signingKey, signingPublicKey, recipient }, identity, pinned: { hubId, baseTopic, signingKey: signingPublicKey, recipient } };
+  return { hub: { signingKey, signingPublicKey, recipient, identity }, identity, pinned: { hubId, baseTopic, signingKey: signingPublicKey, recipient } };
 }
 
 /** The reply inside a signed hub response, checked against `pinned` (at `now`). */

@@ -14,7 +14,7 @@ import { ControlPlane } from '../../src/control/dispatcher.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { Pairing } from '../../src/control/pairing.js';
 import { connectOptions } from '../../src/control/topics.js';
-import { decryptToBuffer } from '../../src/crypto/age-stream.js';
+import { decryptToBuffer, encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { describeWithPeers } from '../harness/peers.js';
@@ -141,12 +141,21 @@ function controlPlaneSuite(kind: BrokerKind): void {
   it('pairs with the right code only, once, before it expires', async () => {
     const pairing = new Pairing(db);
     const { code } = pairing.createPairingCode(clock);
+    // What the broker sees of pair requests: the label (a name a person chose) only sealed under the code.
+    const watcher = await connect();
+    const seen: Buffer[] = [];
+    watcher.on('message', (_t, p) => seen.push(Buffer.from(p)));
+    await watcher.subscribeAsync(`${plane.topics.request}/pair`, { qos: 1 });
     const wrong = await app.pair(code === 'AAAAAAAA' ? 'BBBBBBBB' : 'AAAAAAAA', recipient, 'kitchen tablet');
     expect(wrong).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
     const right = await app.pair(code, recipient, 'kitchen tablet');
     expect(right).toMatchObject({ status: 'ok', data: { keyId: app.key.keyId } });
     // The hub's keys, proven with the code, are what the app now pins.
     expect(app.pinned).toEqual(keys.pinned);
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    const clear = Buffer.concat(seen.flatMap((b) => [b, Buffer.from((JSON.parse(b.toString()) as { payload: string }).payload, 'base64')]));
+    expect(clear.includes(Buffer.from('sealedLabel'))).toBe(true);
+    expect(clear.includes(Buffer.from('kitchen tablet'))).toBe(false);
     const other = await newApp();
     const reused = await other.pair(code, recipient);
     expect(reused).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_PAIRING_FAILED' } });
@@ -182,7 +191,7 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
   it('runs a widening command signed by a paired key, and refuses the same bytes replayed', async () => {
     const before = calls.widen;
-    const prepared = app.prepare('test/widen', { n: 7 }, { sign: true });
+    const prepared = await app.prepare('test/widen', { n: 7 }, { sign: true });
     const first = await app.send('test/widen', prepared.bytes, prepared.transaction);
     expect(first).toMatchObject({ status: 'ok', data: { n: 7 }, transaction: prepared.transaction });
     const replay = await app.send('test/widen', prepared.bytes, prepared.transaction);
@@ -192,7 +201,7 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
   it('refuses a signed request republished on another command topic', async () => {
     const before = calls.narrow;
-    const prepared = app.prepare('test/widen', { n: 1 }, { sign: true });
+    const prepared = await app.prepare('test/widen', { n: 1 }, { sign: true });
     const reply = await app.send('test/narrow', prepared.bytes, prepared.transaction);
     expect(reply).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID' } });
     expect(calls.narrow).toBe(before);
@@ -212,7 +221,9 @@ function controlPlaneSuite(kind: BrokerKind): void {
     const before = calls.widen;
     const operator = await connect();
     const transaction = randomUUID();
-    const payload = Buffer.from(JSON.stringify({ v: 2, hub: hubId, base: BASE, command: 'test/widen', transaction, seq: 1, ts: clock, args: { n: 666 } }));
+    // Sealed to the hub, as the hub requires: its recipient is no secret (the broker sees it at pairing).
+    const sealedArgs = (await encryptToBuffer([keys.hub.recipient], Buffer.from(JSON.stringify({ n: 666 })))).toString('base64');
+    const payload = Buffer.from(JSON.stringify({ v: 2, hub: hubId, base: BASE, command: 'test/widen', transaction, seq: 1, ts: clock, sealedArgs }));
     const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => replyOf(p, keys.pinned, clock).transaction === transaction);
     await operator.subscribeAsync(`${plane.topics.response}/test/widen`, { qos: 1 });
     await operator.publishAsync(`${plane.topics.request}/test/widen`, JSON.stringify({ payload: payload.toString('base64') }), { qos: 1 });
@@ -272,7 +283,7 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
   it('shows offline after stop, keeps replay protection across a restart, and leaves offline as last will', async () => {
     const watcher = await connect();
-    const accepted = app.prepare('test/widen', { n: 9 }, { sign: true });
+    const accepted = await app.prepare('test/widen', { n: 9 }, { sign: true });
     expect(await app.send('test/widen', accepted.bytes, accepted.transaction)).toMatchObject({ status: 'ok' });
     const offline = nextMessage(watcher, plane.topics.availability, (p) => p.toString() === 'offline');
     await plane.stop();

@@ -18,7 +18,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/control/embe
 import { faceCommands } from '../../src/control/face-commands.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { connectOptions } from '../../src/control/topics.js';
-import { decryptToBuffer, encryptToBuffer } from '../../src/crypto/age-stream.js';
+import { decryptToBuffer } from '../../src/crypto/age-stream.js';
 import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { silentLogger } from '../../src/log.js';
 import { cropOf, DEMO, testHub } from '../unit/face-fixtures.js';
@@ -86,8 +86,8 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
         registry,
         audit: hub.audit,
         logger: silentLogger(),
-        hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
-        handlers: faceCommands({ people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }) }),
+        hub: keys,
+        handlers: faceCommands({ people: () => store, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }) }),
       });
       await control.start();
       identity = await generateX25519Identity();
@@ -146,7 +146,7 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
       [{ sightingId: stranger, personId: 'person_aaaaaaaaaaaaaaaa', verdict: 'is' }, 'CAMVEIL_E_PERSON_NOT_FOUND'],
     ];
     for (const [args, code] of bad) expect(await app.request('faces/correct', args, { sign: true }), JSON.stringify(args)).toMatchObject({ status: 'error', error: { code } });
-    expect(await app.request('faces/add-photos', { personId, sealed: Buffer.from('{"photos":[]}').toString('base64') }, { sign: true })).toMatchObject({
+    expect(await app.request('faces/add-photos', { personId, photos: [] }, { sign: true })).toMatchObject({
       status: 'error',
       error: { code: 'CAMVEIL_E_REQUEST_INVALID' },
     });
@@ -177,11 +177,10 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
 
   it('faces/add-photos: photos sealed to the hub, kept on request; and `camveil app faces correct --is` signed', async () => {
     const photo = (await import('node:fs')).readFileSync(crop2).toString('base64');
-    const keys = await loadOrCreateHubKeys(hub.dataDir);
-    const sealed = (await encryptToBuffer([keys.recipient], Buffer.from(JSON.stringify({ photos: [photo], keepPhotos: true })))).toString('base64');
-    expect(await app.request('faces/add-photos', { personId, sealed }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
+    const args = { personId, photos: [photo], keepPhotos: true };
+    expect(await app.request('faces/add-photos', args, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
     expect((await store.list())[0]).toMatchObject({ templates: 1, photosKept: 0 });
-    expect(ok(await app.request('faces/add-photos', { personId, sealed }, { sign: true }))).toEqual({ personId, templates: 2, photosKept: 1 });
+    expect(ok(await app.request('faces/add-photos', args, { sign: true }))).toEqual({ personId, templates: 2, photosKept: 1 });
 
     // The phone CLI: add a photo (not kept) and say the sighting is the person after all.
     const added = capture();

@@ -17,7 +17,6 @@ import { faceCommands } from '../../src/control/face-commands.js';
 import { enrolmentSubject, GUARDIAN_FRESHNESS_MS, signGuardianAttestation } from '../../src/control/guardian-attestation.js';
 import { keyIdOf, KeyRegistry } from '../../src/control/key-registry.js';
 import { connectOptions } from '../../src/control/topics.js';
-import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { loadOrCreateHubKeys, type HubKeys } from '../../src/crypto/hub-keys.js';
 import { silentLogger } from '../../src/log.js';
 import { LOCAL_OPERATOR } from '../../src/policy/consent-ledger.js';
@@ -70,8 +69,8 @@ describe('guardian consent over MQTT', () => {
       registry,
       audit: hub.audit,
       logger: silentLogger(),
-      hub: { signingKey: keys.signingKey, signingPublicKey: keys.signingPublicKey, recipient: keys.recipient },
-      handlers: faceCommands({ people: () => store, hubIdentity: keys.identity, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }), hubId: HUB }),
+      hub: keys,
+      handlers: faceCommands({ people: () => store, registry, mayEnrol: () => ({ allowed: true, reason: 'ok' }), hubId: HUB }),
     });
     await control.start();
     stateFile = join(dir, 'app-state.json');
@@ -93,8 +92,7 @@ describe('guardian consent over MQTT', () => {
 
   const enrolRequest = async (guardianAttestation: unknown, name = 'Kid') => {
     const payload = { name, minor: true, photos: [photo], ...(guardianAttestation === undefined ? {} : { guardianAttestation }) };
-    const sealed = await encryptToBuffer([keys.recipient], Buffer.from(JSON.stringify(payload)));
-    return app.request('faces/enroll', { sealed: sealed.toString('base64') }, { sign: true });
+    return app.request('faces/enroll', payload, { sign: true });
   };
   const enrolRecords = () => hub.ledger.records().filter((r) => r.kind === 'enrol');
 

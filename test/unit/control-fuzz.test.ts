@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type Database from 'better-sqlite3';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import fc from 'fast-check';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { AppClient, generateAppKey, type AppKey } from '../../src/control/app-cl
 import { defineHandler } from '../../src/control/command.js';
 import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
 import { MAX_REQUEST_BYTES } from '../../src/control/envelope.js';
+import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -97,7 +99,7 @@ beforeAll(async () => {
   registry.add({ publicKey: key.publicKey, recipient: RECIPIENT }, clock);
   const app = new AppClient({ client, baseTopic: BASE, hubId: HUB, key, now: () => clock, pinned: keys.pinned });
   for (let i = 0; i < 20; i++) {
-    const prepared = app.prepare('test/widen', { n: i }, { sign: true });
+    const prepared = await app.prepare('test/widen', { n: i }, { sign: true });
     await plane.handle(`${REQ}/test/widen`, prepared.bytes);
     const envelope = JSON.parse(prepared.bytes.toString()) as { payload: string };
     consumed.push({ bytes: prepared.bytes, payload: JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as Record<string, unknown> });
@@ -120,6 +122,11 @@ function envelopeOf(payload: unknown, signer?: AppKey): Buffer {
   return Buffer.from(JSON.stringify(envelope), 'utf8');
 }
 
+/** `args` sealed with age to `recipient` (the hub's by default), base64: what goes in `sealedArgs`. */
+async function sealedArgs(args: unknown, recipient = keys.hub.recipient): Promise<string> {
+  return (await encryptToBuffer([recipient], Buffer.from(JSON.stringify(args)))).toString('base64');
+}
+
 const stranger = generateAppKey();
 const base = fc.integer({ min: 0, max: 19 }).map((i) => consumed[i]!);
 const weirdValue = fc.oneof(
@@ -127,7 +134,7 @@ const weirdValue = fc.oneof(
   fc.constantFrom(1e308, -1e308, 2 ** 53, 2 ** 53 + 2, -1, 0, 0.5, NaN, '', '1', null, [], {}, true),
   fc.string({ maxLength: 300 }),
 );
-const fields = ['v', 'hub', 'base', 'command', 'transaction', 'seq', 'ts', 'args', 'extra'] as const;
+const fields = ['v', 'hub', 'base', 'command', 'transaction', 'seq', 'ts', 'args', 'sealedArgs', 'extra'] as const;
 
 /** Each case: the command topic suffix and the raw bytes. */
 const cases: fc.Arbitrary<{ command: string; bytes: Buffer }> = fc.oneof(
@@ -211,7 +218,7 @@ describe('control plane under fuzzing', () => {
   it('turns handler exceptions, rejections and unserialisable data into one error reply without details', async () => {
     for (const mode of ['throw', 'reject', 'bigint']) {
       client.published.length = 0;
-      await plane.handle(`${REQ}/test/boom`, envelopeOf({ ...TARGET, command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, args: { mode } }));
+      await plane.handle(`${REQ}/test/boom`, envelopeOf({ ...TARGET, command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, sealedArgs: await sealedArgs({ mode }) }));
       expect(client.published).toHaveLength(1);
       const body = replyOf(client.published[0]!.message, keys.pinned, clock);
       expect(body).toEqual({ data: {}, status: 'error', error: { code: 'CAMVEIL_E_INTERNAL', message: 'internal error (see the hub log)' }, transaction: `t-${mode}` });
@@ -221,9 +228,9 @@ describe('control plane under fuzzing', () => {
 
   it('refuses retained requests and stale timestamps', async () => {
     client.published.length = 0;
-    const fresh = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 'r', seq: 1, ts: clock, args: { mode: 'throw' } });
+    const fresh = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 'r', seq: 1, ts: clock, sealedArgs: await sealedArgs({ mode: 'throw' }) });
     await plane.handle(`${REQ}/test/boom`, fresh, true);
-    const stale = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, args: { mode: 'throw' } });
+    const stale = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, sealedArgs: await sealedArgs({ mode: 'throw' }) });
     await plane.handle(`${REQ}/test/boom`, stale);
     const codes = client.published.map((p) => (replyOf(p.message, keys.pinned, clock) as { error?: { code: string } }).error?.code);
     expect(codes).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
@@ -243,5 +250,84 @@ describe('control plane under fuzzing', () => {
     expect(replies.map((r) => (r.status === 'error' ? r.error.message : ''))).toEqual(Array(3).fill(expect.stringMatching(/another hub/) as string));
     expect(calls.boom).toBe(3);
     expect(calls.widen).toBe(20);
+  });
+
+  describe('sealed args', () => {
+    /** Handles one request and returns the reply's error code (or 'ok') and message. */
+    async function outcome(on: ControlPlane, command: string, bytes: Buffer, pinned = keys.pinned): Promise<{ code: string; message: string }> {
+      client.published.length = 0;
+      await on.handle(`${on.topics.request}/${command}`, bytes);
+      expect(client.published).toHaveLength(1);
+      const reply = replyOf(client.published[0]!.message, pinned, clock);
+      return reply.status === 'error' ? reply.error : { code: 'ok', message: '' };
+    }
+    let seq = clock + 10_000_000;
+    /** A signed test/widen payload with a fresh seq, its args given as `fields`. */
+    const widen = (fields: Record<string, unknown>): Record<string, unknown> => ({ ...TARGET, command: 'test/widen', transaction: `w${++seq}`, seq, ts: clock, ...fields });
+
+    it('refuses clear args (signed or not), changes nothing, and leaves the seq unused', async () => {
+      const before = snapshot();
+      const payload = widen({ args: { n: 1 } });
+      expect(await outcome(plane, 'test/widen', envelopeOf(payload, key))).toEqual({ code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/args must be sealed to the hub/) as string });
+      const unsigned = { ...TARGET, command: 'test/boom', transaction: 'clear', seq: 1, ts: clock, args: { mode: 'throw' } };
+      expect(await outcome(plane, 'test/boom', envelopeOf(unsigned))).toMatchObject({ code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/args must be sealed/) as string });
+      // Clear and sealed together are refused too.
+      expect((await outcome(plane, 'test/widen', envelopeOf({ ...payload, sealedArgs: await sealedArgs({ n: 1 }) }, key))).code).toBe('CAMVEIL_E_REQUEST_INVALID');
+      expect(snapshot()).toBe(before);
+      // The same seq, its args sealed: accepted (the refusals did not consume it).
+      expect((await outcome(plane, 'test/widen', envelopeOf({ ...payload, args: undefined, sealedArgs: await sealedArgs({ n: 1 }) }, key))).code).toBe('ok');
+      expect(calls.widen).toBe(21);
+    });
+
+    it('refuses args sealed to another recipient or altered, naming sealedArgs; nothing runs, the seq stays unused', async () => {
+      const before = snapshot();
+      const other = await identityToRecipient(await generateX25519Identity());
+      const toOther = widen({ sealedArgs: await sealedArgs({ n: 2 }, other) });
+      const refused = { code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/sealedArgs/) as string };
+      expect(await outcome(plane, 'test/widen', envelopeOf(toOther, key))).toEqual(refused);
+      // Altered ciphertext, signed as it is (by the app itself): it does not open.
+      const genuine = Buffer.from(await sealedArgs({ n: 2 }), 'base64');
+      genuine[genuine.length - 5]! ^= 0x01;
+      expect(await outcome(plane, 'test/widen', envelopeOf({ ...toOther, sealedArgs: genuine.toString('base64') }, key))).toEqual(refused);
+      // Truncated, unsigned (a withdrawal's args the broker cut): refused the same way.
+      const cut = (await sealedArgs({ mode: 'throw' })).slice(0, 200);
+      expect(await outcome(plane, 'test/boom', envelopeOf({ ...TARGET, command: 'test/boom', transaction: 'cut', seq: 1, ts: clock, sealedArgs: cut }))).toEqual(refused);
+      // Not JSON inside.
+      const notJson = (await encryptToBuffer([keys.hub.recipient], Buffer.from('{"n":'))).toString('base64');
+      expect(await outcome(plane, 'test/widen', envelopeOf({ ...toOther, sealedArgs: notJson }, key))).toEqual(refused);
+      expect(snapshot()).toBe(before);
+      expect(calls.boom).toBe(3);
+      // The broker altering the ciphertext of a signed request breaks the signature (it covers the ciphertext).
+      const signed = widen({ sealedArgs: await sealedArgs({ n: 2 }) });
+      const bytes = Buffer.from(signed.sealedArgs as string, 'base64');
+      bytes[bytes.length - 5]! ^= 0x01;
+      const envelope = JSON.parse(envelopeOf(signed, key).toString()) as { payload: string; keyId: string; sig: string };
+      const tampered = Buffer.from(JSON.stringify({ ...signed, sealedArgs: bytes.toString('base64') }));
+      expect((await outcome(plane, 'test/widen', Buffer.from(JSON.stringify({ ...envelope, payload: tampered.toString('base64') })))).code).toBe('CAMVEIL_E_SIGNATURE_INVALID');
+      // The seq of the first refusal is still free.
+      expect((await outcome(plane, 'test/widen', envelopeOf({ ...toOther, sealedArgs: await sealedArgs({ n: 2 }) }, key))).code).toBe('ok');
+      expect(calls.widen).toBe(22);
+    });
+
+    it("refuses hub A's sealed args on hub B: by the hub id, and, renamed for B, because B cannot open them", async () => {
+      const keysB = await testHubKeys('hub-b', BASE);
+      const hubB = new ControlPlane({
+        hub: keysB.hub,
+        client,
+        baseTopic: BASE,
+        hubId: 'hub-b',
+        registry,
+        audit,
+        logger: silentLogger(),
+        now: () => clock,
+        handlers: { 'test/widen': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: () => ++calls.widen }) },
+      });
+      const before = snapshot();
+      const forA = widen({ sealedArgs: await sealedArgs({ n: 3 }) });
+      expect(await outcome(hubB, 'test/widen', envelopeOf(forA, key), keysB.pinned)).toEqual({ code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/another hub/) as string });
+      const renamed = { ...forA, hub: 'hub-b' };
+      expect(await outcome(hubB, 'test/widen', envelopeOf(renamed, key), keysB.pinned)).toEqual({ code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/sealedArgs/) as string });
+      expect(snapshot()).toBe(before);
+    });
   });
 });
