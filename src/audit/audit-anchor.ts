@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { closeSync, constants as fsConstants, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fchmodSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CamveilError } from '../errors.js';
@@ -186,6 +186,7 @@ export class AuditAnchorWriter {
    */
   check(log: AuditLog): AnchorCheck {
     if (this.#checked !== undefined) return this.#checked;
+    removeStaleTemporaries(this.#dataDir, this.#now().getTime());
     this.#checked = checkAnchor(this.#dataDir, log, this.#signingKey);
     return this.#checked;
   }
@@ -200,6 +201,21 @@ export class AuditAnchorWriter {
     }
   }
 }
+
+/** Temporaries of a writer killed between open and rename; a minute's grace spares another process's write in flight. */
+function removeStaleTemporaries(dataDir: string, now: number): void {
+  try {
+    for (const name of readdirSync(dataDir)) {
+      if (!TEMPORARY.test(name)) continue;
+      const file = join(dataDir, name);
+      if (now - statSync(file).mtimeMs > 60_000) rmSync(file, { force: true });
+    }
+  } catch {
+    // Leftovers are untidy, not wrong: the anchor itself is only ever replaced by rename.
+  }
+}
+
+const TEMPORARY = /^audit-head\.json\.[0-9a-f]{12}\.tmp$/;
 
 /**
  * The anchor in `dataDir` checked against `log` and the hub's key: `{ok: false, reason}` when its signature

@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -100,6 +100,20 @@ describe('anchor file', () => {
     expect(readAuditAnchor(dir)).toEqual(second);
     expect(statSync(path.join(dir, AUDIT_ANCHOR_FILE)).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir)).toEqual([AUDIT_ANCHOR_FILE]);
+  });
+
+  it('a writer killed before its rename leaves a temporary that the next start removes once a minute old', async () => {
+    const { dir, db, log } = await anchoredHub(1);
+    const stale = path.join(dir, `${AUDIT_ANCHOR_FILE}.0123456789ab.tmp`);
+    const fresh = path.join(dir, `${AUDIT_ANCHOR_FILE}.ba9876543210.tmp`);
+    writeFileSync(stale, '{');
+    writeFileSync(fresh, '{');
+    utimesSync(stale, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    const writer = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: (await loadOrCreateHubKeys(dir)).signingKey });
+    expect(writer.check(log)).toMatchObject({ ok: true });
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    db.close();
   });
 
   it('refuses a malformed file naming it', () => {
