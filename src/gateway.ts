@@ -61,7 +61,8 @@ import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
 import { readToken, Uploader } from './uplink/uploader.js';
 import { DeletionRequests } from './uplink/deletion-requests.js';
-import { cutUploads, holdUploads } from './uplink/local-only.js';
+import { cutUploads, expireHeldUploads, holdUploads } from './uplink/local-only.js';
+import { heldUploadCutoff } from './policy/withdrawal.js';
 
 export interface GatewayOptions {
   config: Config;
@@ -573,7 +574,10 @@ export class Gateway {
       this.#startIncidents.push(incident);
       this.bus.emit('incident', incident);
     }
-    this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => (this.#lastRetention = report));
+    this.#stopRetention = startRetentionTimer(store, retention, this.#o.retentionIntervalMs ?? HOUR, logger, (report) => {
+      this.#lastRetention = report;
+      this.#expireHeldUploads(report.lastRunAt);
+    });
     let uploads: UploadQueue | undefined;
     let stage: ((item: { objectId: string; path: string; bytes: number; kind: string }) => Promise<void>) | undefined;
     if (config.uplink.enabled) {
@@ -860,6 +864,25 @@ export class Gateway {
       clearInterval(timer);
       offs.forEach((off) => off());
     };
+  }
+
+  /**
+   * The retention sweep's part for the upload queue an unsigned stop holds: held uploads queued longer ago
+   * than `storage.retentionDays` are deleted, audited (policy/withdrawal.ts `heldUploadCutoff`).
+   */
+  #expireHeldUploads(at: number): void {
+    if (this.#outbox === undefined || this.#ledger === undefined) return;
+    try {
+      const cutoff = heldUploadCutoff(this.#ledger.records(), this.#o.config.storage.retentionDays, at);
+      if (cutoff === undefined) return;
+      const expired = expireHeldUploads(this.#outbox, cutoff);
+      if (expired.length === 0) return;
+      this.#audit?.append('deletion', { scope: 'retention', count: expired.length, reason: 'held-upload-retention', objectIds: expired.slice(0, 256) });
+      this.#o.logger.info({ deleted: expired.length }, 'held uploads past storage retention deleted');
+    } catch (error) {
+      // An unreadable ledger holds nothing (and deletes nothing); a staged file left behind goes with the next start's staging sweep.
+      this.#o.logger.warn({ err: error }, 'held upload retention failed; will retry');
+    }
   }
 
   /** Each running camera's health under its pseudonym: the only per-camera fact the clear state carries. */

@@ -101,3 +101,16 @@ export function destroyingWithdrawal(records: readonly ConsentRecord[], consent:
 export function isHeld(records: readonly ConsentRecord[], consent: ConsentName, limit: HoldLimit): boolean {
   return withdrawalState(records, consent).kind === 'stopped' && destroyingWithdrawal(records, consent, limit) === undefined;
 }
+
+/**
+ * The upload queue held by an unsigned stop is not kept forever either: it follows the store's own
+ * retention (`storage.retentionDays`, the household's configured policy for everything the hub keeps), so
+ * a held upload queued longer ago than that is deleted by the normal retention sweep, audited. Before then
+ * a signed grant sends it, a signed withdrawal or `data/delete` deletes it. Returns the cutoff (epoch ms:
+ * held uploads queued before it go), or undefined when the queue is not held (then it is sent, or was
+ * destroyed on entering local-only mode).
+ */
+export function heldUploadCutoff(records: readonly ConsentRecord[], retentionDays: number, now: number): number | undefined {
+  if (!heldByUnsignedStop(records, 'cloudUpload')) return undefined;
+  return now - retentionDays * 86_400_000;
+}

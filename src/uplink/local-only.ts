@@ -21,3 +21,12 @@ export async function cutUploads(uploader: Uploader, outbox: Outbox, reason: str
 export async function holdUploads(uploader: Pick<Uploader, 'stop'>): Promise<void> {
   await uploader.stop();
 }
+
+/**
+ * The held queue's retention (policy/withdrawal.ts `heldUploadCutoff`): deletes every held upload queued
+ * before `cutoff`, its row and its staged file, and returns their ids (for the audit record). The local copy
+ * in the store follows the store's retention on its own.
+ */
+export function expireHeldUploads(outbox: Pick<Outbox, 'destroyQueuedBefore'>, cutoff: number): string[] {
+  return outbox.destroyQueuedBefore(cutoff);
+}
