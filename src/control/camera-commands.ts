@@ -74,7 +74,8 @@ export function cameraCommands(deps: CameraCommandDeps): Record<string, CommandH
         if (deps.registry.has(camera.id)) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `camera ${camera.id} exists; use cameras/update`);
         deps.registry.put(camera, (await checkSealedPassword(deps.hubIdentity, args.sealedPassword)) ?? null);
         await deps.apply({ kind: 'added', camera });
-        return { cameraId: camera.id };
+        // The reply does not echo the id: the args travelled sealed, the signed reply is in clear.
+        return { added: true };
       },
     }),
     'cameras/update': defineHandler({
@@ -86,7 +87,7 @@ export function cameraCommands(deps: CameraCommandDeps): Record<string, CommandH
         if (!deps.registry.has(camera.id)) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `no app-managed camera ${camera.id}`);
         deps.registry.put(camera, await checkSealedPassword(deps.hubIdentity, args.sealedPassword));
         await deps.apply({ kind: 'updated', camera });
-        return { cameraId: camera.id };
+        return { updated: true };
       },
     }),
     'cameras/remove': defineHandler({
@@ -96,7 +97,7 @@ export function cameraCommands(deps: CameraCommandDeps): Record<string, CommandH
         guard(args.cameraId);
         if (!deps.registry.remove(args.cameraId)) throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `no app-managed camera ${args.cameraId}`);
         await deps.apply({ kind: 'removed', cameraId: args.cameraId });
-        return { cameraId: args.cameraId };
+        return { removed: true };
       },
     }),
   };

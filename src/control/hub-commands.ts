@@ -109,7 +109,15 @@ function cameraCommands(deps: HubCommandDeps): Record<string, CommandHandler> {
     handlers['config/get'] = defineHandler({ requires: 'none', args: noArgs, run: () => getConfig() });
   }
   if (applyConfig !== undefined) {
-    handlers['config/set'] = defineHandler({ requires: 'signature', args: settingsPatchSchema, run: (args) => applyConfig(args) });
+    // The reply does not echo the settings: the request's args travel sealed, the reply would give them away.
+    handlers['config/set'] = defineHandler({
+      requires: 'signature',
+      args: settingsPatchSchema,
+      run: async (args) => {
+        await applyConfig(args);
+        return { applied: true };
+      },
+    });
   }
   return handlers;
 }

@@ -138,7 +138,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     const camera = { id: 'garage', source: 'rtsp://127.0.0.1:1/videoMain', credentials: { username: 'admin' } };
     expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
     expect(await app.request('cameras/add', { camera: { ...camera, source: 'file:/etc/passwd' } }, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID' } });
-    expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: true })).toMatchObject({ status: 'ok', data: { cameraId: 'garage' } });
+    expect(await app.request('cameras/add', { camera, sealedPassword }, { sign: true })).toMatchObject({ status: 'ok', data: { added: true } });
     // The camera runs (nothing listens on port 1: it reports that, without the password anywhere).
     await waitFor('the new camera to report', () => gateway.state().cameras.find((c) => c.cameraId === 'garage')?.error !== undefined, 15_000);
     expect(gateway.state().cameras.find((c) => c.cameraId === 'garage')!.error!.code).toBe('CAMVEIL_E_CAMERA_UNREACHABLE');

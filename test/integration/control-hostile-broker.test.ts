@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runApp, type AppAction } from '../../src/commands/app.js';
 import { runPair } from '../../src/commands/pair.js';
 import { validateConfig } from '../../src/config/load.js';
-import { AppClient } from '../../src/control/app-client.js';
+import { AppClient, generateAppKey } from '../../src/control/app-client.js';
 import { openHubMessage, type PinnedHub } from '../../src/control/hub-message.js';
 import { decryptToBuffer } from '../../src/crypto/age-stream.js';
 import { loadOrCreateHubKeys, rawPublicKeyOf } from '../../src/crypto/hub-keys.js';
@@ -22,6 +22,12 @@ import { findPlaintext } from '../harness/plaintext-scan.js';
 import { waitFor } from '../harness/wait.js';
 
 const PASSWORD = 'garage-Secret-42';
+/** What request args carry that the broker must never read: a camera, settings, a person, device labels. */
+const CAMERA = { id: 'sidegate', name: 'Side Garage Door', source: 'rtsp://127.0.0.1:9/Streaming/Channels/4711', credentials: { username: 'admin' } };
+const MASK_CORNER = 0.123457;
+const PERSON = 'Ada Example';
+const PAIR_LABEL = 'Kitchen Phone of Anna';
+const DEVICE_LABEL = 'Grandma Tablet';
 
 /**
  * The broker as an adversary (issue 11): `camveil app` talks to the hubs through a man-in-the-middle proxy
@@ -147,7 +153,7 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     expect(saved.hubs).toEqual({});
 
     // Untampered, with a fresh code: the app pins exactly the hub's own keys.
-    const genuine = await app({ kind: 'pair', code: await pairingCode('hub-a'), identity: identityFile, label: 'phone' }, 'hub-a');
+    const genuine = await app({ kind: 'pair', code: await pairingCode('hub-a'), identity: identityFile, label: PAIR_LABEL }, 'hub-a');
     expect(genuine.code, genuine.out).toBe(0);
     const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { hubs: Record<string, PinnedHub> };
     expect(state.hubs['camveil/hub-a']).toEqual(pinned['hub-a']);
@@ -161,7 +167,14 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     const added = await app({ kind: 'cameras-add', id: 'cam9', source: 'rtsp://127.0.0.1:1/x', user: 'admin', passwordFile }, 'hub-a');
     expect(added.code, added.out).toBe(0);
     const request = proxy.publishes().find((p) => p.direction === 'toBroker' && p.packet.topic === 'camveil/hub-a/request/cameras/add');
-    const sealed = Buffer.from((requestPayload(request!.packet).args as { sealedPassword: string }).sealedPassword, 'base64');
+    // The args as a whole are sealed to the pinned hub recipient, the password once more inside them.
+    const payload = requestPayload(request!.packet);
+    expect(payload.args).toBeUndefined();
+    const sealedArgs = Buffer.from(payload.sealedArgs as string, 'base64');
+    await expect(decryptToBuffer(attacker.identity, sealedArgs)).rejects.toMatchObject({ code: 'CAMVEIL_E_DECRYPT_FAILED' });
+    const args = JSON.parse((await decryptToBuffer(hubIdentity['hub-a']!, sealedArgs)).toString()) as { camera: { id: string }; sealedPassword: string };
+    expect(args.camera.id).toBe('cam9');
+    const sealed = Buffer.from(args.sealedPassword, 'base64');
     await expect(decryptToBuffer(attacker.identity, sealed)).rejects.toMatchObject({ code: 'CAMVEIL_E_DECRYPT_FAILED' });
     expect((await decryptToBuffer(hubIdentity['hub-a']!, sealed)).toString()).toBe(PASSWORD);
 
@@ -277,6 +290,33 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     expect(JSON.parse(untampered.out)).toMatchObject({ status: 'ok', data: { state: { mode: { mode: 'cloud' } } } });
   }, 120_000);
 
+  it('request args reach the hub sealed: a named camera, settings, a person to enrol, a device label', async () => {
+    const client = await mqtt.connectAsync(proxy.url);
+    try {
+      const phone = new AppClient({ client, baseTopic: 'camveil', hubId: 'hub-a', stateFile, timeoutMs: 30_000 });
+      expect(await phone.request('cameras/add', { camera: CAMERA }, { sign: true })).toMatchObject({ status: 'ok' });
+      expect(gateways['hub-a']!.state().cameras.map((c) => c.cameraId)).toContain(CAMERA.id);
+      const mask = [[MASK_CORNER, 0.5], [1, 0.5], [1, 1]];
+      expect(await phone.request('config/set', { cameras: [{ id: 'porch', privacyMasks: [mask] }], retentionDays: 23 }, { sign: true })).toMatchObject({ status: 'ok' });
+      const tablet = generateAppKey();
+      expect(await phone.request('devices/add', { publicKey: tablet.publicKey, recipient, label: DEVICE_LABEL }, { sign: true })).toMatchObject({ status: 'ok', data: { keyId: tablet.keyId } });
+    } finally {
+      await client.endAsync();
+    }
+    // Enrolment: the hub has no face models configured, so it refuses; the name still crossed the broker.
+    const photo = path.join(root, 'ada.jpg');
+    writeFileSync(photo, 'not really a photo');
+    const enrol = await app({ kind: 'faces-enroll', name: PERSON, photos: [photo] }, 'hub-a');
+    expect(JSON.parse(enrol.out)).toMatchObject({ status: 'error', error: { code: expect.stringMatching(/UNKNOWN_COMMAND|CONSENT_REQUIRED/) as string } });
+    const sent = proxy.publishes().filter((p) => p.direction === 'toBroker' && /request\/(cameras\/add|config\/set|devices\/add|faces\/enroll|pair)$/.test(p.packet.topic));
+    expect(new Set(sent.map((p) => p.packet.topic.split('/request/')[1]))).toEqual(new Set(['cameras/add', 'config/set', 'devices/add', 'faces/enroll', 'pair']));
+    for (const p of sent) {
+      const payload = requestPayload(p.packet);
+      if (p.packet.topic.endsWith('/pair')) expect(payload.args).toMatchObject({ publicKey: expect.any(String) as string });
+      else expect(Object.keys(payload).sort()).toEqual(['base', 'command', 'hub', 'sealedArgs', 'seq', 'transaction', 'ts', 'v']);
+    }
+  }, 120_000);
+
   it('everything the broker saw holds no camera name, password, person name or activity in clear', () => {
     // Clear text: the raw bytes and every base64 payload inside them decoded (a request's payload is signed, not sealed).
     const decoded = proxy.publishes().flatMap((p) => {
@@ -290,7 +330,8 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     const clear = Buffer.concat([proxy.traffic(), ...decoded]);
     expect(clear.length).toBeGreaterThan(10_000);
     expect(clear.includes(Buffer.from('camveil/hub-a/state'))).toBe(true);
-    const needles = ['porch', 'Porch Camera', PASSWORD, 'Ada Example', '"active"', 'motion', 'known-face', 'unknown-face', 'framesOffered', '"clips"', '"events"'].map((n) => ({
+    const args = [CAMERA.id, CAMERA.name, '127.0.0.1:9', 'Streaming/Channels/4711', 'cam9', String(MASK_CORNER), PERSON, PAIR_LABEL, DEVICE_LABEL];
+    const needles = ['porch', 'Porch Camera', PASSWORD, '"active"', 'motion', 'known-face', 'unknown-face', 'framesOffered', '"clips"', '"events"', ...args].map((n) => ({
       label: n,
       bytes: Buffer.from(n),
     }));
