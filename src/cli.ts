@@ -253,7 +253,8 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
   const appConsent = app.command('consent').description("the household's consents: grant (signed), withdraw, accept-policy (signed)");
   const appCameras = app.command('cameras').description('cameras the app manages: add (password sealed to the hub), remove');
   const appFaces = app.command('faces').description('enrolled people: enroll and add-photos (photos sealed to the hub), list, sightings, correct');
-  type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string };
+  const appDevices = app.command('devices').description('other phones: key (this device\'s public key), add (signed; gives the new device the pinned hub keys)');
+  type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string; pinFrom?: string };
   const appCommand = (name: string, description: string, parent: Command = app) =>
     parent
       .command(name)
@@ -261,7 +262,8 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       .requiredOption('--broker <url>', 'the MQTT broker, e.g. mqtt://127.0.0.1:1883')
       .requiredOption('--hub <id>', 'the hub id (hub.id in its configuration)')
       .requiredOption('--state <file>', "the app's key and sequence number (created on first use, chmod 600)")
-      .option('--base-topic <topic>', 'MQTT base topic', 'camveil');
+      .option('--base-topic <topic>', 'MQTT base topic', 'camveil')
+      .option('--pin-from <file>', 'pin the hub keys in this bundle (from `devices add --out` on a paired device) before anything is sent');
   const runAppAction = async (action: import('./commands/app.js').AppAction, opts: AppGlobal) => {
     const { runApp } = await import('./commands/app.js');
     await run(() => runApp(action, opts, io))();
@@ -302,6 +304,26 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
           ...(opts.subSource === undefined ? {} : { subSource: opts.subSource }),
           ...(opts.user === undefined ? {} : { user: opts.user }),
           ...(opts.passwordFile === undefined ? {} : { passwordFile: opts.passwordFile }),
+        },
+        opts,
+      ),
+    );
+  appCommand('key', "this device's app key id and public key, for `devices add` on a paired device (creates --state)", appDevices).action((opts: AppGlobal) =>
+    runAppAction({ kind: 'devices-key' }, opts),
+  );
+  appCommand('add', "add another device's key (signed); prints, or writes to --out, the hub keys this app pinned, for that device's --pin-from", appDevices)
+    .requiredOption('--public-key <key>', "the new device's Ed25519 public key (base64, from its `devices key`)")
+    .requiredOption('--recipient <age1…>', "the new device's age recipient (its alerts are sealed to it)")
+    .option('--label <label>', 'a name for the new device')
+    .option('--out <file>', 'write the pinned-hub bundle {hubId, baseTopic, signingKey, recipient} here')
+    .action((opts: AppGlobal & { publicKey: string; recipient: string; label?: string; out?: string }) =>
+      runAppAction(
+        {
+          kind: 'devices-add',
+          publicKey: opts.publicKey,
+          recipient: opts.recipient,
+          ...(opts.label === undefined ? {} : { label: opts.label }),
+          ...(opts.out === undefined ? {} : { out: opts.out }),
         },
         opts,
       ),

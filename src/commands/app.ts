@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { AppClient } from '../control/app-client.js';
 import { enrolmentSubject, signGuardianAttestation } from '../control/guardian-attestation.js';
+import { pinnedHubSchema, type PinnedHub } from '../control/hub-message.js';
 import type { ControlResponse } from '../control/command.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
@@ -16,6 +17,11 @@ export interface AppOptions {
   hub: string;
   state: string;
   baseTopic?: string;
+  /**
+   * A pinned-hub bundle (`devices add --out` on a device already paired): pinned into `state` before
+   * anything is sent, for a device added with `devices/add` instead of the pairing code.
+   */
+  pinFrom?: string;
 }
 
 export type AppAction =
@@ -29,7 +35,9 @@ export type AppAction =
   | { kind: 'faces-correct'; sightingId: string; personId: string; verdict: 'is' | 'is-not'; unsigned?: boolean }
   | { kind: 'faces-sightings'; identity: string; limit?: number }
   | { kind: 'cameras-add'; id: string; source: string; subSource?: string; user?: string; passwordFile?: string }
-  | { kind: 'cameras-remove'; id: string };
+  | { kind: 'cameras-remove'; id: string }
+  | { kind: 'devices-key' }
+  | { kind: 'devices-add'; publicKey: string; recipient: string; label?: string; out?: string };
 
 /**
  * `camveil app …`: plays the phone app from a terminal, over MQTT only (API version 2). Its Ed25519 key,
@@ -49,6 +57,7 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
   const hubRecipient = (): Promise<string> => Promise.resolve(app.requirePinned().recipient);
   const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
   try {
+    if (opts.pinFrom !== undefined) app.pin(await readPinnedBundle(opts.pinFrom));
     let response: ControlResponse;
     switch (action.kind) {
       case 'pair': {
@@ -118,6 +127,21 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
       case 'cameras-remove':
         response = await app.request('cameras/remove', { cameraId: action.id }, { sign: true });
         break;
+      case 'devices-key':
+        // What a paired device needs to add this one (`devices add`): public, nothing secret.
+        io.stdout(JSON.stringify({ keyId: app.key.keyId, publicKey: app.key.publicKey }, null, 2));
+        return 0;
+      case 'devices-add': {
+        // The new device gets the hub keys this app pinned at pairing, never keys a reply named.
+        const pinned = app.requirePinned();
+        response = await app.request('devices/add', { publicKey: action.publicKey, recipient: action.recipient, ...(action.label === undefined ? {} : { label: action.label }) }, { sign: true });
+        if (response.status === 'ok') {
+          const bundle: PinnedHub = { hubId: pinned.hubId, baseTopic: pinned.baseTopic, signingKey: pinned.signingKey, recipient: pinned.recipient };
+          if (action.out !== undefined) await writeFile(action.out, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
+          response = { ...response, data: { ...(response.data as object), pinned: bundle } };
+        }
+        break;
+      }
       case 'faces-list': {
         response = await app.request('faces/list', {}, { sign: true });
         if (response.status === 'ok') {
@@ -152,4 +176,21 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     await app.stop();
     await client.endAsync();
   }
+}
+
+/**
+ * Reads a pinned-hub bundle `{hubId, baseTopic, signingKey, recipient}` written by `devices add --out`.
+ *
+ * @throws CamveilError `CAMVEIL_E_USAGE` naming the file when it is not one.
+ */
+async function readPinnedBundle(file: string): Promise<PinnedHub> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new CamveilError('CAMVEIL_E_USAGE', `${file}: not a pinned-hub bundle (the JSON camveil app devices add --out writes)`, { where: file, cause: error });
+  }
+  const parsed = pinnedHubSchema.safeParse(json);
+  if (!parsed.success) throw new CamveilError('CAMVEIL_E_USAGE', `${file}: not a pinned-hub bundle: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { where: file });
+  return parsed.data;
 }

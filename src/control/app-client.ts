@@ -121,6 +121,24 @@ export class AppClient {
   }
 
   /**
+   * Pins the hub's keys given by a device already paired with it (`camveil app devices add --out`, carried
+   * over a channel the broker does not control) and saves them in the state file. Never replaces keys
+   * pinned before: a bundle that differs from them is refused.
+   *
+   * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when the bundle names another hub or base topic, or
+   * differs from the keys this app already pinned for the hub.
+   */
+  pin(hub: PinnedHub): void {
+    if (hub.hubId !== this.#hubId || hub.baseTopic !== this.#baseTopic) throw unverified(`the pinned-hub bundle is for ${hub.baseTopic}/${hub.hubId}, not ${this.#hubKey}`, 'hub');
+    const known = this.pinned;
+    if (known !== undefined && (known.signingKey !== hub.signingKey || known.recipient !== hub.recipient)) {
+      throw unverified(`this app already pinned other keys for hub ${this.#hubId}: the bundle was not taken`, 'hub');
+    }
+    this.#hubs = { ...this.#hubs, [this.#hubKey]: hub };
+    this.#save();
+  }
+
+  /**
    * The pinned hub, for sealing to its recipient and checking its signatures.
    *
    * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when this app has not paired with the hub.
