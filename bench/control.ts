@@ -8,6 +8,7 @@ import { AuditLog } from '../src/audit/audit-log.js';
 import { AppClient } from '../src/control/app-client.js';
 import { defineHandler } from '../src/control/command.js';
 import { ControlPlane } from '../src/control/dispatcher.js';
+import { openSealedArgs } from '../src/control/envelope.js';
 import { startEmbeddedBroker } from '../src/control/embedded-broker.js';
 import { KeyRegistry } from '../src/control/key-registry.js';
 import { Pairing } from '../src/control/pairing.js';
@@ -23,7 +24,7 @@ import { openDatabase } from '../src/store/database.js';
  * the app verifies) over CAMVEIL_BENCH_REQUESTS requests (default 1,000), beside the same signed round trip
  * with empty args (nothing to seal or open: what sealing adds) and the baseline of a bare MQTT publish round
  * trip through the same broker (an echo client republishing the same bytes), interleaved so the machine's
- * load falls on all three alike; the byte sizes of a signed state, of padded sealed events, and of requests
+ * load falls on all three alike; sealing (the app's prepare) and opening (the hub's openSealedArgs) alone; the byte sizes of a signed state, of padded sealed events, and of requests
  * with their args sealed against the same args in clear.
  */
 function percentiles(samples: number[]): { p50: number; p99: number; max: number } {
@@ -116,6 +117,11 @@ export async function benchControl(): Promise<unknown> {
       await timed(prepareMs.empty, () => app!.prepare('bench/noop', {}, { sign: true }));
     }
 
+    // Opening alone (the hub's side, no broker).
+    const openMs: number[] = [];
+    const sealedSample = JSON.parse(Buffer.from((JSON.parse(sample.toString()) as { payload: string }).payload, 'base64').toString()) as { sealedArgs: string };
+    for (let i = 0; i < requests; i++) await timed(openMs, () => openSealedArgs(Buffer.from(sealedSample.sealedArgs, 'base64'), keys.identity));
+
     // Request sizes: args sealed (as sent) against the same args in clear (as before sealing).
     const requestBytes: Record<string, { sealed: number; clear: number }> = {};
     const camera = { camera: { id: 'garage', name: 'Garage door', source: 'rtsp://192.168.1.30:88/videoMain', credentials: { username: 'admin' } }, sealedPassword: 'x'.repeat(260) };
@@ -168,6 +174,7 @@ export async function benchControl(): Promise<unknown> {
       addedMsP50: Number((percentiles(signedMs).p50 - percentiles(rawMs).p50).toFixed(3)),
       sealingAddedMsP50: Number((percentiles(signedMs).p50 - percentiles(unsealedMs).p50).toFixed(3)),
       prepareMs: { sealedArgs: percentiles(prepareMs.sealed), emptyArgs: percentiles(prepareMs.empty) },
+      openSealedArgsMs: percentiles(openMs),
       requestBytes,
       bytesOnTheWire: seen,
     };
