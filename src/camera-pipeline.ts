@@ -60,7 +60,8 @@ class BystanderCheckFailed extends Error {}
 
 interface OpenEvent {
   eventId: string;
-  lastMotionAt: number;
+  /** On elapsed time (AnalysisFrame.elapsedMs): the post-roll is an interval. */
+  lastMotionElapsed: number;
   peakScore: number;
   peakFrame: AnalysisFrame;
 }
@@ -214,21 +215,21 @@ export class CameraPipeline {
     if (motion) {
       if (event === undefined) {
         const eventId = randomUUID();
-        this.#event = { eventId, lastMotionAt: frame.at, peakScore: score, peakFrame: frame };
+        this.#event = { eventId, lastMotionElapsed: frame.elapsedMs ?? frame.at, peakScore: score, peakFrame: frame };
         this.#events += 1;
         this.#o.bus.emit('motion.start', { cameraId, at: frame.at, score, ...(frame.mediaMs === undefined ? {} : { mediaMs: frame.mediaMs }) });
         this.#o.logger.info({ camera: cameraId, event: eventId, score }, 'motion started');
         this.#recorder.start(eventId, frame.at);
         return;
       }
-      event.lastMotionAt = frame.at;
+      event.lastMotionElapsed = frame.elapsedMs ?? frame.at;
       if (score > event.peakScore) {
         event.peakScore = score;
         event.peakFrame = frame;
       }
       return;
     }
-    if (event !== undefined && frame.at - event.lastMotionAt >= this.#o.recording.postRollSeconds * 1000) {
+    if (event !== undefined && (frame.elapsedMs ?? frame.at) - event.lastMotionElapsed >= this.#o.recording.postRollSeconds * 1000) {
       this.#o.bus.emit('motion.end', { cameraId, at: frame.at });
       this.#recorder.end('motion-stopped');
       this.#closeEvent();

@@ -147,7 +147,7 @@ export class MotionDetector {
     if (frame.width !== this.width || frame.height !== this.height || frame.data.length !== this.width * this.height * 3) {
       fail(`frame is ${frame.width}x${frame.height} (${frame.data.length} bytes), expected ${this.width}x${this.height} RGB24`);
     }
-    return this.compare(await this.downscale(frame.data), frame.at);
+    return this.compare(await this.downscale(frame.data), frame.elapsedMs ?? frame.at);
   }
 
   /** Privacy masks painted black first (on a copy), then greyscale, downscale and blur with sharp. */

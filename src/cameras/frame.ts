@@ -1,8 +1,14 @@
 /** A decoded analysis frame: packed RGB24, `width * height * 3` bytes. Lives in memory only. */
 export interface AnalysisFrame {
   cameraId: string;
-  /** Wall-clock time the frame was received, ms since the epoch. */
+  /** Wall-clock time the frame was received, ms since the epoch: what events and sightings are dated by. */
   at: number;
+  /**
+   * Elapsed time (src/clock.ts `monotonicMs`) when the frame was received: what intervals between frames
+   * (post-roll, the face matcher's windows, the background's pace) are measured on, so a step of the wall
+   * clock stretches none of them. Absent on frames not made by the ingest; `at` stands in then.
+   */
+  elapsedMs?: number;
   /** Increases by one per frame delivered by ffmpeg (dropped frames leave gaps). */
   seq: number;
   /**

@@ -1,5 +1,6 @@
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
+import { monotonicMs } from '../clock.js';
 import { asCamveilError, CamveilError } from '../errors.js';
 import type { CameraHealth } from '../events.js';
 import type { Logger } from '../log.js';
@@ -43,6 +44,7 @@ export interface CameraIngestOptions {
   /** Socket I/O timeout passed to ffmpeg for network sources. */
   ioTimeoutSeconds?: number;
   spawn?: typeof nodeSpawn;
+  /** Wall time (epoch ms) for what is reported: frame and fragment arrival, outages, `streamingSince`. */
   now?: () => number;
 }
 
@@ -169,7 +171,9 @@ export class CameraIngest {
       pipe?.end(text);
     }
     const stderr = new StderrTail();
-    const startedAt = this.#now();
+    // How long the run lasted is an interval: elapsed time, so a step of the wall clock cannot make an
+    // immediate refusal look like a camera that stayed silent for the whole socket timeout (or the reverse).
+    const startedAt = monotonicMs();
     const ioTimeoutMs = (this.#o.ioTimeoutSeconds ?? 10) * 1000;
     const stallMs = this.#o.stallTimeoutMs ?? 15_000;
     let stallTimer: NodeJS.Timeout | undefined;
@@ -206,6 +210,7 @@ export class CameraIngest {
       this.#o.handlers.onFrame({
         cameraId: this.#o.cameraId,
         at: this.#now(),
+        elapsedMs: monotonicMs(),
         seq: this.#frameSeq++,
         mediaMs,
         width: this.#o.analysis.width,
@@ -258,7 +263,7 @@ export class CameraIngest {
           finish(new CamveilError('CAMVEIL_E_STREAM_LOST', `${where}: stopped`, { where }));
         } else {
           const detail = stderr.text.trim() === '' ? `ffmpeg exited (${signal ?? `code ${code}`})` : stderr.text;
-          finish(classifyFfmpegFailure(detail, where, { streamed: receiving, lastedIoTimeout: this.#now() - startedAt >= ioTimeoutMs }));
+          finish(classifyFfmpegFailure(detail, where, { streamed: receiving, lastedIoTimeout: monotonicMs() - startedAt >= ioTimeoutMs }));
         }
       });
     });

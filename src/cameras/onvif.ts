@@ -1,5 +1,6 @@
 import onvif from 'node-onvif';
 import { z } from 'zod';
+import { monotonicMs } from '../clock.js';
 import { CamveilError } from '../errors.js';
 import { redactText, redactUrl } from '../redact.js';
 import { parseDeviceInformation, parseMac, protocolError, zodIssues, type DeviceFacts } from './device-facts.js';
@@ -87,14 +88,15 @@ export async function queryOnvifDevice(xaddr: string, creds?: OnvifCredentials, 
     ...(creds === undefined ? {} : { user: xmlEscape(creds.user), pass: creds.password }),
   });
 
-  const deadline = Date.now() + timeoutMs;
+  // A time limit: elapsed time, which a step of the wall clock does not move (src/clock.ts).
+  const deadline = monotonicMs() + timeoutMs;
   try {
     await withDeadline(device.init(), timeoutMs);
   } catch (error) {
     throw classifyOnvifError(error, xaddr, timeoutMs, password);
   }
   const facts = parseDeviceInformation(device.getInformation(), xaddr);
-  const mac = await readMac(device, xaddr, Math.max(1, deadline - Date.now()));
+  const mac = await readMac(device, xaddr, Math.max(1, deadline - monotonicMs()));
   if (mac !== undefined) facts.mac = mac;
 
   const profiles = parseProfiles(device.getProfileList(), xaddr);

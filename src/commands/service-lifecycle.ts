@@ -1,3 +1,4 @@
+import { monotonicMs } from '../clock.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -26,9 +27,10 @@ const STRAY_LOG_PER_MINUTE = 20;
  * Keeps the service alive through an unhandled promise rejection or an uncaught exception: each is logged
  * (`CAMVEIL_E_INTERNAL`, with the error) and the hub goes on, because a camera hub that exits on one stray
  * error loses the clip it holds in RAM and, under systemd's `Restart=on-failure`, crash-loops on a fault
- * that is still there after the restart. Returns a function that removes the handlers.
+ * that is still there after the restart. Returns a function that removes the handlers. The minute of the
+ * log limit is elapsed time (`now`), so a clock set back does not mute stray errors for an hour.
  */
-export function surviveStrayErrors(logger: Logger, now: () => number = Date.now): () => void {
+export function surviveStrayErrors(logger: Logger, now: () => number = monotonicMs): () => void {
   let windowStart = now();
   let logged = 0;
   let suppressed = 0;

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../../audit/audit-log.js';
+import { monotonicMs } from '../../clock.js';
 import type { Manifest } from '../../crypto/manifest.js';
 import { newObjectId, sealObject } from '../../crypto/sealed-object.js';
 import type { CamveilEvents, EventBus } from '../../events.js';
@@ -66,7 +67,10 @@ export interface FaceAlbumsOptions {
   /** Sightings older than this are dropped: retention has deleted their events. */
   retentionDays: () => number;
   audit?: AuditLog;
+  /** Wall time (epoch ms): album times, retention cutoffs, retired and deletion records. */
   now?: () => number;
+  /** Elapsed time (src/clock.ts): the publish interval and retry holds, which a step of the wall clock must not stretch. */
+  monotonic?: () => number;
   /** How often sightings past retention are dropped (default hourly). */
   sweepMs?: number;
 }
@@ -85,9 +89,15 @@ export class FaceAlbums {
   readonly #rows: FaceAlbumRows;
   readonly #deletions: DeletionRequests;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   #albums = new Map<string, AlbumState>();
-  /** Per person: not tried again before (after the gate said no or sealing failed). */
+  /** Per person, on elapsed time: not tried again before (after the gate said no or sealing failed). */
   readonly #notBefore = new Map<string, number>();
+  /**
+   * Per person, on elapsed time: when the last album was sealed. `publishedAt` in the row is wall time (it
+   * outlives the process); the interval is timed from this, so a step back of the clock adds no wait.
+   */
+  readonly #publishedElapsed = new Map<string, number>();
   #chain: Promise<void> = Promise.resolve();
   #offs: Array<() => void> = [];
   #timers: NodeJS.Timeout[] = [];
@@ -100,6 +110,7 @@ export class FaceAlbums {
     this.#rows = new FaceAlbumRows(options.db, options.hub);
     this.#deletions = new DeletionRequests(options.db);
     this.#now = options.now ?? Date.now;
+    this.#monotonic = options.monotonic ?? monotonicMs;
   }
 
   /** Loads the albums, settles what an earlier run left, and starts listening. */
@@ -108,6 +119,14 @@ export class FaceAlbums {
     this.#running = true;
     const { albums, dropped } = await this.#rows.loadAll();
     this.#albums = albums;
+    // An album sealed by an earlier run: its interval counts from then, as far as the wall clock can tell,
+    // but never from a time still ahead (the clock went back since): then it counts from now.
+    const wall = this.#now();
+    const elapsed = this.#monotonic();
+    this.#publishedElapsed.clear();
+    for (const [personId, album] of albums) {
+      if (album.publishedAt !== undefined) this.#publishedElapsed.set(personId, elapsed - Math.max(0, wall - album.publishedAt));
+    }
     if (dropped > 0) this.#o.logger.warn({ dropped }, 'face albums: rows that did not open with the hub key were deleted');
     await this.#run(async () => {
       this.#check();
@@ -185,20 +204,21 @@ export class FaceAlbums {
     this.#publishTimer = undefined;
     if (!this.#running || this.#o.uploads === undefined) return;
     let next = Infinity;
-    for (const [personId, album] of this.#albums) if (album.dirty) next = Math.min(next, this.#dueAt(personId, album));
+    for (const [personId, album] of this.#albums) if (album.dirty) next = Math.min(next, this.#dueAt(personId));
     if (next === Infinity) return;
-    this.#publishTimer = setTimeout(() => void this.#run(() => this.#publishDue(false)), Math.max(0, next - this.#now()));
+    this.#publishTimer = setTimeout(() => void this.#run(() => this.#publishDue(false)), Math.max(0, next - this.#monotonic()));
     this.#publishTimer.unref();
   }
 
-  #dueAt(personId: string, album: AlbumState): number {
-    return Math.max((album.publishedAt ?? -Infinity) + this.#o.settings.intervalMs, this.#notBefore.get(personId) ?? -Infinity);
+  /** On elapsed time. */
+  #dueAt(personId: string): number {
+    return Math.max((this.#publishedElapsed.get(personId) ?? -Infinity) + this.#o.settings.intervalMs, this.#notBefore.get(personId) ?? -Infinity);
   }
 
   async #publishDue(all: boolean): Promise<void> {
-    const now = this.#now();
+    const now = this.#monotonic();
     for (const [personId, album] of [...this.#albums]) {
-      if (album.dirty && (all || this.#dueAt(personId, album) <= now)) await this.#publish(personId, album);
+      if (album.dirty && (all || this.#dueAt(personId) <= now)) await this.#publish(personId, album);
     }
     this.#schedule();
   }
@@ -208,10 +228,11 @@ export class FaceAlbums {
     const { uploads, settings, logger } = this.#o;
     if (uploads === undefined) return;
     const now = this.#now();
+    const elapsed = this.#monotonic();
     const gate = this.#o.mayUpload('face-album');
     if (!gate.allowed) {
       // Nothing is sealed for the household while it could not go out; the change waits, sealed to the hub.
-      this.#notBefore.set(personId, now + settings.intervalMs);
+      this.#notBefore.set(personId, elapsed + settings.intervalMs);
       logger.debug({ reason: gate.reason }, 'face album held by the gate');
       return;
     }
@@ -245,13 +266,14 @@ export class FaceAlbums {
       const body = sealObject(this.#o.recipients(), manifest, Buffer.from(JSON.stringify(content), 'utf8'));
       stored = await this.#o.store.put({ objectId, kind: 'face-album', capturedAt: now, body });
     } catch (error) {
-      this.#notBefore.set(personId, now + settings.intervalMs);
+      this.#notBefore.set(personId, elapsed + settings.intervalMs);
       logger.error({ err: error, object: objectId }, 'face album not stored; will retry');
       return;
     }
     const previous = album.objectId;
     album.objectId = objectId;
     album.publishedAt = now;
+    this.#publishedElapsed.set(personId, elapsed);
     album.dirty = false;
     this.#notBefore.delete(personId);
     await this.#rows.save(personId, album);
@@ -319,6 +341,7 @@ export class FaceAlbums {
     const objectId = this.#albums.get(personId)?.objectId;
     this.#albums.delete(personId);
     this.#notBefore.delete(personId);
+    this.#publishedElapsed.delete(personId);
     this.#rows.delete(personId);
     const ids = objectId === undefined ? [] : [objectId];
     this.#retire(ids);

@@ -1,5 +1,6 @@
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { AnalysisFrame } from '../../cameras/frame.js';
+import { monotonicMs } from '../../clock.js';
 import type { EventBus } from '../../events.js';
 import type { Logger } from '../../log.js';
 import type { GateDecision } from '../../policy/gate.js';
@@ -50,6 +51,7 @@ export interface FaceStageOptions {
   queueCapacity?: number;
   matcher?: MatcherOptions;
   auditIntervalMs?: number;
+  /** Elapsed time for the audit interval and the worker's retry hold (default `monotonicMs`, src/clock.ts). */
   now?: () => number;
   /** While models are loaded, how often to check whether any camera may still use them (default 5 000 ms). */
   reconcileMs?: number;
@@ -134,7 +136,7 @@ export class FaceStage {
 
   constructor(options: FaceStageOptions) {
     this.#o = options;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicMs;
     this.#queue = new FrameQueue<Job>(options.queueCapacity ?? 2, () => {
       this.#outstanding -= 1;
     });
@@ -311,7 +313,8 @@ export class FaceStage {
     // worked out only for cameras whose clips are blurred.
     const log = this.#o.bystanders;
     if (log?.watching(job.cameraId) !== undefined) log.record(job.cameraId, frame.at, bystanderBoxes(result.faces, result.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD));
-    const sightings = this.#matcher.observe(job.cameraId, frame.at, result.descriptors);
+    // The matcher's windows are intervals: elapsed time, so a clock set back does not mute a person for an hour.
+    const sightings = this.#matcher.observe(job.cameraId, frame.elapsedMs ?? frame.at, result.descriptors);
     if (sightings.length === 0) return;
     // A withdrawal while the frame was in the worker: nothing from it is kept or reported.
     if (!this.#allowedNow(job.cameraId)) return;
