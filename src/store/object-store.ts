@@ -3,6 +3,7 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Database from 'better-sqlite3';
+import { monotonicMs } from '../clock.js';
 import type { ObjectKind } from '../crypto/manifest.js';
 import { OBJECT_ID_PATTERN } from '../crypto/manifest.js';
 import { CamveilError } from '../errors.js';
@@ -68,8 +69,12 @@ export interface ObjectQuery {
   before?: number;
   /** 100 when absent. */
   limit?: number;
-  /** By capture time; newest first when absent. */
-  order?: 'newest' | 'oldest';
+  /**
+   * By capture time (newest first when absent), or `stored`: in the order the objects were stored, first
+   * stored first. Capture times are wall time and a step of the clock re-orders them; the order of storing
+   * (the table's rowid) never goes back, so quota eviction uses it.
+   */
+  order?: 'newest' | 'oldest' | 'stored';
 }
 
 export type { RecoveryReport } from './recovery.js';
@@ -81,8 +86,8 @@ export interface ObjectStoreOptions {
   now?: () => number;
   /**
    * When set, `put` keeps the store within `quotaBytes`: before committing a new object it applies retention
-   * with the quota lowered by the object's size, so the oldest objects make room and the new one is never
-   * the one evicted. A body larger than the whole quota is refused while it streams.
+   * with the quota lowered by the object's size, so the objects stored first make room and the new one is
+   * never the one evicted. A body larger than the whole quota is refused while it streams.
    */
   retention?: RetentionOptions;
 }
@@ -114,6 +119,8 @@ export class ObjectStore {
   readonly #writing = new Set<string>();
   /** The write failures since the last write that succeeded: reported once per burst, not per object. */
   #failing: { count: number; since: number; code: string | undefined } | undefined;
+  /** When the failures began, on elapsed time: `since` is wall time for the state, this times the burst. */
+  #failingElapsed = 0;
   #lastRecovery: RecoveryReport | undefined;
 
   private constructor(options: ObjectStoreOptions) {
@@ -246,6 +253,7 @@ export class ObjectStore {
       return;
     }
     this.#failing = { count: 1, since: this.#now(), code };
+    this.#failingElapsed = monotonicMs();
     // Once per burst: a full disk fails every clip, snapshot and event record until space returns.
     this.#logger.error(
       { code: error.code, err: error, freeBytes: this.freeBytes() },
@@ -255,9 +263,9 @@ export class ObjectStore {
 
   #writeSucceeded(): void {
     if (this.#failing === undefined) return;
-    const { count, since, code } = this.#failing;
+    const { count, code } = this.#failing;
     this.#failing = undefined;
-    this.#logger.info({ failedWrites: count, failingForMs: this.#now() - since, cause: code }, 'store: writes succeed again');
+    this.#logger.info({ failedWrites: count, failingForMs: Math.round(monotonicMs() - this.#failingElapsed), cause: code }, 'store: writes succeed again');
   }
 
   get(objectId: string): StoredObject | undefined {
@@ -266,12 +274,14 @@ export class ObjectStore {
   }
 
   list(query: ObjectQuery = {}): StoredObject[] {
-    const order = query.order === 'oldest' ? 'ASC' : 'DESC';
+    const direction = query.order === 'oldest' ? 'ASC' : 'DESC';
+    // A rowid without AUTOINCREMENT is one more than the largest in the table, so it only grows while rows live.
+    const order = query.order === 'stored' ? 'rowid ASC' : `captured_at ${direction}, object_id ${direction}`;
     const rows = this.#db
       .prepare<[Record<string, string | number | null>], ObjectRow>(
         `SELECT * FROM store_objects
          WHERE (@kind IS NULL OR kind = @kind) AND (@camera IS NULL OR camera_id = @camera) AND (@before IS NULL OR captured_at < @before)
-         ORDER BY captured_at ${order}, object_id ${order} LIMIT @limit`,
+         ORDER BY ${order} LIMIT @limit`,
       )
       .all({ kind: query.kind ?? null, camera: query.cameraId ?? null, before: query.before ?? null, limit: query.limit ?? 100 });
     return rows.map((row) => this.#toObject(row));

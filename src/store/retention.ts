@@ -9,7 +9,7 @@ const BATCH = 256;
 export interface RetentionOptions {
   /** Objects captured more than this many days ago are deleted. */
   retentionDays: number;
-  /** Then the oldest objects are deleted until the store holds at most this many bytes. */
+  /** Then the objects stored first are deleted until the store holds at most this many bytes. */
   quotaBytes: number;
   /**
    * Disk space to leave free (bytes): when the store can tell the free space of its disk, the quota is capped
@@ -41,9 +41,13 @@ export interface RetentionReport extends RetentionResult {
 type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pruneEvents'> & Partial<Pick<ObjectStore, 'freeBytes'>>;
 
 /**
- * Deletes objects captured before `now - retentionDays`, then the oldest (by capture time, then id) until the
- * total is at most `quotaBytes`, then events that ended before the age cutoff and have no object left.
- * Synchronous: no `put` can commit in the middle of a run.
+ * Deletes objects captured before `now - retentionDays`, then the ones stored first until the total is at
+ * most `quotaBytes`, then events that ended before the age cutoff and have no object left. Synchronous: no
+ * `put` can commit in the middle of a run.
+ *
+ * Age is wall time, as the README's "Clocks" says: a day's retention is a day by the calendar, and a step
+ * of the clock moves the cutoff by as much. The quota goes by the order of storing, not by capture time: a
+ * step back would make the newest objects look the oldest, and the quota would take them first.
  */
 export function applyRetention(store: RetentionTarget, options: RetentionOptions): RetentionResult {
   const now = options.now ?? Date.now();
@@ -65,7 +69,7 @@ export function applyRetention(store: RetentionTarget, options: RetentionOptions
   const quota = Math.max(0, Math.min(options.quotaBytes, cap));
   result.effectiveQuotaBytes = quota;
   while (total > quota) {
-    const batch = store.list({ order: 'oldest', limit: BATCH });
+    const batch = store.list({ order: 'stored', limit: BATCH });
     if (batch.length === 0) break;
     for (const object of batch) {
       if (total <= quota) break;

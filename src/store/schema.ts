@@ -10,6 +10,10 @@
  *
  * A face album (`face-album`) is stored with neither camera nor event: which person it belongs to, and
  * which events it lists, exist only inside its age file and in the hub-sealed rows of face-album-rows.ts.
+ *
+ * `store_objects` keeps SQLite's implicit rowid: it is the order objects were stored in, which quota
+ * eviction follows (retention.ts). Never make the table WITHOUT ROWID, and copy rows in rowid order when
+ * rebuilding it (step 2's plain SELECT scans in rowid order).
  */
 export const STORE_MODULE = 'store';
 

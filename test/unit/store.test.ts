@@ -258,7 +258,7 @@ describe('retention', () => {
     expect(store.listEvents().map((e) => e.eventId)).toEqual(['new']);
   });
 
-  it('property: after a run the total is within quota and the newest objects remain', async () => {
+  it('property: after a run the total is within quota and the young objects stored last remain', async () => {
     const size = ciphertext.length;
     await fc.assert(
       fc.asyncProperty(
@@ -274,9 +274,10 @@ describe('retention', () => {
           const young = ages.filter((a) => a <= retentionDays * DAY).length;
           const expected = Math.min(young, Math.floor(quotaBytes / size));
           expect(store.count()).toBe(expected);
-          const kept = store.list({ order: 'oldest', limit: 1000 });
-          const all = [...ages].sort((a, b) => a - b).slice(0, expected);
-          expect(kept.map((o) => NOW - o.capturedAt).sort((a, b) => a - b)).toEqual(all);
+          // The quota takes the objects stored first, whatever their capture times say.
+          const kept = store.list({ order: 'stored', limit: 1000 });
+          const youngInOrder = ages.filter((a) => a <= retentionDays * DAY);
+          expect(kept.map((o) => NOW - o.capturedAt)).toEqual(youngInOrder.slice(youngInOrder.length - expected));
           expect(objectFiles()).toHaveLength(expected);
         },
       ),
@@ -300,5 +301,25 @@ describe('retention', () => {
     });
     expect(store.count()).toBe(3);
     expect(objectFiles()).toHaveLength(3);
+  });
+
+  it('quota eviction follows the order of storing: after the clock steps back an hour, the newest objects stay though their capture times are the earliest', async () => {
+    const size = ciphertext.length;
+    const HOUR = 3_600_000;
+    const store = openStore({ retention: { retentionDays: 30, quotaBytes: 4 * size } });
+    const before = [];
+    for (let i = 0; i < 3; i++) before.push(await putBytes(store, ciphertext, NOW + i * 1000));
+    // The wall clock goes back an hour: what is captured now has the smallest capture times in the store.
+    const after = [];
+    for (let i = 0; i < 3; i++) after.push(await putBytes(store, ciphertext, NOW - HOUR + i * 1000));
+    const ids = (objects: Array<{ objectId: string }>) => objects.map((o) => o.objectId);
+    // Making room for each new object took the ones stored first.
+    expect(ids(store.list({ order: 'stored', limit: 10 }))).toEqual([before[2]!.objectId, ...ids(after)]);
+    // The retention timer's run does the same.
+    const run = applyRetention(store, { retentionDays: 30, quotaBytes: 2 * size, now: NOW - HOUR + 3000 });
+    expect(run).toMatchObject({ deletedForAge: 0, deletedForQuota: 2 });
+    expect(ids(store.list({ order: 'stored', limit: 10 }))).toEqual(ids(after.slice(1)));
+    // Age still goes by capture time (wall time, as documented): the cutoff deletes by it.
+    expect(store.list({ order: 'oldest', limit: 1 })[0]!.objectId).toBe(after[1]!.objectId);
   });
 });
