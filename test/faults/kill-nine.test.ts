@@ -1,18 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decryptToBuffer } from '../../src/crypto/age-stream.js';
 import { startReceiver, type Receiver } from '../../src/receiver/server.js';
+import { runCamveil, startHub } from '../harness/hub-process.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { motionVideo } from '../harness/video.js';
 import { waitFor } from '../harness/wait.js';
 
-const BIN = fileURLToPath(new URL('../../bin/camveil.js', import.meta.url));
 const TRIALS = Number(process.env.CAMVEIL_FAULT_TRIALS ?? 20);
 const SEED = 20261204;
 const TOKEN = 'kill-nine-upload-token-0123456789';
@@ -27,28 +25,6 @@ function seeded(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function run(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('close', (code) => resolve({ code, out }));
-  });
-}
-
-/** Starts `camveil run`; resolves once the gateway has started (its log says so). */
-async function startHub(config: string): Promise<{ child: ChildProcess; log: () => string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d: Buffer) => (log += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-  await waitFor('the hub to start', () => log.includes('gateway starting') || child.exitCode !== null, 60_000);
-  if (child.exitCode !== null) throw new Error(`camveil run exited ${child.exitCode}: ${log}`);
-  return { child, log: () => log, exited };
 }
 
 function rows<T>(dataDir: string, sql: string): T[] {
@@ -109,7 +85,7 @@ describeWithPeers(['ffmpeg'], `fault: kill -9 of the hub at ${TRIALS} seeded ran
       ].join('\n'),
     );
     for (const args of [['accept-policy', '2021-10-31'], ['grant', 'localRecording'], ['grant', 'cloudUpload']]) {
-      const r = await run(['consent', ...args, '--config', config]);
+      const r = await runCamveil(['consent', ...args, '--config', config]);
       expect(r.code, r.out).toBe(0);
     }
   }, 120_000);
@@ -138,8 +114,7 @@ describeWithPeers(['ffmpeg'], `fault: kill -9 of the hub at ${TRIALS} seeded ran
     const before = stored().length;
     await waitFor('a new object and an empty queue', () => stored().length > before && pending() === 0, 120_000);
     const drained = new Set(stored().map((o) => o.object_id));
-    hub.child.kill('SIGTERM');
-    expect(await hub.exited).toBe(0);
+    expect(await hub.stop()).toBe(0);
 
     const objects = stored();
     const outbox = rows<{ object_id: string; state: string }>(dataDir, 'SELECT object_id, state FROM uplink_outbox');
@@ -169,7 +144,7 @@ describeWithPeers(['ffmpeg'], `fault: kill -9 of the hub at ${TRIALS} seeded ran
       expect({ file, mp4: head.subarray(4, 8).toString('latin1') === 'ftyp', jpeg: head[0] === 0xff && head[1] === 0xd8 }).toEqual({ file, mp4: false, jpeg: false });
     }
     // The audit chain survived every kill.
-    const verify = await run(['audit', 'verify', '--data-dir', dataDir]);
+    const verify = await runCamveil(['audit', 'verify', '--data-dir', dataDir]);
     expect(verify.code, verify.out).toBe(0);
     console.info(JSON.stringify({ trials: TRIALS, killedAfterMs: kills, objects: objects.length, uploads: receiver.received().length, distinctInCloud: inCloud.size }));
   }, 600_000);
