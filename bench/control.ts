@@ -12,6 +12,7 @@ import { openSealedArgs } from '../src/control/envelope.js';
 import { startEmbeddedBroker } from '../src/control/embedded-broker.js';
 import { KeyRegistry } from '../src/control/key-registry.js';
 import { Pairing } from '../src/control/pairing.js';
+import { openReply, sealReply } from '../src/control/sealed-reply.js';
 import { connectOptions } from '../src/control/topics.js';
 import { loadOrCreateHubKeys } from '../src/crypto/hub-keys.js';
 import { silentLogger } from '../src/log.js';
@@ -24,7 +25,7 @@ import { openDatabase } from '../src/store/database.js';
  * the app verifies) over CAMVEIL_BENCH_REQUESTS requests (default 1,000), beside the same signed round trip
  * with empty args (nothing to seal or open: what sealing adds) and the baseline of a bare MQTT publish round
  * trip through the same broker (an echo client republishing the same bytes), interleaved so the machine's
- * load falls on all three alike; sealing (the app's prepare) and opening (the hub's openSealedArgs) alone; the byte sizes of a signed state, of padded sealed events, and of requests
+ * load falls on all three alike; sealing (the app's prepare) and opening (the hub's openSealedArgs) alone; sealing a reply's result (the hub) and opening it (the app) alone; the byte sizes of a signed state, of padded sealed events, and of requests
  * with their args sealed against the same args in clear.
  */
 function percentiles(samples: number[]): { p50: number; p99: number; max: number } {
@@ -72,7 +73,7 @@ export async function benchControl(): Promise<unknown> {
     for (let i = 0; i < 5; i++) {
       const client = await mqtt.connectAsync(broker.url);
       clients.push(client);
-      app = new AppClient({ client, baseTopic: 'camveil', hubId: 'bench', timeoutMs: 30_000 });
+      app = new AppClient({ client, baseTopic: 'camveil', hubId: 'bench', timeoutMs: 30_000, identity });
       const { code } = pairing.createPairingCode(Date.now());
       const t0 = performance.now();
       const r = await app.pair(code, recipient);
@@ -121,6 +122,20 @@ export async function benchControl(): Promise<unknown> {
     const openMs: number[] = [];
     const sealedSample = JSON.parse(Buffer.from((JSON.parse(sample.toString()) as { payload: string }).payload, 'base64').toString()) as { sealedArgs: string };
     for (let i = 0; i < requests; i++) await timed(openMs, () => openSealedArgs(Buffer.from(sealedSample.sealedArgs, 'base64'), keys.identity));
+
+    // Replies: sealing a result (the hub's reply path) and opening it (the app), alone; and the reply sizes.
+    const replySealMs: number[] = [];
+    const replyOpenMs: number[] = [];
+    const reply = { status: 'ok' as const, transaction: 't', data: { cameras: cameras.map((c) => ({ id: c.cameraId, name: 'Garage door', health: 'streaming' })) } };
+    let wire = await sealReply('cameras/list', reply, [recipient]);
+    for (let i = 0; i < requests; i++) {
+      await timed(replySealMs, async () => (wire = await sealReply('cameras/list', reply, [recipient])));
+      await timed(replyOpenMs, () => openReply('cameras/list', wire, [identity]));
+    }
+    const replyBytes = {
+      cameraList4: JSON.stringify(wire).length,
+      error: JSON.stringify(await sealReply('x', { data: {}, status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID', message: 'args: cameras.0.id: Invalid input' } }, [recipient])).length,
+    };
 
     // Request sizes: args sealed (as sent) against the same args in clear (as before sealing).
     const requestBytes: Record<string, { sealed: number; clear: number }> = {};
@@ -175,6 +190,9 @@ export async function benchControl(): Promise<unknown> {
       sealingAddedMsP50: Number((percentiles(signedMs).p50 - percentiles(unsealedMs).p50).toFixed(3)),
       prepareMs: { sealedArgs: percentiles(prepareMs.sealed), emptyArgs: percentiles(prepareMs.empty) },
       openSealedArgsMs: percentiles(openMs),
+      sealReplyMs: percentiles(replySealMs),
+      openReplyMs: percentiles(replyOpenMs),
+      replyJsonBytes: replyBytes,
       requestBytes,
       bytesOnTheWire: seen,
     };

@@ -115,7 +115,7 @@ export async function benchSoak(): Promise<object> {
   const { code } = new Pairing(db).createPairingCode(Date.now());
   db.close();
   const appMqtt = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 1000 });
-  const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'soak', timeoutMs: 10_000 });
+  const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'soak', timeoutMs: 10_000, identity });
   const paired = await app.pair(code, recipient);
   if (paired.status !== 'ok') throw new Error('soak: pairing failed');
   let answered = 0;

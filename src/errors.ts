@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_NOT_AUTHORISED: 'An MQTT command that widens data flow arrived without a signature by a paired app key',
   CAMVEIL_E_STATE_UNSAFE: 'The hub refused to publish its state because it looks like it holds a secret',
   CAMVEIL_E_REPLY_TOO_LARGE: 'An MQTT reply (a sealed export) would be larger than its cap; nothing was sent or recorded',
+  CAMVEIL_E_REPLY_SEALED: "A hub reply's result is sealed and this app cannot open it: no identity given, or its identity is not among the household and paired phones' recipients",
   CAMVEIL_E_INTERNAL: 'An unexpected internal error',
 } as const;
 

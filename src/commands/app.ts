@@ -22,6 +22,11 @@ export interface AppOptions {
    * anything is sent, for a device added with `devices/add` instead of the pairing code.
    */
   pinFrom?: string;
+  /**
+   * The phone's age identity file, for actions that take none themselves: it opens the hub's sealed replies.
+   * Without it (and without the action's own), the one given last time is used (remembered in `state`).
+   */
+  identity?: string;
 }
 
 export type AppAction =
@@ -58,24 +63,31 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
   const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
   try {
     if (opts.pinFrom !== undefined) app.pin(await readPinnedBundle(opts.pinFrom));
+    // Every reply's result is sealed to the household and the paired phones: opened with the identity given
+    // here, or the one given last time (its path is remembered in the state file).
+    const identityFile = ('identity' in action ? action.identity : undefined) ?? opts.identity ?? app.identityFile;
+    const identities = identityFile === undefined ? undefined : await parseIdentityFile(await readFile(identityFile, 'utf8'), identityFile);
+    if (identities !== undefined && identityFile !== undefined) {
+      app.useIdentity(identities);
+      if (action.kind !== 'events') app.rememberIdentityFile(identityFile);
+    }
     let response: ControlResponse;
     switch (action.kind) {
       case 'pair': {
-        const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
-        const recipient = await recipientOf(identities[0]!, action.identity);
+        const recipient = await recipientOf(identities![0]!, action.identity);
         response = await app.pair(action.code, recipient, action.label);
         break;
       }
       case 'status': {
-        response = await app.request('status', {}, { sign: false });
-        const data = response.data as { health?: unknown; sealed?: string };
-        if (response.status === 'ok' && action.identity !== undefined && typeof data.sealed === 'string') {
-          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
-          const state = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealed, 'base64'))).toString('utf8')) as unknown;
-          // The hub's signed audit head: lower than one seen before is a rollback (CAMVEIL_E_AUDIT_ROLLBACK).
-          app.observeState(state);
-          response = { ...response, data: { health: data.health, state } };
+        if (identities === undefined) {
+          // Nothing to open a sealed reply with: the clear health of the signed retained state is what there is.
+          const { health } = await app.readState();
+          response = { data: { health }, status: 'ok' };
+          break;
         }
+        response = await app.request('status', {}, { sign: false });
+        // The hub's signed audit head: lower than one seen before is a rollback (CAMVEIL_E_AUDIT_ROLLBACK).
+        if (response.status === 'ok') app.observeState((response.data as { state?: unknown }).state);
         break;
       }
       case 'consent': {
@@ -102,9 +114,9 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
       case 'faces-sightings': {
         response = await app.request('faces/sightings', action.limit === undefined ? {} : { limit: action.limit }, { sign: true });
         if (response.status === 'ok') {
+          // Sealed once more inside, to the phone that asked (face-commands.ts).
           const data = response.data as { count: number; sealedSightings: string };
-          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
-          const sightings = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealedSightings, 'base64'))).toString('utf8')) as unknown;
+          const sightings = JSON.parse((await decryptToBuffer(identities!, Buffer.from(data.sealedSightings, 'base64'))).toString('utf8')) as unknown;
           response = { ...response, data: { count: data.count, sightings } };
         }
         break;
@@ -146,15 +158,13 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         response = await app.request('faces/list', {}, { sign: true });
         if (response.status === 'ok') {
           const data = response.data as { people: object[]; sealedNames: string };
-          const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
-          const names = JSON.parse((await decryptToBuffer(identities[0]!, Buffer.from(data.sealedNames, 'base64'))).toString('utf8')) as unknown;
+          const names = JSON.parse((await decryptToBuffer(identities!, Buffer.from(data.sealedNames, 'base64'))).toString('utf8')) as unknown;
           response = { ...response, data: { people: data.people, names } };
         }
         break;
       }
       case 'events': {
-        const identities = await parseIdentityFile(await readFile(action.identity, 'utf8'), action.identity);
-        const stop = await app.followEvents(identities[0]!, (event) => io.stdout(JSON.stringify(event)), (error) =>
+        const stop = await app.followEvents(identities!, (event) => io.stdout(JSON.stringify(event)), (error) =>
           io.stderr(`camveil: an event could not be opened: ${error instanceof Error ? error.message : String(error)}`),
         );
         await untilStopRequested(action.for);
@@ -169,7 +179,8 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     return response.status === 'ok' ? 0 : 1;
   } catch (error) {
     // What the broker forged or tampered with is reported as what it is, never as the hub's answer.
-    if (!(error instanceof CamveilError) || (error.code !== 'CAMVEIL_E_HUB_UNVERIFIED' && error.code !== 'CAMVEIL_E_AUDIT_ROLLBACK')) throw error;
+    // A reply this app cannot open is reported the same way (its code says why), never as garbage.
+    if (!(error instanceof CamveilError) || !REPORTED_CODES.has(error.code)) throw error;
     io.stdout(JSON.stringify({ data: {}, status: 'error', error: { code: error.code, message: error.message } }, null, 2));
     return 1;
   } finally {
@@ -177,6 +188,9 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     await client.endAsync();
   }
 }
+
+/** Refusals printed as an error reply (exit 1) rather than thrown. */
+const REPORTED_CODES: ReadonlySet<string> = new Set(['CAMVEIL_E_HUB_UNVERIFIED', 'CAMVEIL_E_AUDIT_ROLLBACK', 'CAMVEIL_E_REPLY_SEALED']);
 
 /**
  * Reads a pinned-hub bundle `{hubId, baseTopic, signingKey, recipient}` written by `devices add --out`.

@@ -8,6 +8,7 @@ import { CLEAR_ARGS_COMMANDS } from './envelope.js';
 import { keyIdOf } from './key-registry.js';
 import { AuditHeadWatch, auditHeadsSchema } from './audit-head-watch.js';
 import { openHubMessage, peekHubPayload, pinnedHubSchema, type HubHealth, type PinnedHub } from './hub-message.js';
+import { openReply, wireResponseSchema } from './sealed-reply.js';
 import { appProof, hubProofMatches, pairingKey, sealLabel } from './pairing.js';
 import { hubTopics, type HubTopics } from './topics.js';
 
@@ -59,6 +60,11 @@ export interface AppClientOptions {
   pinned?: PinnedHub;
   /** JSON file (mode 0600) holding the private key, last sequence number and pinned hubs; in memory when absent. */
   stateFile?: string;
+  /**
+   * The phone's age identities (`AGE-SECRET-KEY-1…`): they open the hub's sealed replies, which are sealed to
+   * the household recipients and the active paired phones' recipients (sealed-reply.ts).
+   */
+  identity?: string | readonly string[];
   /** How long `request` waits for the reply (default 10 s). */
   timeoutMs?: number;
   now?: () => number;
@@ -95,6 +101,9 @@ export class AppClient {
   /** The highest signed audit head seen per hub (kept in the state file): a lower one later is a rollback. */
   readonly #auditHeads: AuditHeadWatch;
   #hubs: Record<string, PinnedHub>;
+  #identities: readonly string[] | undefined;
+  /** The identity file `camveil app` was last given (kept in the state file: a path, never the key). */
+  #identityFile: string | undefined;
   #seq = 0;
   #subscribed = false;
 
@@ -111,8 +120,27 @@ export class AppClient {
     this.key = saved?.key ?? options.key ?? generateAppKey();
     this.#seq = saved?.seq ?? 0;
     this.#auditHeads = new AuditHeadWatch(saved?.auditHeads);
+    this.#identities = options.identity === undefined ? undefined : typeof options.identity === 'string' ? [options.identity] : options.identity;
+    this.#identityFile = saved?.identityFile;
     this.#hubs = { ...(options.pinned === undefined ? {} : { [this.#hubKey]: options.pinned }), ...saved?.hubs };
     if (options.stateFile !== undefined && saved === undefined) this.#save();
+  }
+
+  /** Sets the age identities that open the hub's sealed replies (see AppClientOptions.identity). */
+  useIdentity(identities: string | readonly string[]): void {
+    this.#identities = typeof identities === 'string' ? [identities] : identities;
+  }
+
+  /** The identity file remembered in the state file (`camveil app` uses it when no `--identity` is given). */
+  get identityFile(): string | undefined {
+    return this.#identityFile;
+  }
+
+  /** Remembers `file` (its path only) in the state file as where this app's age identity is. */
+  rememberIdentityFile(file: string): void {
+    if (this.#identityFile === file) return;
+    this.#identityFile = file;
+    this.#save();
   }
 
   /** The hub's keys as pinned at pairing; undefined before pairing. */
@@ -214,10 +242,12 @@ export class AppClient {
 
   /**
    * Publishes `bytes` on `request/<command>` and waits for the reply carrying `transaction`, which must be
-   * signed by the pinned hub key for this hub, command and transaction.
+   * signed by the pinned hub key for this hub, command and transaction; its sealed result is opened with
+   * this app's identity and returned as the command gave it.
    *
    * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when the app has not paired with the hub or the first
-   * reply carrying the transaction is not the hub's; `CAMVEIL_E_INTERNAL` when no reply comes in time.
+   * reply carrying the transaction is not the hub's; `CAMVEIL_E_REPLY_SEALED` when an `ok` result does not
+   * open with this app's identity (sealed-reply.ts); `CAMVEIL_E_INTERNAL` when no reply comes in time.
    */
   async send(command: string, bytes: Buffer, transaction: string): Promise<ControlResponse> {
     const pinned = this.requirePinned();
@@ -246,21 +276,22 @@ export class AppClient {
     const proof = appProof(key, claim);
     const prepared = await this.prepare('pair', { publicKey: claim.publicKey, recipient, ...sealedLabel, proof }, { sign: false });
     const raw = await this.#exchange('pair', prepared.bytes, prepared.transaction);
-    const peeked = responseOf(peekHubPayload(raw));
-    if (peeked?.status !== 'ok') {
+    const peeked = wireResponseSchema.safeParse(responseOf(peekHubPayload(raw)));
+    if (!peeked.success || peeked.data.status !== 'ok') {
       const known = this.pinned;
       if (known !== undefined) return this.#openResponse(raw, known, 'pair', prepared.transaction);
-      if (peeked?.status === 'error') return peeked;
+      // Unchecked (nothing is pinned yet), but an error changes nothing: it is returned as the error it says.
+      if (peeked.success) return openReply('pair', peeked.data, undefined);
       throw unverified('the answer to pair is not a hub reply', 'pair');
     }
-    const answer = pairAnswerSchema.safeParse(peeked.data);
+    const answer = pairAnswerSchema.safeParse(peeked.data.data);
     if (!answer.success) throw unverified('the answer to pair carries no hub keys and proof', 'pair');
     const hub = answer.data.hub;
     if (hub.hubId !== this.#hubId || hub.baseTopic !== this.#baseTopic) throw unverified('the answer to pair names another hub', 'hub');
     if (!hubProofMatches(key, { ...hub, appKey: this.key.publicKey }, answer.data.proof)) {
       throw unverified("the hub's proof of the pairing code does not check: its keys were not pinned", 'proof');
     }
-    const response = this.#openResponse(raw, hub, 'pair', prepared.transaction);
+    const response = await this.#openResponse(raw, hub, 'pair', prepared.transaction);
     this.#hubs = { ...this.#hubs, [this.#hubKey]: hub };
     this.#save();
     return response;
@@ -272,7 +303,7 @@ export class AppClient {
    * are dropped. Events that fail any check go to `onError` (a `CAMVEIL_E_HUB_UNVERIFIED` for the checks).
    * Returns a function that stops following.
    */
-  async followEvents(identity: string, onEvent: (event: unknown) => void, onError?: (error: unknown) => void): Promise<() => Promise<void>> {
+  async followEvents(identity: string | readonly string[], onEvent: (event: unknown) => void, onError?: (error: unknown) => void): Promise<() => Promise<void>> {
     const pinned = this.requirePinned();
     // One at a time, so events reach `onEvent` in the order they arrived.
     let tail: Promise<void> = Promise.resolve();
@@ -329,7 +360,7 @@ export class AppClient {
     return { health: payload.health, state };
   }
 
-  async #openEvent(raw: Buffer, pinned: PinnedHub, identity: string): Promise<unknown> {
+  async #openEvent(raw: Buffer, pinned: PinnedHub, identity: string | readonly string[]): Promise<unknown> {
     const payload = openHubMessage(raw, pinned, 'event', this.#now());
     if (this.#seenEvents.has(payload.id)) throw unverified('event replayed (its id was seen before)', 'id');
     this.#seenEvents.add(payload.id);
@@ -339,29 +370,48 @@ export class AppClient {
     return event;
   }
 
-  #openResponse(raw: Buffer, pinned: PinnedHub, command: string, transaction: string): ControlResponse {
+  async #openResponse(raw: Buffer, pinned: PinnedHub, command: string, transaction: string): Promise<ControlResponse> {
     const payload = openHubMessage(raw, pinned, 'response', this.#now());
     if (payload.command !== command) throw unverified(`the reply is for command ${payload.command.slice(0, 64)}, not ${command}`, 'command');
     if (payload.response.transaction !== transaction) throw unverified('the reply is for another request (transaction)', 'transaction');
-    return payload.response;
+    return openReply(command, payload.response, this.#identities);
   }
 
-  /** Publishes a request and resolves with the raw bytes of the first reply naming its transaction. */
+  /**
+   * Publishes a request and resolves with the raw bytes of the first reply naming its transaction. The timer
+   * covers the whole exchange: a broker that is down leaves the subscription and the publish queued in the
+   * MQTT client (they never settle), and the call still fails with the timeout, once; a publish that fails
+   * later is absorbed, as the reply's outcome already decided the call.
+   */
   async #exchange(command: string, bytes: Buffer, transaction: string): Promise<Buffer> {
-    await this.start();
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearTimeout(timer);
+      this.#waiting.delete(transaction);
+    };
     const reply = new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(transaction);
+      timer = setTimeout(() => {
+        done();
         reject(new CamveilError('CAMVEIL_E_INTERNAL', `no reply to ${command} within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
       }, this.#timeoutMs);
       this.#waiting.set(transaction, (raw) => {
-        clearTimeout(timer);
-        this.#waiting.delete(transaction);
+        done();
         resolve(raw);
       });
     });
-    await this.#client.publishAsync(`${this.topics.request}/${command}`, bytes, { qos: 1, retain: false });
-    return reply;
+    const sent = (async () => {
+      await this.start();
+      await this.#client.publishAsync(`${this.topics.request}/${command}`, bytes, { qos: 1, retain: false });
+    })();
+    // Only a failed publish decides the call; a publish that completes leaves it to the reply (or its timer).
+    const failed = sent.then(
+      () => new Promise<never>(() => undefined),
+      (error: unknown) => {
+        done();
+        throw error;
+      },
+    );
+    return Promise.race([reply, failed]);
   }
 
   #dispatch(topic: string, payload: Buffer): void {
@@ -377,7 +427,8 @@ export class AppClient {
   #save(): void {
     if (this.#stateFile === undefined) return;
     const pkcs8 = this.key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
-    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs, auditHeads: this.#auditHeads.toJSON() })}\n`, { mode: 0o600 });
+    const identityFile = this.#identityFile === undefined ? {} : { identityFile: this.#identityFile };
+    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs, auditHeads: this.#auditHeads.toJSON(), ...identityFile })}\n`, { mode: 0o600 });
   }
 }
 
@@ -399,13 +450,14 @@ const stateFileSchema = z.object({
   seq: z.number(),
   hubs: z.record(z.string(), pinnedHubSchema).optional(),
   auditHeads: auditHeadsSchema.optional(),
+  identityFile: z.string().min(1).max(4096).optional(),
 });
 
-function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub>; auditHeads: z.infer<typeof auditHeadsSchema> } {
+function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub>; auditHeads: z.infer<typeof auditHeadsSchema>; identityFile?: string } {
   try {
     const state = stateFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
     const privateKey = createPrivateKey({ key: Buffer.from(state.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
-    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {}, auditHeads: state.auditHeads ?? {} };
+    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {}, auditHeads: state.auditHeads ?? {}, ...(state.identityFile === undefined ? {} : { identityFile: state.identityFile }) };
   } catch (error) {
     throw new CamveilError('CAMVEIL_E_KEY_UNREADABLE', `${file}: not an app key state file`, { where: file, cause: error });
   }

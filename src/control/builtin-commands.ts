@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { encryptToBuffer } from '../crypto/age-stream.js';
 import { recipientSchema } from '../crypto/recipients.js';
 import { defineHandler, type CommandHandler, type ControlAudit } from './command.js';
 import { rawEd25519, type KeyRegistry } from './key-registry.js';
@@ -23,8 +22,8 @@ export interface BuiltinDeps {
   audit: ControlAudit;
   /** What the app pins at pairing: the hub's id, base topic, signing public key and age recipient. */
   hub: { hubId: string; baseTopic: string; signingKey: string; recipient: string };
-  /** The `status` reply: clear health and the full state sealed to the household and paired phones. */
-  status: () => Promise<object>;
+  /** The `status` reply: health and the full state (sealed, like every reply's result, by the dispatcher). */
+  status: () => object | Promise<object>;
 }
 
 /**
@@ -71,15 +70,18 @@ export function builtinCommands(deps: BuiltinDeps): Record<string, CommandHandle
     'devices/list': defineHandler({
       requires: 'none',
       args: noArgs,
-      run: async () => {
+      run: () => {
         const keys = registry.list();
-        const devices = keys.map((k) => ({ keyId: k.keyId, pairedAt: k.pairedAt, ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }) }));
-        // Labels are chosen by people ("Anna's phone"): they cross the broker only sealed to the paired phones.
-        const labels = Object.fromEntries(keys.flatMap((k) => (k.label === undefined ? [] : [[k.keyId, k.label]])));
-        const recipients = registry.activeRecipients();
-        if (Object.keys(labels).length === 0 || recipients.length === 0) return { devices };
-        const sealed = await encryptToBuffer(recipients, Buffer.from(JSON.stringify(labels), 'utf8'));
-        return { devices, labels: sealed.toString('base64') };
+        // Labels are chosen by people ("Anna's phone"): like every reply's result, the list crosses the broker
+        // only sealed to the household and the paired phones (the dispatcher's reply path), so not sealed twice.
+        return {
+          devices: keys.map((k) => ({
+            keyId: k.keyId,
+            pairedAt: k.pairedAt,
+            ...(k.label === undefined ? {} : { label: k.label }),
+            ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
+          })),
+        };
       },
     }),
     status: defineHandler({

@@ -8,6 +8,7 @@ import type { KeyRegistry } from './key-registry.js';
 import { HUB_PROTOCOL_VERSION, signHubMessage, type HubHealth, type HubSigner } from './hub-message.js';
 import { padJson } from './padding.js';
 import { Pairing } from './pairing.js';
+import { sealReply, type WireResponse } from './sealed-reply.js';
 import { assertNoSecrets } from './state-guard.js';
 import { AVAILABILITY_OFFLINE, AVAILABILITY_ONLINE, commandOfTopic, hubTopics, responseTopic, type HubTopics } from './topics.js';
 
@@ -61,7 +62,9 @@ export interface ControlPlaneOptions {
  * fresh sequence number. Arguments arrive sealed to the hub's recipient (envelope.ts) and are opened here,
  * after the signature checks. A refused request changes nothing (its sequence number is not even recorded).
  * Everything the hub publishes to the app (replies, events, state) is signed with the hub key the app pinned
- * at pairing (hub-message.ts), so the broker cannot answer in the hub's name either.
+ * at pairing (hub-message.ts), so the broker cannot answer in the hub's name either; a reply's result and
+ * error message are sealed to the household and the paired phones (sealed-reply.ts), so the broker reading
+ * `response/#` learns a command's status and error code, never what it returned.
  */
 export class ControlPlane {
   readonly #client: ControlClient;
@@ -97,7 +100,7 @@ export class ControlPlane {
       pairing: options.pairing ?? new Pairing(options.registry.db),
       audit: options.audit,
       hub: { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingPublicKey, recipient: options.hub.recipient },
-      status: () => this.snapshot(),
+      status: () => this.#statusData(),
     });
     for (const [name, handler] of [...Object.entries(builtins), ...Object.entries(options.handlers ?? {})]) {
       if (this.#handlers.has(name)) throw new CamveilError('CAMVEIL_E_INTERNAL', `command ${name} is registered twice`, { where: 'control' });
@@ -150,6 +153,18 @@ export class ControlPlane {
     if (recipients.length === 0) return { health };
     const sealed = await encryptToBuffer(recipients, padJson(full));
     return { health, sealed: sealed.toString('base64') };
+  }
+
+  /**
+   * The `status` reply's result: health and the full state, in one piece; the reply path seals it (like every
+   * reply) to the household and the paired phones.
+   *
+   * @throws CamveilError `CAMVEIL_E_STATE_UNSAFE` when the full state looks like it holds a secret.
+   */
+  #statusData(): { health: HubHealth; state: object } {
+    const state = this.#getState();
+    assertNoSecrets(state);
+    return { health: { availability: AVAILABILITY_ONLINE, protocol: HUB_PROTOCOL_VERSION, cameras: this.#getHealth() }, state };
   }
 
   /**
@@ -225,12 +240,23 @@ export class ControlPlane {
     return { data: {}, status: 'error', error: { code: e.code, message }, ...(transaction === undefined ? {} : { transaction }) };
   }
 
+  /**
+   * Every reply leaves here, and only here: sealed (sealed-reply.ts: result and error message sealed and padded
+   * to the household and the active paired phones, status and error code in clear; `pair` alone in clear),
+   * then signed for this hub, command and transaction.
+   */
   async #reply(command: string, response: ControlResponse, signer: string | undefined): Promise<void> {
     let body: Buffer;
     try {
-      body = signHubMessage(this.#signer, 'response', { command, response }, this.#now());
+      body = await this.#signedReply(command, response);
     } catch (error) {
-      body = signHubMessage(this.#signer, 'response', { command, response: this.#errorResponse(error, response.transaction) }, this.#now());
+      // A reply that cannot be sealed or signed (a bad recipient, a result JSON cannot hold) becomes an error
+      // reply; should even that fail, the code alone goes out, with nothing to seal.
+      const fallback = this.#errorResponse(error, response.transaction);
+      body = await this.#signedReply(command, fallback).catch(() => {
+        const wire: WireResponse = { status: 'error', ...(response.transaction === undefined ? {} : { transaction: response.transaction }), error: { code: 'CAMVEIL_E_INTERNAL' } };
+        return signHubMessage(this.#signer, 'response', { command, response: wire }, this.#now());
+      });
     }
     const code = response.status === 'error' ? response.error.code : undefined;
     this.#logger.debug({ command: command.slice(0, 64), status: response.status, code, signer }, 'control request');
@@ -239,6 +265,11 @@ export class ControlPlane {
     } catch (error) {
       this.#logger.warn({ code: asCamveilError(error).code }, 'control reply could not be published');
     }
+  }
+
+  async #signedReply(command: string, response: ControlResponse): Promise<Buffer> {
+    const wire = await sealReply(command, response, [...new Set(this.#recipients())]);
+    return signHubMessage(this.#signer, 'response', { command, response: wire }, this.#now());
   }
 
   async #publishAvailability(value: string): Promise<void> {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { CamveilError } from '../errors.js';
 import { issueText, MAX_CLOCK_SKEW_MS } from './envelope.js';
 import { decodeBase64, ed25519KeyObject, rawEd25519 } from './key-registry.js';
+import { wireResponseSchema } from './sealed-reply.js';
 
 /**
  * Messages from the hub to the app (MQTT API version 2): replies, sealed events and the retained state, each
@@ -14,7 +15,8 @@ import { decodeBase64, ed25519KeyObject, rawEd25519 } from './key-registry.js';
  *
  * The signature covers exactly the payload bytes. The payload is JSON naming the protocol version, the kind of
  * message, the hub id and base topic it comes from, and the hub clock; a reply also names the command and
- * carries the reply (with the request's transaction). The app pins the hub's public key at pairing and refuses
+ * carries the reply (with the request's transaction): its status and error code in clear, its result and
+ * error message sealed to the household and the paired phones (sealed-reply.ts). The app pins the hub's public key at pairing and refuses
  * anything that is unsigned, signed by another key, for another hub, of the wrong kind, stale, or (for a reply)
  * for another request: the broker can drop messages but can no longer write them.
  */
@@ -57,16 +59,6 @@ const common = {
   ts: z.number().int().min(0),
 };
 
-const responseSchema = z.union([
-  z.strictObject({ data: z.unknown(), status: z.literal('ok'), transaction: z.string().optional() }),
-  z.strictObject({
-    data: z.strictObject({}),
-    status: z.literal('error'),
-    error: z.strictObject({ code: z.string(), message: z.string() }),
-    transaction: z.string().optional(),
-  }),
-]);
-
 /** Clear health: what any broker client may see (nothing that changes with what a camera sees). */
 export const healthSchema = z.strictObject({
   availability: z.enum(['online', 'offline']),
@@ -76,7 +68,7 @@ export const healthSchema = z.strictObject({
 export type HubHealth = z.infer<typeof healthSchema>;
 
 const payloadSchemas = {
-  response: z.strictObject({ ...common, kind: z.literal('response'), command: z.string(), response: responseSchema }),
+  response: z.strictObject({ ...common, kind: z.literal('response'), command: z.string(), response: wireResponseSchema }),
   event: z.strictObject({ ...common, kind: z.literal('event'), id: z.string().min(1).max(64), sealed: z.string().min(1) }),
   state: z.strictObject({ ...common, kind: z.literal('state'), health: healthSchema, sealed: z.string().min(1).optional() }),
 };

@@ -54,12 +54,14 @@ async function appOn(url: string): Promise<{ client: MqttClient; app: AppClient;
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 500 });
   const replies = replyTimes(client);
   // The app's state file is shared between connections, so every client signs with the paired key.
-  const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 2_000, stateFile: appState });
+  const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 2_000, stateFile: appState, identity: appIdentity });
   await app.start();
   return { client, app, replies };
 }
 
 let appState = '';
+/** The household identity, which the phone also holds: the hub seals its replies to it. */
+let appIdentity = '';
 
 /**
  * `camveil run` against Debian's mosquitto, without persistence, killed and started again on the same port:
@@ -73,7 +75,8 @@ describeWithPeers(['mosquitto', 'ffmpeg'], 'fault: the broker dies and comes bac
     const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-broker-fault-'));
     const dataDir = path.join(root, 'hub');
     appState = path.join(root, 'app-state.json');
-    const recipient = await identityToRecipient(await generateX25519Identity());
+    appIdentity = await generateX25519Identity();
+    const recipient = await identityToRecipient(appIdentity);
     // Motion all the time and clips up to 2 min: a clip is open whenever the hub is told to stop.
     const video = motionVideo({ seconds: 6, motionAt: 0, motionUntil: 6, width: 640, height: 360 });
     const config = path.join(root, 'camveil.yaml');

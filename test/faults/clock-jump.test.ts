@@ -95,13 +95,15 @@ describeWithPeers(['ffmpeg', 'faketime'], 'fault: the hub clock steps an hour ba
     hub = await startHub(config, { env: clock.env() });
     const h = hub;
     const client = await mqtt.connectAsync(broker.url);
-    const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000 });
+    // The phone's own identity: the hub seals its replies to the paired phones (and the household).
+    const phone = await generateX25519Identity();
+    const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, identity: phone });
     await app.start();
     try {
       const pairing = await runCamveil(['pair', '--json', '--config', config]);
       expect(pairing.code, pairing.out).toBe(0);
       const { code } = JSON.parse(pairing.out.trim().split('\n').at(-1)!) as { code: string };
-      expect((await app.pair(code, await identityToRecipient(await generateX25519Identity()), 'phone')).status).toBe('ok');
+      expect((await app.pair(code, await identityToRecipient(phone), 'phone')).status).toBe('ok');
 
       const stored = new Set<string>();
       const look = (): { stored: string[]; arrived: Set<string> } => {

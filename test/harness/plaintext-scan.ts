@@ -102,6 +102,20 @@ export function findPlaintext(buf: Buffer, needles: readonly Needle[]): Finding[
   return findings;
 }
 
+/**
+ * What a broker reads in clear of one MQTT message from or to the hub: its bytes, and (for a signed envelope
+ * `{payload, …}`) the base64 payload decoded, which is signed, not sealed.
+ */
+export function clearTextOfMessage(raw: Buffer): Buffer {
+  try {
+    const body = JSON.parse(raw.toString('utf8')) as { payload?: unknown };
+    if (body !== null && typeof body === 'object' && typeof body.payload === 'string') return Buffer.concat([raw, Buffer.from('\n'), Buffer.from(body.payload, 'base64')]);
+  } catch {
+    // Not JSON: the bytes are all there is.
+  }
+  return raw;
+}
+
 /** Every regular file under `dir` (recursively) with its content. */
 export function readTree(dir: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();

@@ -124,7 +124,7 @@ describe('a rolled-back audit log is detected by audit verify, the hub at start,
     const client = await mqtt.connectAsync(broker.url);
     clients.push(client);
     // A state file: the app's remembered heads survive from one AppClient (one run of the app) to the next.
-    return new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 20_000, stateFile: join(root, 'app-state.json'), pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+    return new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 20_000, stateFile: join(root, 'app-state.json'), identity, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
   }
 
   it('copies an older database back after the hub went on: verify exits 1, the hub raises an incident and keeps the anchor, the app refuses the state', async () => {

@@ -115,7 +115,7 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
     });
     await control.start();
     appMqtt = await mqtt.connectAsync(broker.url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, pinned: hubKeys.pinned });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, pinned: hubKeys.pinned, identity });
     registry.add({ publicKey: app.key.publicKey, recipient, label: 'test phone' }, Date.now());
     await app.start();
   });

@@ -45,7 +45,8 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     gateway = new Gateway({ config: validateConfig(raw, configFile, root), logger: createLogger({ level: 'silent' }) });
     await gateway.start();
     appMqtt = await mqtt.connectAsync(url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000 });
+    // The household identity, held by the phone: every reply's result is sealed to it (and the paired phones).
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000, identity });
     await app.start();
   });
 
@@ -152,7 +153,7 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     await app.stop();
     await appMqtt.endAsync();
     appMqtt = await mqtt.connectAsync(url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000, key: app.key, pinned: app.requirePinned() });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: 'ctl-hub', timeoutMs: 30_000, key: app.key, pinned: app.requirePinned(), identity });
     await app.start();
     expect((await app.request('cameras/remove', { cameraId: 'garage' }, { sign: true })).status).toBe('ok');
     expect(gateway.state().cameras.map((c) => c.cameraId)).not.toContain('garage');
@@ -169,14 +170,15 @@ describeWithPeers(['mosquitto'], "gateway control plane on Debian's mosquitto (M
   it('speaks MQTT 5 where the broker supports it, and the app works through it', async () => {
     const broker = await startMosquitto();
     const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-ctl5-'));
-    const raw = { hub: { id: 'ctl5', region: 'DE' }, dataDir: path.join(root, 'hub'), mqtt: { url: broker.url } };
+    const household = await generateX25519Identity();
+    const raw = { hub: { id: 'ctl5', region: 'DE' }, dataDir: path.join(root, 'hub'), household: { recipients: [await identityToRecipient(household)] }, mqtt: { url: broker.url } };
     const gateway = new Gateway({ config: validateConfig(raw, 'test', root), logger: createLogger({ level: 'silent' }) });
     const client = await mqtt.connectAsync(broker.url);
     let app: AppClient | undefined;
     try {
       await gateway.start();
       const keys = await loadOrCreateHubKeys(path.join(root, 'hub'));
-      app = new AppClient({ client, baseTopic: 'camveil', hubId: 'ctl5', timeoutMs: 5000, pinned: { hubId: 'ctl5', baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+      app = new AppClient({ client, baseTopic: 'camveil', hubId: 'ctl5', timeoutMs: 5000, identity: household, pinned: { hubId: 'ctl5', baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
       expect(gateway.state().mqtt).toEqual({ protocolVersion: 5 });
       await app.start();
       // The hub subscribes once its client has connected: ask again until it answers.

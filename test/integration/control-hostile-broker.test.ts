@@ -18,7 +18,8 @@ import { createLogger } from '../../src/log.js';
 import { MitmBroker, type Tamper } from '../harness/mitm-broker.js';
 import { startBroker, type BrokerKind, type TestBroker } from '../harness/mosquitto.js';
 import { describeWithPeers } from '../harness/peers.js';
-import { findPlaintext } from '../harness/plaintext-scan.js';
+import { replyOf } from '../harness/hub-keys.js';
+import { clearTextOfMessage, findPlaintext } from '../harness/plaintext-scan.js';
 import { waitFor } from '../harness/wait.js';
 
 const PASSWORD = 'garage-Secret-42';
@@ -238,7 +239,8 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     for (const g of signed) await operator.publishAsync('camveil/hub-b/request/consent/set', Buffer.from(g.packet.payload as Buffer), { qos: 1 });
     await waitFor('hub B to answer every replay', () => replies.length >= signed.length, 30_000);
     for (const reply of replies) {
-      const response = openHubMessage(reply, pinned['hub-b']!, 'response', Date.now()).response;
+      // Hub B's refusals: the code in clear, the message sealed to its household (which opens it here).
+      const response = await replyOf(reply, pinned['hub-b']!, Date.now(), identity);
       expect(response).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/another hub/) as string } });
     }
     expect(gateways['hub-b']!.state().mode).toMatchObject({ mode: 'local-only' });
@@ -247,7 +249,7 @@ function hostileBrokerSuite(kind: BrokerKind): void {
   it('the app refuses an unsigned, tampered or re-signed state and status; the genuine state opens', async () => {
     const client = await mqtt.connectAsync(proxy.url);
     try {
-      const reader = new AppClient({ client, baseTopic: 'camveil', hubId: 'hub-a', stateFile, timeoutMs: 30_000 });
+      const reader = new AppClient({ client, baseTopic: 'camveil', hubId: 'hub-a', stateFile, timeoutMs: 30_000, identity });
       const onState = (edit: (payload: Buffer) => Buffer): Tamper => (packet, direction) =>
         direction === 'toClient' && packet.cmd === 'publish' && packet.topic === 'camveil/hub-a/state' ? { ...packet, payload: edit(Buffer.from(packet.payload as Buffer)) } : undefined;
       // Unsigned, as a v1 state looked.
@@ -293,13 +295,19 @@ function hostileBrokerSuite(kind: BrokerKind): void {
   it('request args reach the hub sealed: a named camera, settings, a person to enrol, a device label', async () => {
     const client = await mqtt.connectAsync(proxy.url);
     try {
-      const phone = new AppClient({ client, baseTopic: 'camveil', hubId: 'hub-a', stateFile, timeoutMs: 30_000 });
+      const phone = new AppClient({ client, baseTopic: 'camveil', hubId: 'hub-a', stateFile, timeoutMs: 30_000, identity });
       expect(await phone.request('cameras/add', { camera: CAMERA }, { sign: true })).toMatchObject({ status: 'ok' });
       expect(gateways['hub-a']!.state().cameras.map((c) => c.cameraId)).toContain(CAMERA.id);
       const mask = [[MASK_CORNER, 0.5], [1, 0.5], [1, 1]];
       expect(await phone.request('config/set', { cameras: [{ id: 'porch', privacyMasks: [mask] }], retentionDays: 23 }, { sign: true })).toMatchObject({ status: 'ok' });
       const tablet = generateAppKey();
       expect(await phone.request('devices/add', { publicKey: tablet.publicKey, recipient, label: DEVICE_LABEL }, { sign: true })).toMatchObject({ status: 'ok', data: { keyId: tablet.keyId } });
+      // The phone's reads cross the broker too: their results open for it (and are scanned below).
+      const listed = await phone.request('cameras/list', {}, { sign: true });
+      expect(listed).toMatchObject({ status: 'ok', data: { cameras: expect.arrayContaining([expect.objectContaining({ id: CAMERA.id, name: CAMERA.name })]) as unknown } });
+      expect(JSON.stringify((await phone.request('config/get', {}, { sign: true })).data)).toContain(String(MASK_CORNER));
+      expect(await phone.request('consent/get', {}, { sign: false })).toMatchObject({ status: 'ok', data: { consent: { cloudUpload: true } } });
+      expect(JSON.stringify((await phone.request('devices/list', {}, { sign: false })).data)).toContain(DEVICE_LABEL);
     } finally {
       await client.endAsync();
     }
@@ -315,6 +323,45 @@ function hostileBrokerSuite(kind: BrokerKind): void {
       if (p.packet.topic.endsWith('/pair')) expect(payload.args).toMatchObject({ publicKey: expect.any(String) as string });
       else expect(Object.keys(payload).sort()).toEqual(['base', 'command', 'hub', 'sealedArgs', 'seq', 'transaction', 'ts', 'v']);
     }
+  }, 120_000);
+
+  it('unsigned reads published by a broker-side client get status and code only: no camera, setting, consent, label or activity in clear', async () => {
+    const operator = await mqtt.connectAsync(broker.url);
+    watchers.push(operator);
+    const replies = new Map<string, Buffer>();
+    operator.on('message', (topic, payload) => {
+      if (topic.startsWith('camveil/hub-a/response/')) replies.set(topic.slice('camveil/hub-a/response/'.length), payload);
+    });
+    await operator.subscribeAsync('camveil/hub-a/response/#', { qos: 1 });
+    // Every read there is, unsigned as a broker can send them: reads anyone may ask for, and those refused
+    // for want of a signature (faces/*, exports), whose refusal must not say more than its code either.
+    const reads = ['cameras/list', 'config/get', 'consent/get', 'devices/list', 'status', 'faces/list', 'faces/sightings', 'data/export', 'audit/export'];
+    for (const command of reads) {
+      const payload = Buffer.from(JSON.stringify({ v: 2, hub: 'hub-a', base: 'camveil', command, transaction: `broker-${command}`, seq: 1, ts: Date.now() }));
+      await operator.publishAsync(`camveil/hub-a/request/${command}`, JSON.stringify({ payload: payload.toString('base64') }), { qos: 1 });
+    }
+    await waitFor('the hub to answer every read', () => reads.every((c) => replies.has(c)), 30_000);
+    const clear = Buffer.concat([...replies.values()].map(clearTextOfMessage));
+    const needles = [
+      'porch', 'Porch Camera', CAMERA.id, CAMERA.name, String(MASK_CORNER), PAIR_LABEL, DEVICE_LABEL,
+      'retentionDays', 'privacyMasks', 'sensitivity', 'zones', 'analysisFps',
+      'localRecording', 'cloudUpload', 'faceRecognition', 'policyInForce', '2021-10-31', '"cloud"', '"mode"',
+      'reconnecting', 'motion', '"active"', 'framesOffered', '"clips"', '"events"', 'health', 'keyId', 'pairedAt',
+    ].map((n) => ({ label: n, bytes: Buffer.from(n) }));
+    expect(findPlaintext(clear, needles)).toEqual([]);
+    for (const command of reads) {
+      // In clear: the signed envelope's fixed fields, the status and an error's code; nothing else.
+      const wire = openHubMessage(replies.get(command)!, pinned['hub-a']!, 'response', Date.now()).response;
+      expect(Object.keys(wire).sort(), command).toEqual(wire.status === 'ok' ? ['sealed', 'status', 'transaction'] : ['error', 'sealed', 'status', 'transaction']);
+      if (wire.error !== undefined) expect(Object.keys(wire.error)).toEqual(['code']);
+      await expect(decryptToBuffer(attacker.identity, Buffer.from(wire.sealed!, 'base64'))).rejects.toMatchObject({ code: 'CAMVEIL_E_DECRYPT_FAILED' });
+    }
+    // The household opens them: the camera list does hold what the scan looks for.
+    expect(await replyOf(replies.get('cameras/list')!, pinned['hub-a']!, Date.now(), identity)).toMatchObject({
+      status: 'ok',
+      data: { cameras: expect.arrayContaining([expect.objectContaining({ id: 'porch', name: 'Porch Camera' })]) as unknown },
+    });
+    expect(await replyOf(replies.get('faces/list')!, pinned['hub-a']!, Date.now(), identity)).toMatchObject({ status: 'error', error: { code: expect.stringMatching(/NOT_AUTHORISED|UNKNOWN_COMMAND/) as string, message: expect.stringMatching(/faces\/list/) as string } });
   }, 120_000);
 
   it('everything the broker saw holds no camera name, password, person name or activity in clear', () => {

@@ -13,8 +13,9 @@ import { defineHandler } from '../../src/control/command.js';
 import { ControlPlane } from '../../src/control/dispatcher.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { Pairing } from '../../src/control/pairing.js';
+import { openHubMessage } from '../../src/control/hub-message.js';
 import { connectOptions } from '../../src/control/topics.js';
-import { decryptToBuffer, encryptToBuffer } from '../../src/crypto/age-stream.js';
+import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { describeWithPeers } from '../harness/peers.js';
@@ -91,7 +92,7 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
   /** An app that already holds the hub's keys (as if paired); `pinned: false` for one that has not paired. */
   async function newApp(pinned = true): Promise<AppClient> {
-    return new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000, ...(pinned ? { pinned: keys.pinned } : {}) });
+    return new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000, identity, ...(pinned ? { pinned: keys.pinned } : {}) });
   }
 
   beforeAll(async () => {
@@ -181,12 +182,16 @@ function controlPlaneSuite(kind: BrokerKind): void {
     expect(paired[0]?.details).toMatchObject({ keyId: app.key.keyId });
   });
 
-  it('answers status unsigned, signed by the hub: health in clear, the state sealed', async () => {
+  it('answers status unsigned, signed by the hub, its result sealed: health and state open with the identity', async () => {
     const reply = await app.request('status', {}, { sign: false });
     expect(reply).toMatchObject({ status: 'ok', data: { health: { availability: 'online', protocol: 2 } } });
-    const sealed = (reply.data as { sealed: string }).sealed;
-    expect(JSON.parse((await decryptToBuffer(identity, Buffer.from(sealed, 'base64'))).toString())).toEqual(state);
+    expect((reply.data as { state: unknown }).state).toEqual(state);
     expect(typeof reply.transaction).toBe('string');
+    // A phone whose identity is not a recipient gets a clear error, not garbage.
+    const outsider = new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000, pinned: keys.pinned, identity: await generateX25519Identity() });
+    await expect(outsider.request('status', {}, { sign: false })).rejects.toMatchObject({ code: 'CAMVEIL_E_REPLY_SEALED', message: expect.stringMatching(/not among its recipients/) as string });
+    const none = new AppClient({ client: await connect(), baseTopic: BASE, hubId, now, timeoutMs: 5_000, pinned: keys.pinned });
+    await expect(none.request('status', {}, { sign: false })).rejects.toMatchObject({ code: 'CAMVEIL_E_REPLY_SEALED', message: expect.stringMatching(/no age identity/) as string });
   });
 
   it('runs a widening command signed by a paired key, and refuses the same bytes replayed', async () => {
@@ -224,10 +229,10 @@ function controlPlaneSuite(kind: BrokerKind): void {
     // Sealed to the hub, as the hub requires: its recipient is no secret (the broker sees it at pairing).
     const sealedArgs = (await encryptToBuffer([keys.hub.recipient], Buffer.from(JSON.stringify({ n: 666 })))).toString('base64');
     const payload = Buffer.from(JSON.stringify({ v: 2, hub: hubId, base: BASE, command: 'test/widen', transaction, seq: 1, ts: clock, sealedArgs }));
-    const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => replyOf(p, keys.pinned, clock).transaction === transaction);
+    const reply = nextMessage(operator, `${plane.topics.response}/test/widen`, (p) => openHubMessage(p, keys.pinned, 'response', clock).response.transaction === transaction);
     await operator.subscribeAsync(`${plane.topics.response}/test/widen`, { qos: 1 });
     await operator.publishAsync(`${plane.topics.request}/test/widen`, JSON.stringify({ payload: payload.toString('base64') }), { qos: 1 });
-    expect(replyOf(await reply, keys.pinned, clock)).toEqual({
+    expect(await replyOf(await reply, keys.pinned, clock, identity)).toEqual({
       data: {},
       status: 'error',
       error: { code: 'CAMVEIL_E_NOT_AUTHORISED', message: expect.any(String) as string },
@@ -253,10 +258,10 @@ function controlPlaneSuite(kind: BrokerKind): void {
 
     const list = await second.request('devices/list', {}, { sign: false });
     expect(list.status).toBe('ok');
-    const data = list.data as { devices: Array<{ keyId: string }>; labels: string };
+    // The labels travel in the sealed result (opened by the app client), not sealed a second time inside it.
+    const data = list.data as { devices: Array<{ keyId: string; label?: string }> };
     expect(data.devices.map((d) => d.keyId).sort()).toEqual([app.key.keyId, second.key.keyId].sort());
-    const labels = JSON.parse((await decryptToBuffer(identity, Buffer.from(data.labels, 'base64'))).toString()) as Record<string, string>;
-    expect(labels).toEqual({ [app.key.keyId]: 'kitchen tablet', [second.key.keyId]: 'hall phone' });
+    expect(Object.fromEntries(data.devices.map((d) => [d.keyId, d.label]))).toEqual({ [app.key.keyId]: 'kitchen tablet', [second.key.keyId]: 'hall phone' });
 
     const revoked = await app.request('devices/revoke', { keyId: second.key.keyId }, { sign: true });
     expect(revoked).toMatchObject({ status: 'ok', data: { keyId: second.key.keyId } });

@@ -67,7 +67,7 @@ describe('mqtt.coverTraffic', () => {
 
     const appMqtt = await mqtt.connectAsync(broker.url);
     clients.push(appMqtt);
-    const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId, timeoutMs: 10_000, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+    const app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId, timeoutMs: 10_000, identity, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
     await app.start();
     const seen: Array<{ type?: string }> = [];
     const errors: unknown[] = [];

@@ -112,9 +112,13 @@ describe('camveil app devices add: the new device pins the hub keys the first on
     expect(statSync(bundleFile).mode & 0o077).toBe(0);
     expect(JSON.parse(added.stdout)).toMatchObject({ status: 'ok', data: { keyId, pinned: expected } });
 
-    const pinned = await camveil(['app', 'status', ...globals(phone2), '--pin-from', bundleFile]);
+    // The second phone's own identity opens the hub's sealed replies (sealed to the paired phones and the
+    // household); given once, its path is remembered in the state file.
+    const identity2File = join(root, 'phone2.key');
+    writeFileSync(identity2File, `${identity2}\n`, { mode: 0o600 });
+    const pinned = await camveil(['app', 'status', ...globals(phone2), '--pin-from', bundleFile, '--identity', identity2File]);
     expect(pinned.code, pinned.stdout + pinned.stderr).toBe(0);
-    expect(JSON.parse(pinned.stdout)).toMatchObject({ status: 'ok' });
+    expect(JSON.parse(pinned.stdout)).toMatchObject({ status: 'ok', data: { health: { protocol: 2 }, state: { mode: expect.any(Object) as object } } });
     // Pinned for good: later commands need no bundle, and its signed requests are the hub's paired key's.
     expect((JSON.parse(readFileSync(phone2.state, 'utf8')) as { hubs: Record<string, object> }).hubs[`camveil/${HUB}`]).toEqual(expected);
     const granted = await app({ kind: 'consent', action: 'accept-policy', version: '2021-10-31' }, phone2);
@@ -131,6 +135,10 @@ describe('camveil app devices add: the new device pins the hub keys the first on
     writeFileSync(realFile, JSON.stringify({ hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient }));
     const ok = await app({ kind: 'status' }, { ...phone3, pinFrom: realFile });
     expect(ok.code, ok.out).toBe(0);
+    // Pinned but holding no identity: the sealed reply is a clear error (exit 1), never garbage or "ok".
+    const unreadable = await app({ kind: 'consent', action: 'withdraw', consent: 'cloudUpload', unsigned: true }, phone3);
+    expect(unreadable.code).toBe(1);
+    expect(JSON.parse(unreadable.out)).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REPLY_SEALED', message: expect.stringMatching(/no age identity/) as string } });
     const swapped = join(root, 'swapped.json');
     writeFileSync(swapped, JSON.stringify({ hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: await identityToRecipient(forger) }));
     const refused = await app({ kind: 'status' }, { ...phone3, pinFrom: swapped });

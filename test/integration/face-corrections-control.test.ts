@@ -102,6 +102,7 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
         timeoutMs: 10_000,
         stateFile,
         pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient },
+        identity,
       });
       registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(identity), label: 'test phone' }, Date.now());
       await app.start();
@@ -184,10 +185,10 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
 
     // The phone CLI: add a photo (not kept) and say the sighting is the person after all.
     const added = capture();
-    expect(await runApp({ kind: 'faces-add-photos', personId, photos: [crop] }, { broker: broker.url, hub: HUB, state: stateFile }, added), added.out.join('')).toBe(0);
+    expect(await runApp({ kind: 'faces-add-photos', personId, photos: [crop] }, { broker: broker.url, hub: HUB, state: stateFile, identity: identityFile }, added), added.out.join('')).toBe(0);
     expect(JSON.parse(added.out.join(''))).toMatchObject({ status: 'ok', data: { templates: 3, photosKept: 1 } });
     const io = capture();
-    expect(await runApp({ kind: 'faces-correct', sightingId: stranger, personId, verdict: 'is' }, { broker: broker.url, hub: HUB, state: stateFile }, io), io.out.join('')).toBe(0);
+    expect(await runApp({ kind: 'faces-correct', sightingId: stranger, personId, verdict: 'is' }, { broker: broker.url, hub: HUB, state: stateFile, identity: identityFile }, io), io.out.join('')).toBe(0);
     expect(JSON.parse(io.out.join(''))).toMatchObject({ status: 'ok', data: { verdict: 'is', templates: 4, negatives: 0 } });
     const listed = ok(await app.request('faces/list', {}, { sign: true })) as { people: unknown[] };
     expect(listed.people).toEqual([{ personId, minor: false, templates: 4, negatives: 0, photosKept: 1, enrolledAt: expect.any(String) as string }]);

@@ -66,8 +66,10 @@ describe('faces/delete over MQTT records the signing key as the actor', () => {
     });
     await control.start();
     appMqtt = await mqtt.connectAsync(broker.url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 30_000, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
-    registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(await generateX25519Identity()), label: 'phone' }, Date.now());
+    // The phone's identity: the hub seals its replies to the paired phones.
+    const phone = await generateX25519Identity();
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 30_000, identity: phone, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+    registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(phone), label: 'phone' }, Date.now());
     await app.start();
   }, 120_000);
 

@@ -1,5 +1,5 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,7 @@ describe('guardian consent over MQTT', () => {
   let app: AppClient;
   let registry: KeyRegistry;
   let stateFile: string;
+  let phoneIdentityFile: string;
   let crop: string;
   let photo: string;
 
@@ -75,8 +76,12 @@ describe('guardian consent over MQTT', () => {
     await control.start();
     stateFile = join(dir, 'app-state.json');
     appMqtt = await mqtt.connectAsync(broker.url);
-    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 20_000, stateFile, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
-    registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(await generateX25519Identity()), label: 'parent phone' }, Date.now());
+    // The phone's identity: the hub seals its replies to the paired phones.
+    const phone = await generateX25519Identity();
+    phoneIdentityFile = join(dir, 'phone.key');
+    writeFileSync(phoneIdentityFile, `${phone}\n`, { mode: 0o600 });
+    app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId: HUB, timeoutMs: 20_000, stateFile, identity: phone, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+    registry.add({ publicKey: app.key.publicKey, recipient: await identityToRecipient(phone), label: 'parent phone' }, Date.now());
     await app.start();
   });
 
@@ -120,7 +125,7 @@ describe('guardian consent over MQTT', () => {
 
   it('camveil app faces enroll --minor signs the attestation with the app key; the ledger names the signer, not the console', async () => {
     const out: string[] = [];
-    const code = await runApp({ kind: 'faces-enroll', name: 'Kid', photos: [crop], minor: true }, { broker: broker.url, hub: HUB, state: stateFile }, { stdout: (t) => out.push(t), stderr: (t) => out.push(t) });
+    const code = await runApp({ kind: 'faces-enroll', name: 'Kid', photos: [crop], minor: true }, { broker: broker.url, hub: HUB, state: stateFile, identity: phoneIdentityFile }, { stdout: (t) => out.push(t), stderr: (t) => out.push(t) });
     expect(code, out.join('\n')).toBe(0);
     expect(store.count()).toBe(1);
     const [record] = enrolRecords();

@@ -100,7 +100,7 @@ async function follow(hubId: string, url: string): Promise<Array<{ type?: string
   const keys = await loadOrCreateHubKeys(join(root, hubId));
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 0 });
   clients.push(client);
-  const app = new AppClient({ client, baseTopic: 'camveil', hubId, timeoutMs: 30_000, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+  const app = new AppClient({ client, baseTopic: 'camveil', hubId, timeoutMs: 30_000, identity, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
   apps.push(app);
   const events: Array<{ type?: string; reason?: string; detail?: string }> = [];
   await app.followEvents(identity, (e) => events.push(e as { type?: string; reason?: string; detail?: string }));

@@ -62,7 +62,7 @@ async function strangerApp(hubId: string): Promise<{ app: AppClient; security: A
   const keys = await loadOrCreateHubKeys(join(root, hubId));
   const client = await mqtt.connectAsync(broker.url);
   clients.push(client);
-  const app = new AppClient({ client, baseTopic: 'camveil', hubId, timeoutMs: 20_000, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+  const app = new AppClient({ client, baseTopic: 'camveil', hubId, timeoutMs: 20_000, identity, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
   await app.start();
   apps.push(app);
   const security: Array<{ reason: string; suppressed?: number }> = [];

@@ -34,11 +34,14 @@ import { testHub } from '../unit/face-fixtures.js';
 describe('store-corrupt incidents', () => {
   let root: string;
   let household: string;
+  /** The household identity, which the phone holds: the hub seals its replies to it. */
+  let householdIdentity: string;
   let broker: EmbeddedBroker;
 
   beforeAll(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'camveil-store-corrupt-'));
-    household = await identityToRecipient(await generateX25519Identity());
+    householdIdentity = await generateX25519Identity();
+    household = await identityToRecipient(householdIdentity);
     broker = await startEmbeddedBroker();
   });
 
@@ -99,7 +102,7 @@ describe('store-corrupt incidents', () => {
       await control.start();
       const appMqtt = await mqtt.connectAsync(broker.url);
       clients.push(appMqtt);
-      app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId, timeoutMs: 30_000, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+      app = new AppClient({ client: appMqtt, baseTopic: 'camveil', hubId, timeoutMs: 30_000, identity: householdIdentity, pinned: { hubId, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
       registry.add({ publicKey: app.key.publicKey, recipient: household, label: 'phone' }, Date.now());
       const r = await app.request('faces/sightings', {}, { sign: true });
       expect(r).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_STORE_CORRUPT' } });

@@ -109,7 +109,7 @@ async function appFor(dataDir: string, paired: boolean): Promise<AppClient> {
   const keys = await loadOrCreateHubKeys(dataDir);
   const client = await mqtt.connectAsync(broker.url);
   clients.push(client);
-  const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
+  const app = new AppClient({ client, baseTopic: 'camveil', hubId: HUB, timeoutMs: 10_000, identity, pinned: { hubId: HUB, baseTopic: 'camveil', signingKey: keys.signingPublicKey, recipient: keys.recipient } });
   if (paired) {
     const db = openDatabase(dataDir);
     try {

@@ -24,7 +24,8 @@ const BASE = 'camveil';
 const HUB = 'fuzz-hub';
 const REQ = `${BASE}/${HUB}/request`;
 const TARGET = { v: 2, hub: HUB, base: BASE };
-const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+/** The paired phone's age identity: replies are sealed to its recipient. */
+let PHONE = '';
 
 /** An in-memory MQTT client: records what the control plane publishes. */
 class FakeClient implements ControlClient {
@@ -96,7 +97,8 @@ beforeAll(async () => {
       }),
     },
   });
-  registry.add({ publicKey: key.publicKey, recipient: RECIPIENT }, clock);
+  PHONE = await generateX25519Identity();
+  registry.add({ publicKey: key.publicKey, recipient: await identityToRecipient(PHONE) }, clock);
   const app = new AppClient({ client, baseTopic: BASE, hubId: HUB, key, now: () => clock, pinned: keys.pinned });
   for (let i = 0; i < 20; i++) {
     const prepared = await app.prepare('test/widen', { n: i }, { sign: true });
@@ -198,7 +200,7 @@ describe('control plane under fuzzing', () => {
         expect(client.published.length).toBe(start + 1);
         const reply = client.published[start]!;
         expect(reply.topic).toBe(command === '' ? `${BASE}/${HUB}/response` : `${BASE}/${HUB}/response/${command}`);
-        const body = replyOf(reply.message, keys.pinned, clock);
+        const body = await replyOf(reply.message, keys.pinned, clock, PHONE);
         expect(body.status).toBe('error');
         if (body.status !== 'error') return;
         expect(body.error.code).not.toBe('CAMVEIL_E_INTERNAL');
@@ -220,7 +222,7 @@ describe('control plane under fuzzing', () => {
       client.published.length = 0;
       await plane.handle(`${REQ}/test/boom`, envelopeOf({ ...TARGET, command: 'test/boom', transaction: `t-${mode}`, seq: 1, ts: clock, sealedArgs: await sealedArgs({ mode }) }));
       expect(client.published).toHaveLength(1);
-      const body = replyOf(client.published[0]!.message, keys.pinned, clock);
+      const body = await replyOf(client.published[0]!.message, keys.pinned, clock, PHONE);
       expect(body).toEqual({ data: {}, status: 'error', error: { code: 'CAMVEIL_E_INTERNAL', message: 'internal error (see the hub log)' }, transaction: `t-${mode}` });
     }
     expect(calls.boom).toBe(3);
@@ -232,7 +234,7 @@ describe('control plane under fuzzing', () => {
     await plane.handle(`${REQ}/test/boom`, fresh, true);
     const stale = envelopeOf({ ...TARGET, command: 'test/boom', transaction: 's', seq: 1, ts: clock - 5 * 60_000 - 1, sealedArgs: await sealedArgs({ mode: 'throw' }) });
     await plane.handle(`${REQ}/test/boom`, stale);
-    const codes = client.published.map((p) => (replyOf(p.message, keys.pinned, clock) as { error?: { code: string } }).error?.code);
+    const codes = (await Promise.all(client.published.map((p) => replyOf(p.message, keys.pinned, clock, PHONE)))).map((r) => (r.status === 'error' ? r.error.code : 'ok'));
     expect(codes).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
     expect(calls.boom).toBe(3);
   });
@@ -245,7 +247,7 @@ describe('control plane under fuzzing', () => {
     await plane.handle(`${REQ}/test/boom`, base);
     const signed = envelopeOf({ ...TARGET, hub: 'other-hub', command: 'test/widen', transaction: 'w', seq: clock + 1_000_000, ts: clock, args: { n: 1 } }, key);
     await plane.handle(`${REQ}/test/widen`, signed);
-    const replies = client.published.map((p) => replyOf(p.message, keys.pinned, clock));
+    const replies = await Promise.all(client.published.map((p) => replyOf(p.message, keys.pinned, clock, PHONE)));
     expect(replies.map((r) => (r.status === 'error' ? r.error.code : 'ok'))).toEqual(['CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID', 'CAMVEIL_E_REQUEST_INVALID']);
     expect(replies.map((r) => (r.status === 'error' ? r.error.message : ''))).toEqual(Array(3).fill(expect.stringMatching(/another hub/) as string));
     expect(calls.boom).toBe(3);
@@ -258,7 +260,7 @@ describe('control plane under fuzzing', () => {
       client.published.length = 0;
       await on.handle(`${on.topics.request}/${command}`, bytes);
       expect(client.published).toHaveLength(1);
-      const reply = replyOf(client.published[0]!.message, pinned, clock);
+      const reply = await replyOf(client.published[0]!.message, pinned, clock, PHONE);
       return reply.status === 'error' ? reply.error : { code: 'ok', message: '' };
     }
     let seq = clock + 10_000_000;
