@@ -63,6 +63,7 @@ export const auditDetailSchemas = {
     keyId: keyId.optional().describe('App key that signed the consent record'),
     ledgerSeq: count.optional().describe('Seq of the consent-ledger record'),
     requestDigest: requestDigest.optional(),
+    reason: reason.optional().describe('Why, when nobody with authority to destroy asked: held-retention (held by an unsigned stop past its retention)'),
   }),
   'mode.changed': z.strictObject({ from: mode, to: mode, reason, policyVersion: version.optional() }),
   deletion: z.strictObject({

@@ -12,6 +12,8 @@ import { runFacesDelete, runFacesEnrol, runFacesList, runFacesRename } from '../
 import type { CommandIO } from '../../src/commands/io.js';
 import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { CamveilError } from '../../src/errors.js';
+import { LOCAL_OPERATOR } from '../../src/policy/consent-ledger.js';
+import { UNSIGNED_ACTOR } from '../../src/policy/withdrawal.js';
 import { cropOf, DEMO, testHub } from './face-fixtures.js';
 
 const NAME = 'Zelda Quirinus-Testperson';
@@ -155,6 +157,48 @@ describe('faceRecognition withdrawal', () => {
       const unenrolled = hub.audit.entries().filter((e) => e.type === 'consent.changed' && (e.details as { state: string }).state === 'unenrolled');
       expect(unenrolled.map((e) => (e.details as { subject: string }).subject).sort()).toEqual([a.personId, b.personId].sort());
       expect(hub.ledger.records().filter((r) => r.kind === 'unenrol')).toHaveLength(2);
+    } finally {
+      hub.close();
+    }
+  });
+
+  it('each unenrolment names the withdrawal that deleted it: the signing key, the console, or an unsigned stop held past its retention', async () => {
+    const hub = testHub();
+    try {
+      const store = await storeFor(hub);
+      hub.acceptAndGrant();
+      const unenrolment = (personId: string) => hub.ledger.records().find((r) => r.kind === 'unenrol' && r.subject === personId);
+      const audited = (personId: string) =>
+        hub.audit.entries().find((e) => e.type === 'consent.changed' && (e.details as { state: string; subject?: string }).state === 'unenrolled' && (e.details as { subject?: string }).subject === personId)?.details;
+      const withdraw = (actor: string, requestDigest: string) => hub.ledger.withdraw('faceRecognition', { actor, requestDigest, policyVersion: hub.policyVersion });
+      const grant = () => hub.ledger.grant('faceRecognition', { actor: LOCAL_OPERATOR, requestDigest: 'a'.repeat(64), policyVersion: hub.policyVersion });
+
+      // Signed by a paired key (the shape of a key id: 16 base32 characters).
+      const signedKey = 'abcdefghijklmnop';
+      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
+      withdraw(signedKey, 'b'.repeat(64));
+      expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(1);
+      expect(unenrolment(a.personId)).toMatchObject({ actor: signedKey, requestDigest: 'b'.repeat(64) });
+      expect(audited(a.personId)).toMatchObject({ keyId: signedKey, requestDigest: 'b'.repeat(64) });
+      expect(audited(a.personId)).not.toHaveProperty('reason');
+
+      // At the console.
+      grant();
+      const b = await store.enroll(engine, { name: 'B', photos: [crop], minor: false });
+      withdraw(LOCAL_OPERATOR, 'c'.repeat(64));
+      expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(1);
+      expect(unenrolment(b.personId)).toMatchObject({ actor: LOCAL_OPERATOR, requestDigest: 'c'.repeat(64) });
+      expect(audited(b.personId)).not.toHaveProperty('keyId');
+
+      // Unsigned: held, then deleted by the retention, never in the name of a key or the console.
+      grant();
+      const c = await store.enroll(engine, { name: 'C', photos: [crop], minor: false });
+      withdraw(UNSIGNED_ACTOR, 'd'.repeat(64));
+      expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(0);
+      expect(purgeAfterWithdrawal(store, hub.ledger, { heldMaxDays: 0 })).toBe(1);
+      expect(unenrolment(c.personId)).toMatchObject({ actor: UNSIGNED_ACTOR, requestDigest: 'd'.repeat(64) });
+      expect(audited(c.personId)).toMatchObject({ reason: 'held-retention', requestDigest: 'd'.repeat(64) });
+      expect(audited(c.personId)).not.toHaveProperty('keyId');
     } finally {
       hub.close();
     }

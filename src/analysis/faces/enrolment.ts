@@ -6,7 +6,7 @@ import { base32 } from '../../crypto/base32.js';
 import { decryptToBuffer, encryptToBuffer } from '../../crypto/age-stream.js';
 import { CamveilError } from '../../errors.js';
 import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type VerifiedGuardianAttestation } from '../../policy/consent-ledger.js';
-import { destroyingWithdrawal } from '../../policy/withdrawal.js';
+import { destroyingWithdrawal, mayDestroy, UNSIGNED_ACTOR } from '../../policy/withdrawal.js';
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
 import { readImageFile, type FaceImage } from './image-input.js';
@@ -78,6 +78,7 @@ export type Photo = string | { label: string; image: FaceImage; bytes?: Uint8Arr
 
 /** Who asked for a change, recorded in the audit log: a paired key id and the request's digest. */
 export interface ChangeOrigin {
+  /** A paired key id; `unsigned-request` only for held data deleted past its retention (purgeAfterWithdrawal). */
   keyId?: string;
   requestDigest?: string;
 }
@@ -435,11 +436,14 @@ export class EnrolmentStore {
     return ids.length;
   }
 
-  /** Removes these people (ids not enrolled are ignored); returns how many were removed. */
-  deleteMany(ids: readonly string[]): number {
+  /**
+   * Removes these people (ids not enrolled are ignored); returns how many were removed. `origin` names who
+   * asked (default the console); `reason` is audited with each unenrolment.
+   */
+  deleteMany(ids: readonly string[], origin?: ChangeOrigin, reason?: 'held-retention'): number {
     const known = new Set(this.ids());
     const present = [...new Set(ids)].filter((id) => known.has(id));
-    this.#remove(present);
+    this.#remove(present, origin, reason);
     return present.length;
   }
 
@@ -448,7 +452,7 @@ export class EnrolmentStore {
     return this.#db.prepare<[], { person_id: string }>('SELECT person_id FROM faces_people').all().map((r) => r.person_id);
   }
 
-  #remove(ids: readonly string[], origin?: ChangeOrigin): void {
+  #remove(ids: readonly string[], origin?: ChangeOrigin, reason?: string): void {
     if (ids.length === 0) return;
     this.#db.transaction(() => {
       const del = this.#db.prepare('DELETE FROM faces_people WHERE person_id = ?');
@@ -464,8 +468,10 @@ export class EnrolmentStore {
           policyVersion: this.#o.policyVersion,
           subject: id,
           ...(record === undefined ? {} : { ledgerSeq: record.seq }),
-          ...(ctx.actor === LOCAL_OPERATOR ? {} : { keyId: ctx.actor }),
+          // The unsigned marker is not a key: the ledger record (ledgerSeq) names it, the audit gives no keyId.
+          ...(ctx.actor === LOCAL_OPERATOR || ctx.actor === UNSIGNED_ACTOR ? {} : { keyId: ctx.actor }),
           ...(origin?.requestDigest === undefined ? {} : { requestDigest: origin.requestDigest }),
+          ...(reason === undefined ? {} : { reason }),
         });
       }
       this.#bump();
@@ -514,5 +520,9 @@ export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedge
   store.sightings.deleteAll();
   const enrolledAt = new Map(records.filter((r) => r.kind === 'enrol' && r.subject !== undefined).map((r) => [r.subject!, r.seq]));
   const stale = store.ids().filter((id) => (enrolledAt.get(id) ?? 0) < withdrawal.seq);
-  return store.deleteMany(stale);
+  // Each unenrolment names the withdrawal's actor — the paired key that signed it, or the console — and its
+  // request digest, as faces/delete does. Data an unsigned stop held past its retention names that stop's
+  // actor (`unsigned-request`), with the reason: the retention deleted it, not the unsigned request.
+  const origin: ChangeOrigin = { requestDigest: withdrawal.requestDigest, ...(withdrawal.actor === LOCAL_OPERATOR ? {} : { keyId: withdrawal.actor }) };
+  return store.deleteMany(stale, origin, mayDestroy(withdrawal) ? undefined : 'held-retention');
 }
