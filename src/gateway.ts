@@ -20,7 +20,8 @@ import { link, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { AuditLog } from './audit/audit-log.js';
-import { AuditAnchorWriter, type SignedAuditHead } from './audit/audit-anchor.js';
+import type { SignedAuditHead } from './audit/audit-anchor.js';
+import { openAnchoredAudit, type AnchoredAudit } from './audit/anchored-audit.js';
 import { CameraPipeline, type CameraStatus } from './camera-pipeline.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
@@ -134,7 +135,7 @@ export class Gateway {
   #media: GatewayState['media'] = 'memory-only';
   #audit: AuditLog | undefined;
   /** Keeps `<dataDir>/audit-head.json` at the audit log's committed head (see audit-anchor.ts). */
-  #auditAnchor: AuditAnchorWriter | undefined;
+  #auditAnchor: AnchoredAudit | undefined;
   #ledger: ConsentLedger | undefined;
   #gate: PolicyGate | undefined;
   #consent: ConsentService | undefined;
@@ -278,6 +279,7 @@ export class Gateway {
     if (!ended) await withinMs(this.#mqtt?.endAsync(true), STOP_PEER_MS);
     await this.#broker?.close();
     await this.#uploader?.stop();
+    this.#auditAnchor?.flush();
     this.#db?.close();
     this.#db = undefined;
     this.#o.logger.info('gateway stopped');
@@ -366,11 +368,9 @@ export class Gateway {
     const { config, logger } = this.#o;
     const db = openDatabase(config.dataDir);
     this.#db = db;
-    // The anchor on disk is checked before anything is appended, so a rolled-back log cannot overwrite it.
-    const anchor = new AuditAnchorWriter({ dataDir: config.dataDir, hubId: config.hub.id, signingKey: this.#keys!.signingKey, onError: (error) => logger.warn({ err: error }, 'audit anchor not written') });
-    this.#auditAnchor = anchor;
-    this.#audit = new AuditLog(db, { onAppend: (head) => anchor.record(head) });
-    anchor.check(this.#audit);
+    // The same anchored log as the console commands' (hub-context.ts): checked before anything is appended.
+    this.#auditAnchor = openAnchoredAudit(db, { dataDir: config.dataDir, hubId: config.hub.id, signingKey: this.#keys!.signingKey, onError: (error) => logger.warn({ err: error }, 'audit anchor not written') });
+    this.#audit = this.#auditAnchor.log;
     this.#ledger = new ConsentLedger(db);
     const policy = policyFromConfig(config.privacy);
     // Cameras the household added from the app join those of the configuration file (which win on an id clash).
@@ -423,7 +423,7 @@ export class Gateway {
       logger.error({ brokenAt: chain.brokenAt, code: 'CAMVEIL_E_AUDIT_BROKEN' }, `audit log hash chain broken at record ${chain.brokenAt}: ${chain.reason}`);
       found.push({ reason: 'audit-chain-broken', detail: `first broken record ${chain.brokenAt}` });
     }
-    const anchored = this.#auditAnchor!.check(this.#audit!);
+    const anchored = this.#auditAnchor!.checked;
     if (!anchored.ok) {
       // The anchor is left as found (the evidence) and no longer moved until someone looks: README, "Audit log".
       logger.error({ code: 'CAMVEIL_E_AUDIT_ROLLBACK' }, anchored.reason);
@@ -744,6 +744,7 @@ export class Gateway {
           db: this.#db!,
           config: this.#o.config,
           audit: this.#audit!,
+          exportTrailer: () => this.#auditAnchor!.exportTrailer(),
           ledger: this.#ledger!,
           pseudonymise: (k, v) => this.pseudonymise(k, v),
           ...(this.#store === undefined ? {} : { store: this.#store }),

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import type { KeyObject } from 'node:crypto';
-import { AUDIT_ANCHOR_FILE, AuditAnchorWriter, auditHeadSignatureValid, headContradiction, readAuditAnchor, type SignedAuditHead } from '../audit/audit-anchor.js';
-import { exportLine, exportLines, type ExportTrailer } from '../audit/audit-export.js';
+import { AUDIT_ANCHOR_FILE, auditHeadSignatureValid, headContradiction, readAuditAnchor, type SignedAuditHead } from '../audit/audit-anchor.js';
+import { openAnchoredAudit } from '../audit/anchored-audit.js';
+import { exportLine, exportLines } from '../audit/audit-export.js';
 import { AuditLog, type AuditHead } from '../audit/audit-log.js';
 import { encryptStream } from '../crypto/age-stream.js';
-import { HUB_SIGNING_KEY_FILE, rawPublicKeyOf, readSigningKey } from '../crypto/hub-keys.js';
+import { HUB_SIGNING_KEY_FILE, readSigningKey } from '../crypto/hub-keys.js';
 import { parseRecipients } from '../crypto/recipients.js';
 import { CamveilError, exitCodeFor } from '../errors.js';
 import { DATABASE_FILE, openDatabase } from '../store/database.js';
@@ -152,22 +153,18 @@ export async function runAuditExport(
     try {
       // The hub id comes from the configuration; the database does not hold it (without one, the anchor's).
       const onDisk = readAuditAnchorOrNull(opts.dataDir);
-      const writer = new AuditAnchorWriter({
+      // The same anchored log, and so the same trailer, as the service's and the MQTT audit/export's.
+      const audit = openAnchoredAudit(db, {
         dataDir: opts.dataDir,
         hubId: opts.hubId ?? onDisk?.head.hubId ?? 'unknown',
         signingKey,
         onError: (error) => io.stderr(`warning: audit anchor not written: ${error instanceof Error ? error.message : String(error)}`),
       });
-      const log = new AuditLog(db, { onAppend: (head) => writer.record(head) });
+      const log = audit.log;
       const verdict = log.verify();
-      const anchored = writer.check(log);
+      const anchored = audit.checked;
       const counter = { count: 0 };
-      const trailer = (exported: AuditHead): ExportTrailer => ({
-        anchor: anchored.ok ? (anchored.anchor ?? null) : onDisk,
-        exported: writer.signed(exported),
-        hubKey: rawPublicKeyOf(signingKey),
-      });
-      const ciphertext = encryptStream(recipients, exportLines(log, counter, trailer));
+      const ciphertext = encryptStream(recipients, exportLines(log, counter, audit.exportTrailer()));
       if (opts.out === undefined) {
         await pipeline(ciphertext, output, { end: output !== process.stdout });
       } else {

@@ -1,5 +1,7 @@
 import type Database from 'better-sqlite3';
-import { AuditLog } from '../audit/audit-log.js';
+import { openAnchoredAudit } from '../audit/anchored-audit.js';
+import type { ExportTrailer } from '../audit/audit-export.js';
+import type { AuditHead, AuditLog } from '../audit/audit-log.js';
 import { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -16,7 +18,10 @@ import { openDatabase } from '../store/database.js';
 export interface HubContext {
   config: Config;
   db: Database.Database;
+  /** Anchored as the service's is (audit-head.json follows every record this command appends). */
   audit: AuditLog;
+  /** The signed trailer of an export of `audit` (see AnchoredAudit.exportTrailer). */
+  exportTrailer: () => (exported: AuditHead) => ExportTrailer;
   ledger: ConsentLedger;
   gate: PolicyGate;
   consent: ConsentService;
@@ -35,7 +40,16 @@ export async function openHubContext(configFile: string, logger: Logger = silent
   const keys = await loadOrCreateHubKeys(config.dataDir);
   const pseudonymise = (kind: string, value: string) => pseudonym(keys.pseudonymSecret, kind, value);
   const db = openDatabase(config.dataDir);
-  const audit = new AuditLog(db);
+  // The same anchored log as the service's (gateway.ts), so a console command never leaves the anchor behind.
+  const anchored = openAnchoredAudit(db, {
+    dataDir: config.dataDir,
+    hubId: config.hub.id,
+    signingKey: keys.signingKey,
+    onError: (error) => logger.warn({ err: error }, 'audit anchor not written'),
+  });
+  // A rolled-back log is the service's to report (an incident at its start); here the anchor is only left as found.
+  if (!anchored.checked.ok) logger.error({ code: 'CAMVEIL_E_AUDIT_ROLLBACK' }, anchored.checked.reason);
+  const audit = anchored.log;
   const ledger = new ConsentLedger(db);
   const { inForce, history } = policyFromConfig(config.privacy);
   const gate = new PolicyGate({
@@ -49,5 +63,9 @@ export async function openHubContext(configFile: string, logger: Logger = silent
   });
   const consent = new ConsentService({ db, ledger, gate, audit, policyVersion: inForce.version, logger, enforce: () => Promise.resolve() });
   const people = new EnrolmentStore({ db, hub: { identity: keys.identity, recipient: keys.recipient }, audit, policyVersion: inForce.version, ledger });
-  return { config, db, audit, ledger, gate, consent, pseudonymise, people, close: () => db.close() };
+  const close = (): void => {
+    anchored.flush();
+    db.close();
+  };
+  return { config, db, audit, exportTrailer: () => anchored.exportTrailer(), ledger, gate, consent, pseudonymise, people, close };
 }

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import type Database from 'better-sqlite3';
 import { dropAllAlbums } from '../analysis/faces/face-album-rows.js';
-import { exportLines } from '../audit/audit-export.js';
-import type { AuditLog } from '../audit/audit-log.js';
+import { exportLines, type ExportTrailer } from '../audit/audit-export.js';
+import { GENESIS_HASH, type AuditHead, type AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/schema.js';
 import { encryptStream } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
@@ -26,6 +26,11 @@ export interface DataRightsDeps {
   db: Database.Database;
   config: Config;
   audit: AuditLog;
+  /**
+   * The hub's signed trailer for an export of `audit` (AnchoredAudit.exportTrailer): the service and the
+   * console pass it, so an export sent over MQTT is checked offline against the hub's key as the CLI's is.
+   */
+  exportTrailer?: () => (exported: AuditHead) => ExportTrailer;
   ledger: ConsentLedger;
   pseudonymise: (kind: string, value: string) => string;
   /** The store already open on `db`; opened here when absent (only when nothing else writes to it). */
@@ -80,7 +85,8 @@ function readConsent(ledger: ConsentLedger): object[] {
 /**
  * Everything the hub holds about the household — consent records, enrolled people's names, the event index, the index of stored
  * objects (the objects themselves are already sealed to the household), and the audit log — as JSON lines
- * in one age stream sealed to the household's recipients. Nothing is written anywhere; the caller records
+ * in one age stream sealed to the household's recipients. With `exportTrailer`, the first line (`export`)
+ * carries under `audit` the hub's signed heads for the audit records that follow (see ExportTrailer). Nothing is written anywhere; the caller records
  * the export with `recordExport` once the ciphertext has reached its destination.
  *
  * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients.
@@ -90,13 +96,26 @@ export async function openHouseholdExport(deps: DataRightsDeps, now: Date = new 
   const recipients = householdRecipients(deps.config);
   const { config } = deps;
   const store = storeOf(deps);
+  // Made before the audit records are read: it reads the anchor they must reach (see exportTrailer).
+  const trailer = deps.exportTrailer?.();
+  const audit = deps.audit.entries({ limit: 10_000 });
+  const last = audit.at(-1);
+  // The hub's signed heads for the audit section, as `camveil audit export` ends with them (README, "Audit log").
+  const heads = trailer?.(last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash });
   const lines: object[] = [
-    { section: 'export', hub: deps.pseudonymise('hub', config.hub.id), region: config.hub.region, exportedAt: now.toISOString(), policyInForce: config.privacy.policyVersion },
+    {
+      section: 'export',
+      hub: deps.pseudonymise('hub', config.hub.id),
+      region: config.hub.region,
+      exportedAt: now.toISOString(),
+      policyInForce: config.privacy.policyVersion,
+      ...(heads === undefined ? {} : { audit: heads }),
+    },
     ...readConsent(deps.ledger).map((r) => ({ section: 'consent', ...r })),
     ...people.map((p) => ({ section: 'person', ...p })),
     ...store.listEvents({ limit: ALL }).map((e) => ({ section: 'event', ...e })),
     ...store.list({ limit: ALL }).map(({ path: _path, ...o }) => ({ section: 'object', ...o })),
-    ...deps.audit.entries({ limit: 10_000 }).map((a) => ({ section: 'audit', ...a })),
+    ...audit.map((a) => ({ section: 'audit', ...a })),
   ];
   const ciphertext = encryptStream(recipients, lines.map((l) => Buffer.from(`${JSON.stringify(l)}\n`)));
   return { ciphertext, records: lines.length, recipients: recipients.length };
@@ -142,17 +161,18 @@ export async function exportHouseholdData(deps: DataRightsDeps, options: { maxBy
 }
 
 /**
- * The whole audit log as JSON lines (the format of `camveil audit export`: canonicalJson of each entry),
- * read page by page and sealed to the household's recipients, as one ciphertext of at most `maxBytes`;
- * the export is then recorded in the log (type `export`, scope `audit`).
+ * The whole audit log as JSON lines (the format of `camveil audit export`: canonicalJson of each entry,
+ * then, with `exportTrailer`, the same signed trailer line), read page by page and sealed to the
+ * household's recipients, as one ciphertext of at most `maxBytes`; the export is then recorded in the log
+ * (type `export`, scope `audit`).
  *
  * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` without household recipients, `CAMVEIL_E_REPLY_TOO_LARGE`.
  */
-export async function exportAuditLog(deps: Pick<DataRightsDeps, 'audit' | 'config'>, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
+export async function exportAuditLog(deps: Pick<DataRightsDeps, 'audit' | 'config' | 'exportTrailer'>, options: { maxBytes: number; who?: DataRightsRequester }): Promise<Buffer> {
   const recipients = householdRecipients(deps.config);
   const audit = deps.audit;
   const counter = { count: 0 };
-  const bytes = await collectCapped(encryptStream(recipients, exportLines(audit, counter)), options.maxBytes);
+  const bytes = await collectCapped(encryptStream(recipients, exportLines(audit, counter, deps.exportTrailer?.())), options.maxBytes);
   recordExport(audit, 'audit', counter.count, recipients.length, options.who);
   return bytes;
 }
