@@ -1,9 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
+import sharp from 'sharp';
 import { AppClient } from '../control/app-client.js';
 import { enrolmentSubject, signGuardianAttestation } from '../control/guardian-attestation.js';
 import { pinnedHubSchema, type PinnedHub } from '../control/hub-message.js';
 import type { ControlResponse } from '../control/command.js';
+import { MAX_PHOTO_BYTES, MAX_PHOTOS, PHOTO_MAX_SIDE } from '../control/request-limits.js';
 import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
 import { parseIdentityFile, recipientOf } from '../crypto/identities.js';
 import { readPasswordFile } from '../config/secrets.js';
@@ -60,7 +62,13 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
    * password is sealed to it once more on its own, because the hub stores it as sealed.
    */
   const hubRecipient = (): Promise<string> => Promise.resolve(app.requirePinned().recipient);
-  const photosOf = (files: readonly string[]) => Promise.all(files.map(async (f) => (await readFile(f)).toString('base64')));
+  const photosOf = async (files: readonly string[]): Promise<string[]> => {
+    if (files.length > MAX_PHOTOS) throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_PHOTOS} photos per request`);
+    const photos: string[] = [];
+    // One at a time: a phone photo decodes to tens of megabytes of pixels.
+    for (const file of files) photos.push((await photoForHub(file)).toString('base64'));
+    return photos;
+  };
   try {
     if (opts.pinFrom !== undefined) app.pin(await readPinnedBundle(opts.pinFrom));
     // Every reply's result is sealed to the household and the paired phones: opened with the identity given
@@ -187,6 +195,33 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
     await app.stop();
     await client.endAsync();
   }
+}
+
+/**
+ * A photo as `camveil app faces …` sends it: turned upright by its EXIF orientation, scaled to PHOTO_MAX_SIDE on
+ * its longer side (never enlarged: that is what the face models can use, request-limits.ts) and re-encoded as
+ * JPEG, which also drops its metadata (GPS position, camera serial). The quality steps down until it fits
+ * MAX_PHOTO_BYTES.
+ *
+ * @throws CamveilError `CAMVEIL_E_IMAGE_INVALID` naming the file when it is not an image sharp can decode, or
+ * does not fit even at the lowest quality.
+ */
+export async function photoForHub(file: string): Promise<Buffer> {
+  const bytes = await readFile(file);
+  for (const quality of [90, 80, 70, 60]) {
+    let out: Buffer;
+    try {
+      out = await sharp(bytes, { failOn: 'error' })
+        .rotate()
+        .resize({ width: PHOTO_MAX_SIDE, height: PHOTO_MAX_SIDE, fit: 'inside', withoutEnlargement: true })
+        .jpeg({ quality })
+        .toBuffer();
+    } catch (error) {
+      throw new CamveilError('CAMVEIL_E_IMAGE_INVALID', `${file}: not an image this app can read`, { where: file, cause: error });
+    }
+    if (out.length <= MAX_PHOTO_BYTES) return out;
+  }
+  throw new CamveilError('CAMVEIL_E_IMAGE_INVALID', `${file}: larger than ${MAX_PHOTO_BYTES} bytes even scaled to ${PHOTO_MAX_SIDE} px at JPEG quality 60`, { where: file });
 }
 
 /** Refusals printed as an error reply (exit 1) rather than thrown. */

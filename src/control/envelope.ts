@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { decryptStream } from '../crypto/age-stream.js';
 import { CamveilError } from '../errors.js';
 import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './key-registry.js';
+import { MAX_ARGS_BYTES, MAX_REQUEST_BYTES } from './request-limits.js';
 
 /**
  * The request envelope, as published on `request/<command>`:
@@ -26,9 +27,8 @@ import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './
  * hub's recipient; its person-chosen label travels sealed under a key derived from the pairing code instead
  * (pairing.ts). Unsigned requests follow the same rule: a withdrawal seals its args too.
  */
-export const MAX_REQUEST_BYTES = 64 * 1024;
-/** The most the opened `sealedArgs` may hold (they cannot exceed the request, but the cap holds regardless). */
-export const MAX_ARGS_BYTES = MAX_REQUEST_BYTES;
+// The caps come from the largest args (five enrolment photos): request-limits.ts.
+export { MAX_ARGS_BYTES, MAX_REQUEST_BYTES } from './request-limits.js';
 /** The commands whose args may travel in clear (see the module comment). */
 export const CLEAR_ARGS_COMMANDS: ReadonlySet<string> = new Set(['pair']);
 /** How far a request's `ts` may be from the hub's clock, either way. */

@@ -8,6 +8,7 @@ import type { GateDecision } from '../policy/gate.js';
 import { defineHandler, type CommandContext, type CommandHandler } from './command.js';
 import { enrolmentSubject, signedGuardianAttestationSchema, verifyGuardianAttestation } from './guardian-attestation.js';
 import { decodeBase64, type KeyRegistry } from './key-registry.js';
+import { MAX_PHOTO_BASE64, MAX_PHOTOS } from './request-limits.js';
 
 export interface FaceCommandDeps {
   people: () => EnrolmentStore;
@@ -25,8 +26,8 @@ export const enrolmentPayloadSchema = z.strictObject({
   minor: z.boolean().default(false),
   /** For a minor: signed by the guardian's paired key over this hub, this name and these photos (guardian-attestation.ts). */
   guardianAttestation: signedGuardianAttestationSchema.optional(),
-  /** JPEG/PNG/WebP photos, base64; each must show exactly one usable face. */
-  photos: z.array(z.string().min(1)).min(1).max(5),
+  /** JPEG/PNG/WebP photos, base64; each must show exactly one usable face (`camveil app` scales them: request-limits.ts). */
+  photos: z.array(z.string().min(1).max(MAX_PHOTO_BASE64)).min(1).max(MAX_PHOTOS),
   /** Keep the photos on the hub, sealed to its key (default: described and dropped). */
   keepPhotos: z.boolean().default(false),
 });
@@ -35,7 +36,7 @@ export type EnrolmentPayload = z.infer<typeof enrolmentPayloadSchema>;
 /** The args of `faces/add-photos`. */
 export const addPhotosPayloadSchema = z.strictObject({
   personId,
-  photos: z.array(z.string().min(1)).min(1).max(5),
+  photos: z.array(z.string().min(1).max(MAX_PHOTO_BASE64)).min(1).max(MAX_PHOTOS),
   keepPhotos: z.boolean().default(false),
 });
 

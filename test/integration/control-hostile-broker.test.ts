@@ -312,8 +312,8 @@ function hostileBrokerSuite(kind: BrokerKind): void {
       await client.endAsync();
     }
     // Enrolment: the hub has no face models configured, so it refuses; the name still crossed the broker.
-    const photo = path.join(root, 'ada.jpg');
-    writeFileSync(photo, 'not really a photo');
+    // A real photo: the app scales and re-encodes it before sealing (it refuses what is not an image).
+    const photo = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo', 'sample2.jpg');
     const enrol = await app({ kind: 'faces-enroll', name: PERSON, photos: [photo] }, 'hub-a');
     expect(JSON.parse(enrol.out)).toMatchObject({ status: 'error', error: { code: expect.stringMatching(/UNKNOWN_COMMAND|CONSENT_REQUIRED/) as string } });
     const sent = proxy.publishes().filter((p) => p.direction === 'toBroker' && /request\/(cameras\/add|config\/set|devices\/add|faces\/enroll|pair)$/.test(p.packet.topic));
