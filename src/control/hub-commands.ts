@@ -95,7 +95,9 @@ function consentCommands(deps: HubCommandDeps): Record<string, CommandHandler> {
 }
 
 /**
- * `cameras/list` and `config/get` are reads (no personal data: ids, display names, health, geometry).
+ * `cameras/list` and `config/get` are reads anyone may ask for: camera ids, display names, health and geometry
+ * describe the household's cameras, so, like every reply's result, they cross the broker only sealed to the
+ * household and the paired phones (the dispatcher's reply path, sealed-reply.ts).
  * `config/set` is signed: removing a privacy mask or keeping footage longer widens what the hub keeps and
  * sees, and only geometry, sensitivity, analysis rate and retention can be set at all.
  */
