@@ -8,6 +8,7 @@ import type { KeyRegistry } from './key-registry.js';
 import { HUB_PROTOCOL_VERSION, signHubMessage, type HubHealth, type HubSigner } from './hub-message.js';
 import { padJson } from './padding.js';
 import { Pairing } from './pairing.js';
+import { RefusalBudget } from './refusal-budget.js';
 import { sealReply, type WireResponse } from './sealed-reply.js';
 import { assertNoSecrets } from './state-guard.js';
 import { AVAILABILITY_OFFLINE, AVAILABILITY_ONLINE, commandOfTopic, hubTopics, responseTopic, type HubTopics } from './topics.js';
@@ -53,6 +54,8 @@ export interface ControlPlaneOptions {
   pairing?: Pairing;
   /** Told the error code of every refused request (bursts of bad signatures or pairing proofs are incidents). */
   onRefused?: (code: string) => void;
+  /** How many refused requests a second get an answer (refusal-budget.ts; default 10 a second, bursts of 30). */
+  refusalBudget?: RefusalBudget;
 }
 
 /**
@@ -78,6 +81,7 @@ export class ControlPlane {
   readonly #signer: HubSigner;
   readonly #identity: string;
   readonly #onRefused: ((code: string) => void) | undefined;
+  readonly #refusalBudget: RefusalBudget;
   readonly #handlers = new Map<string, CommandHandler>();
   readonly #onMessage: MessageListener = (topic, payload, packet) => void this.handle(topic, payload, packet.retain === true);
   readonly #onConnect = (): void => void this.#publishAvailability(AVAILABILITY_ONLINE);
@@ -93,6 +97,7 @@ export class ControlPlane {
     this.#getHealth = options.getHealth ?? (() => ({}));
     this.#recipients = options.recipients ?? (() => options.registry.activeRecipients());
     this.#onRefused = options.onRefused;
+    this.#refusalBudget = options.refusalBudget ?? new RefusalBudget();
     this.#identity = options.hub.identity;
     this.#signer = { hubId: options.hubId, baseTopic: options.baseTopic, signingKey: options.hub.signingKey, signingPublicKey: options.hub.signingPublicKey };
     const builtins = builtinCommands({
@@ -193,7 +198,8 @@ export class ControlPlane {
 
   /**
    * Handles one message from `request/#`: exactly one reply, never a rejection (handler errors become error
-   * replies). Exposed for tests that feed messages without a broker.
+   * replies), except refusals past the refusal budget, which get none. Exposed for tests that feed messages
+   * without a broker.
    */
   async handle(topic: string, payload: Buffer, retained = false): Promise<void> {
     const command = commandOfTopic(this.#topics, topic);
@@ -227,6 +233,10 @@ export class ControlPlane {
       transaction ??= salvageTransaction(payload);
       response = this.#errorResponse(error, transaction);
       this.#onRefused?.(response.status === 'error' ? response.error.code : 'CAMVEIL_E_INTERNAL');
+      if (!this.#refusalBudget.take()) {
+        this.#logger.debug({ command: command.slice(0, 64), code: response.status === 'error' ? response.error.code : undefined }, 'refused request left unanswered: refusal budget spent');
+        return;
+      }
     }
     await this.#reply(command, response, signer);
   }

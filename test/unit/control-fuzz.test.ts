@@ -13,6 +13,7 @@ import { AuditLog } from '../../src/audit/audit-log.js';
 import { AppClient, generateAppKey, type AppKey } from '../../src/control/app-client.js';
 import { defineHandler } from '../../src/control/command.js';
 import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
+import { RefusalBudget } from '../../src/control/refusal-budget.js';
 import { MAX_REQUEST_BYTES } from '../../src/control/envelope.js';
 import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
@@ -83,6 +84,8 @@ beforeAll(async () => {
     audit,
     logger: silentLogger(),
     now: () => clock,
+    // Every refusal answered, so each reply's shape is checked (the budget has its own test).
+    refusalBudget: new RefusalBudget({ perSecond: Number.POSITIVE_INFINITY, burst: Number.POSITIVE_INFINITY }),
     handlers: {
       'test/widen': defineHandler({ requires: 'signature', args: z.strictObject({ n: z.number() }), run: () => ++calls.widen }),
       'test/boom': defineHandler({
@@ -216,7 +219,7 @@ describe('control plane under fuzzing', () => {
     expect(runs).toBeGreaterThanOrEqual(10_000);
     expect(heapGrowth).toBeLessThan(50 * 1024 * 1024);
     console.info(`control fuzz: ${runs} requests, heap ${(heapGrowth / 1024 / 1024).toFixed(1)} MiB, codes ${JSON.stringify(Object.fromEntries(codes))}`);
-  }, 300_000);
+  }, 600_000);
 
   it('turns handler exceptions, rejections and unserialisable data into one error reply without details', async () => {
     for (const mode of ['throw', 'reject', 'bigint']) {
