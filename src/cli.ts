@@ -419,7 +419,7 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       const config = loadConfigFile(opts.config);
       if (config.household === undefined) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `${opts.config}: household.recipients is needed to encrypt the export`);
       const recipients = config.household.recipients;
-      await run(() => runAuditExport({ dataDir: config.dataDir, recipients, hubId: config.hub.id, ...(opts.out === undefined ? {} : { out: opts.out }) }, io))();
+      await run(() => runAuditExport({ dataDir: config.dataDir, recipients, ...(opts.out === undefined ? {} : { out: opts.out }) }, io))();
     });
 
   program

@@ -369,7 +369,7 @@ export class Gateway {
     const db = openDatabase(config.dataDir);
     this.#db = db;
     // The same anchored log as the console commands' (hub-context.ts): checked before anything is appended.
-    this.#auditAnchor = openAnchoredAudit(db, { dataDir: config.dataDir, hubId: config.hub.id, signingKey: this.#keys!.signingKey, onError: (error) => logger.warn({ err: error }, 'audit anchor not written') });
+    this.#auditAnchor = openAnchoredAudit(db, { dataDir: config.dataDir, signingKey: this.#keys!.signingKey, onError: (error) => logger.warn({ err: error }, 'audit anchor not written') });
     this.#audit = this.#auditAnchor.log;
     this.#ledger = new ConsentLedger(db);
     const policy = policyFromConfig(config.privacy);

@@ -32,7 +32,6 @@ export interface AnchoredAudit {
 
 export interface AnchoredAuditOptions {
   dataDir: string;
-  hubId: string;
   signingKey: KeyObject;
   now?: () => Date;
   /** Told when the anchor could not be written; the record is committed all the same. */
@@ -46,7 +45,6 @@ export interface AnchoredAuditOptions {
 export function openAnchoredAudit(db: Database.Database, options: AnchoredAuditOptions): AnchoredAudit {
   const writer = new AuditAnchorWriter({
     dataDir: options.dataDir,
-    hubId: options.hubId,
     signingKey: options.signingKey,
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.onError === undefined ? {} : { onError: options.onError }),

@@ -15,10 +15,13 @@ export const AUDIT_ANCHOR_FILE = 'audit-head.json';
  */
 const SIGNING_CONTEXT = 'camveil audit head v1\n';
 
-/** What the hub signs: its id, the head's seq and hash, and when it signed. */
+/**
+ * What the hub signs: the head's seq and hash, and when it signed. No hub id: the hub's own signing key is
+ * what ties a head to its hub, and the file sits in the data directory, where the hub id never appears in
+ * clear (only its pseudonym does).
+ */
 export interface AuditAnchorHead {
   v: 1;
-  hubId: string;
   seq: number;
   hash: string;
   at: string;
@@ -33,7 +36,6 @@ export interface SignedAuditHead {
 export const signedAuditHeadSchema = z.strictObject({
   head: z.strictObject({
     v: z.literal(1),
-    hubId: z.string().min(1).max(64),
     seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
     hash: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex characters'),
     at: z.string().datetime(),
@@ -45,9 +47,9 @@ function signedBytes(head: AuditAnchorHead): Buffer {
   return Buffer.from(`${SIGNING_CONTEXT}${canonicalJson({ ...head })}`, 'utf8');
 }
 
-/** Signs `head` of hub `hubId` with the hub's Ed25519 key. */
-export function signAuditHead(signingKey: KeyObject, hubId: string, head: AuditHead, at: Date): SignedAuditHead {
-  const anchored: AuditAnchorHead = { v: 1, hubId, seq: head.seq, hash: head.hash, at: at.toISOString() };
+/** Signs `head` with the hub's Ed25519 key. */
+export function signAuditHead(signingKey: KeyObject, head: AuditHead, at: Date): SignedAuditHead {
+  const anchored: AuditAnchorHead = { v: 1, seq: head.seq, hash: head.hash, at: at.toISOString() };
   return { head: anchored, sig: sign(null, signedBytes(anchored), signingKey).toString('base64') };
 }
 
@@ -161,15 +163,13 @@ export type AnchorCheck =
  */
 export class AuditAnchorWriter {
   readonly #dataDir: string;
-  readonly #hubId: string;
   readonly #signingKey: KeyObject;
   readonly #now: () => Date;
   readonly #onError: (error: unknown) => void;
   #checked: AnchorCheck | undefined;
 
-  constructor(options: { dataDir: string; hubId: string; signingKey: KeyObject; now?: () => Date; onError?: (error: unknown) => void }) {
+  constructor(options: { dataDir: string; signingKey: KeyObject; now?: () => Date; onError?: (error: unknown) => void }) {
     this.#dataDir = options.dataDir;
-    this.#hubId = options.hubId;
     this.#signingKey = options.signingKey;
     this.#now = options.now ?? (() => new Date());
     this.#onError = options.onError ?? (() => undefined);
@@ -177,7 +177,7 @@ export class AuditAnchorWriter {
 
   /** `head` of this hub, signed now (what the sealed state carries). */
   signed(head: AuditHead): SignedAuditHead {
-    return signAuditHead(this.#signingKey, this.#hubId, head, this.#now());
+    return signAuditHead(this.#signingKey, head, this.#now());
   }
 
   /**

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import type { KeyObject } from 'node:crypto';
-import { AUDIT_ANCHOR_FILE, auditHeadSignatureValid, headContradiction, readAuditAnchor, type SignedAuditHead } from '../audit/audit-anchor.js';
+import { AUDIT_ANCHOR_FILE, auditHeadSignatureValid, headContradiction, readAuditAnchor } from '../audit/audit-anchor.js';
 import { openAnchoredAudit } from '../audit/anchored-audit.js';
 import { exportLine, exportLines } from '../audit/audit-export.js';
 import { AuditLog, type AuditHead } from '../audit/audit-log.js';
@@ -137,7 +137,7 @@ export { exportLine };
  * recipients, or ciphertext to a terminal.
  */
 export async function runAuditExport(
-  opts: { dataDir: string; recipients: string[]; out?: string; hubId?: string },
+  opts: { dataDir: string; recipients: string[]; out?: string },
   io: CommandIO,
   output: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout,
 ): Promise<number> {
@@ -151,12 +151,9 @@ export async function runAuditExport(
     const signingKey = await hubSigningKey(opts.dataDir);
     const db = openDatabase(opts.dataDir);
     try {
-      // The hub id comes from the configuration; the database does not hold it (without one, the anchor's).
-      const onDisk = readAuditAnchorOrNull(opts.dataDir);
       // The same anchored log, and so the same trailer, as the service's and the MQTT audit/export's.
       const audit = openAnchoredAudit(db, {
         dataDir: opts.dataDir,
-        hubId: opts.hubId ?? onDisk?.head.hubId ?? 'unknown',
         signingKey,
         onError: (error) => io.stderr(`warning: audit anchor not written: ${error instanceof Error ? error.message : String(error)}`),
       });
@@ -187,15 +184,6 @@ export async function runAuditExport(
     }
   } catch (error) {
     return report(io, error);
-  }
-}
-
-/** The anchor as found, or null when there is none or it is unreadable (the writer's check says why). */
-function readAuditAnchorOrNull(dataDir: string): SignedAuditHead | null {
-  try {
-    return readAuditAnchor(dataDir) ?? null;
-  } catch {
-    return null;
   }
 }
 

@@ -43,7 +43,6 @@ export async function openHubContext(configFile: string, logger: Logger = silent
   // The same anchored log as the service's (gateway.ts), so a console command never leaves the anchor behind.
   const anchored = openAnchoredAudit(db, {
     dataDir: config.dataDir,
-    hubId: config.hub.id,
     signingKey: keys.signingKey,
     onError: (error) => logger.warn({ err: error }, 'audit anchor not written'),
   });

@@ -143,12 +143,12 @@ describe('a rolled-back audit log is detected by audit verify, the hub at start,
     expect(anchored).toBeGreaterThan(older + 5);
     // The app sees the hub's signed head in the sealed state, and remembers it.
     const seen = await app();
-    const state = (await stateWhere(seen, (s) => s.audit?.head.seq === anchored)) as { audit: { head: { seq: number; hubId: string } } };
-    expect(state.audit.head).toMatchObject({ seq: anchored, hubId: HUB });
+    const state = (await stateWhere(seen, (s) => s.audit?.head.seq === anchored)) as { audit: { head: { seq: number } } };
+    expect(state.audit.head).toMatchObject({ seq: anchored });
     expect(seen.auditHead?.seq).toBe(anchored);
     await second.gateway.stop();
     const anchorText = readFileSync(join(dataDir, AUDIT_ANCHOR_FILE), 'utf8');
-    expect(readAuditAnchor(dataDir)?.head).toMatchObject({ hubId: HUB, seq: anchored });
+    expect(readAuditAnchor(dataDir)?.head).toMatchObject({ seq: anchored });
 
     const intact = await camveil(['audit', 'verify', '--data-dir', dataDir]);
     expect(intact.code).toBe(0);
@@ -169,7 +169,7 @@ describe('a rolled-back audit log is detected by audit verify, the hub at start,
     }
     expect(trailer.hubKey).toBe((await loadOrCreateHubKeys(dataDir)).signingPublicKey);
     expect(auditHeadSignatureValid(trailer.exported, trailer.hubKey)).toBe(true);
-    expect(trailer.exported.head).toMatchObject({ hubId: HUB, seq: lines.length, hash: prev });
+    expect(trailer.exported.head).toMatchObject({ seq: lines.length, hash: prev });
     expect(auditHeadSignatureValid(trailer.anchor!, trailer.hubKey)).toBe(true);
     expect(hashes.get(trailer.anchor!.head.seq)).toBe(trailer.anchor!.head.hash);
     // The export's own record moved the anchor on by one.
@@ -208,7 +208,7 @@ describe('a rolled-back audit log is detected by audit verify, the hub at start,
     const dir = join(root, 'cut');
     const keys = await loadOrCreateHubKeys(dir);
     const db = openDatabase(dir);
-    const writer = new AuditAnchorWriter({ dataDir: dir, hubId: HUB, signingKey: keys.signingKey });
+    const writer = new AuditAnchorWriter({ dataDir: dir, signingKey: keys.signingKey });
     const log = new AuditLog(db, { onAppend: (head) => writer.record(head) });
     expect(writer.check(log)).toEqual({ ok: true });
     for (let i = 0; i < 6; i++) log.append('export', { scope: 'audit', count: i, recipients: 1 });

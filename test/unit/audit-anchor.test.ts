@@ -56,7 +56,7 @@ async function anchoredHub(records: number): Promise<{ dir: string; db: Database
   const keys = await loadOrCreateHubKeys(dir);
   const db = new Database(path.join(dir, 'camveil.db'));
   db.pragma('journal_mode = WAL');
-  const writer = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: keys.signingKey });
+  const writer = new AuditAnchorWriter({ dataDir: dir, signingKey: keys.signingKey });
   const log = new AuditLog(db, { onAppend: (head) => writer.record(head) });
   expect(writer.check(log)).toEqual({ ok: true });
   for (let i = 0; i < records; i++) log.append('upload.denied', { objectId: 'abcdefghijklmnopqrstuvwxyz', kind: 'clip', reason: `r${i}` });
@@ -67,18 +67,17 @@ describe('signed audit head', () => {
   const key = generateKeyPairSync('ed25519').privateKey;
 
   it('verifies with the signing key, its public key or the raw key the app pins', () => {
-    const signed = signAuditHead(key, 'home', HEAD, AT);
-    expect(signed.head).toEqual({ v: 1, hubId: 'home', seq: 7, hash: HEAD.hash, at: AT.toISOString() });
+    const signed = signAuditHead(key, HEAD, AT);
+    expect(signed.head).toEqual({ v: 1, seq: 7, hash: HEAD.hash, at: AT.toISOString() });
     expect(auditHeadSignatureValid(signed, key)).toBe(true);
     expect(auditHeadSignatureValid(signed, rawPublicKeyOf(key))).toBe(true);
   });
 
   it('refuses any changed field, another key, and a signature made for other bytes', () => {
-    const signed = signAuditHead(key, 'home', HEAD, AT);
+    const signed = signAuditHead(key, HEAD, AT);
     const changed: SignedAuditHead[] = [
       { ...signed, head: { ...signed.head, seq: 8 } },
       { ...signed, head: { ...signed.head, hash: 'cd'.repeat(32) } },
-      { ...signed, head: { ...signed.head, hubId: 'other' } },
       { ...signed, head: { ...signed.head, at: new Date(AT.getTime() + 1).toISOString() } },
       { ...signed, sig: Buffer.alloc(64).toString('base64') },
       { ...signed, sig: 'not base64 at all' },
@@ -94,8 +93,8 @@ describe('anchor file', () => {
     const dir = tempDir();
     const key = generateKeyPairSync('ed25519').privateKey;
     expect(readAuditAnchor(dir)).toBeUndefined();
-    writeAuditAnchor(dir, signAuditHead(key, 'home', HEAD, AT));
-    const second = signAuditHead(key, 'home', { seq: 8, hash: 'cd'.repeat(32) }, AT);
+    writeAuditAnchor(dir, signAuditHead(key, HEAD, AT));
+    const second = signAuditHead(key, { seq: 8, hash: 'cd'.repeat(32) }, AT);
     writeAuditAnchor(dir, second);
     expect(readAuditAnchor(dir)).toEqual(second);
     expect(statSync(path.join(dir, AUDIT_ANCHOR_FILE)).mode & 0o777).toBe(0o600);
@@ -109,7 +108,7 @@ describe('anchor file', () => {
     writeFileSync(stale, '{');
     writeFileSync(fresh, '{');
     utimesSync(stale, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
-    const writer = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: (await loadOrCreateHubKeys(dir)).signingKey });
+    const writer = new AuditAnchorWriter({ dataDir: dir, signingKey: (await loadOrCreateHubKeys(dir)).signingKey });
     expect(writer.check(log)).toMatchObject({ ok: true });
     expect(existsSync(stale)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
@@ -119,7 +118,7 @@ describe('anchor file', () => {
   it('refuses a malformed file naming it', () => {
     const dir = tempDir();
     const file = path.join(dir, AUDIT_ANCHOR_FILE);
-    for (const text of ['{', '{"head":{"v":1},"sig":"x"}', JSON.stringify({ head: { v: 1, hubId: 'h', seq: -1, hash: 'ab'.repeat(32), at: AT.toISOString() }, sig: 'x' })]) {
+    for (const text of ['{', '{"head":{"v":1},"sig":"x"}', JSON.stringify({ head: { v: 1, seq: -1, hash: 'ab'.repeat(32), at: AT.toISOString() }, sig: 'x' })]) {
       writeFileSync(file, text);
       expect(thrown(() => readAuditAnchor(dir))).toMatchObject({ code: 'CAMVEIL_E_AUDIT_ANCHOR_INVALID', where: file });
     }
@@ -130,7 +129,7 @@ describe('anchor writer and AuditLog.onAppend', () => {
   it('anchors every committed append, signed by the hub key', async () => {
     const { dir, log } = await anchoredHub(5);
     const anchor = readAuditAnchor(dir)!;
-    expect(anchor.head).toMatchObject({ hubId: 'home', seq: 5, hash: log.head().hash });
+    expect(anchor.head).toMatchObject({ seq: 5, hash: log.head().hash });
     expect(auditHeadSignatureValid(anchor, (await loadOrCreateHubKeys(dir)).signingKey)).toBe(true);
   });
 
@@ -164,11 +163,11 @@ describe('anchor writer and AuditLog.onAppend', () => {
     db.exec('DROP TRIGGER audit_no_delete');
     db.prepare('DELETE FROM audit WHERE seq > 3').run();
 
-    const unchecked = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: keys.signingKey });
+    const unchecked = new AuditAnchorWriter({ dataDir: dir, signingKey: keys.signingKey });
     unchecked.record(log.head());
     expect(readFileSync(path.join(dir, AUDIT_ANCHOR_FILE), 'utf8')).toBe(before);
 
-    const writer = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: keys.signingKey });
+    const writer = new AuditAnchorWriter({ dataDir: dir, signingKey: keys.signingKey });
     const reopened = new AuditLog(db, { onAppend: (head) => writer.record(head) });
     expect(writer.check(reopened)).toMatchObject({ ok: false, reason: 'audit log rolled back: anchor at 6 but the log ends at record 3' });
     reopened.append('export', { scope: 'audit', count: 1, recipients: 1 });
@@ -177,8 +176,8 @@ describe('anchor writer and AuditLog.onAppend', () => {
 
   it('refuses an anchor signed by another key', async () => {
     const { dir, log } = await anchoredHub(2);
-    writeAuditAnchor(dir, signAuditHead(generateKeyPairSync('ed25519').privateKey, 'home', log.head(), AT));
-    const writer = new AuditAnchorWriter({ dataDir: dir, hubId: 'home', signingKey: (await loadOrCreateHubKeys(dir)).signingKey });
+    writeAuditAnchor(dir, signAuditHead(generateKeyPairSync('ed25519').privateKey, log.head(), AT));
+    const writer = new AuditAnchorWriter({ dataDir: dir, signingKey: (await loadOrCreateHubKeys(dir)).signingKey });
     expect(writer.check(log)).toMatchObject({ ok: false, detail: "audit anchor not signed by this hub's key" });
   });
 });
@@ -246,7 +245,7 @@ describe('camveil audit verify against the anchor (in process)', () => {
 describe('the app remembers the highest audit head per hub', () => {
   const key = generateKeyPairSync('ed25519').privateKey;
   const pinned: PinnedHub = { hubId: 'home', baseTopic: 'camveil', signingKey: rawPublicKeyOf(key), recipient: 'age1xxxx' };
-  const state = (seq: number, hash = String(seq % 10).repeat(64)) => ({ mode: 'cloud', audit: signAuditHead(key, 'home', { seq, hash }, AT) });
+  const state = (seq: number, hash = String(seq % 10).repeat(64)) => ({ mode: 'cloud', audit: signAuditHead(key, { seq, hash }, AT) });
 
   it('moves forward, and reports a lower head or another hash at the same seq as a rollback', () => {
     const watch = new AuditHeadWatch();
@@ -264,11 +263,10 @@ describe('the app remembers the highest audit head per hub', () => {
     expect(thrown(() => again.observe('camveil/home', pinned, state(8)))).toMatchObject({ code: 'CAMVEIL_E_AUDIT_ROLLBACK' });
   });
 
-  it('refuses a head not signed by the pinned key or for another hub', () => {
+  it('refuses a head not signed by the pinned key, or malformed', () => {
     const watch = new AuditHeadWatch();
     const other = generateKeyPairSync('ed25519').privateKey;
-    expect(thrown(() => watch.observe('camveil/home', pinned, { audit: signAuditHead(other, 'home', HEAD, AT) }))).toMatchObject({ code: 'CAMVEIL_E_HUB_UNVERIFIED' });
-    expect(thrown(() => watch.observe('camveil/home', pinned, { audit: signAuditHead(key, 'elsewhere', HEAD, AT) }))).toMatchObject({ code: 'CAMVEIL_E_HUB_UNVERIFIED' });
+    expect(thrown(() => watch.observe('camveil/home', pinned, { audit: signAuditHead(other, HEAD, AT) }))).toMatchObject({ code: 'CAMVEIL_E_HUB_UNVERIFIED' });
     expect(thrown(() => watch.observe('camveil/home', pinned, { audit: { head: 1 } }))).toMatchObject({ code: 'CAMVEIL_E_HUB_UNVERIFIED' });
   });
 });
