@@ -186,10 +186,10 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     // The test's own input videos (generated under .cache/, which is under /tmp when the checkout is) are
     // the camera's source, not something the gateway wrote: they are left out.
     const touched = [...after].filter(([p, mtime]) => filesBefore.get(p) !== mtime && !p.startsWith(INPUT_CACHE)).map(([p]) => p);
-    // The data directory holds only what the test put there, the hub's keys and its database (consent,
-    // audit); the database is scanned for media bytes below with every other file written meanwhile.
+    // The data directory holds only what the test put there, the hub's keys, its database (consent, audit)
+    // and the signed audit head; these are scanned for media bytes below with every other file written meanwhile.
     const held = [...listFiles(dataDir).keys()].map((p) => path.relative(dataDir, p)).sort();
-    expect(held.filter((f) => !/^camveil\.db(-wal|-shm)?$/.test(f))).toEqual(['keys/hub-identity.txt', 'keys/hub-signing-key.pem', 'keys/pseudonym-secret.txt', 'wrong-password']);
+    expect(held.filter((f) => !/^camveil\.db(-wal|-shm)?$/.test(f))).toEqual(['audit-head.json', 'keys/hub-identity.txt', 'keys/hub-signing-key.pem', 'keys/pseudonym-secret.txt', 'wrong-password']);
     // No file written meanwhile (by anyone) holds a piece of the clip or the snapshot.
     const clip = sink.clips[0]!.bytes;
     const jpeg = sink.snapshots[0]!.jpeg;
