@@ -2,6 +2,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp, { type Region, type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +189,13 @@ describe('face engine on the wasm backend', () => {
     await expect(readImageFile(join(dir, 'notes.txt'))).rejects.toMatchObject({ code: 'CAMVEIL_E_IMAGE_INVALID' });
     await expect(readImageFile(join(dir, 'missing.jpg'))).rejects.toMatchObject({ code: 'CAMVEIL_E_IMAGE_INVALID' });
     await expect(decodeImage(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0]))).rejects.toBeInstanceOf(CamveilError);
+    // A few hundred bytes of PNG whose header claims 12,000 × 12,000 (432 MB of RGB, under sharp's own default
+    // limit): refused from the header, before anything is decoded.
+    const bomb = Buffer.from(await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer());
+    bomb.writeUInt32BE(12_000, 16);
+    bomb.writeUInt32BE(12_000, 20);
+    bomb.writeUInt32BE(crc32(bomb.subarray(12, 29)) >>> 0, 29);
+    await expect(decodeImage(bomb, 'bomb.png')).rejects.toMatchObject({ code: 'CAMVEIL_E_IMAGE_INVALID', message: 'bomb.png: the image has more than 50 megapixels' });
     // The wall above the three women: no face.
     const wall = await raw(sharp(join(DEMO, 'sample1.jpg')).extract({ left: 0, top: 0, width: 1920, height: 200 }).removeAlpha());
     expect(await engine.detect({ ...wall, channels: 3 })).toEqual([]);

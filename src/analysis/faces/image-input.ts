@@ -53,19 +53,32 @@ export function toRgb(image: FaceImage, where = 'image'): RgbImage {
 }
 
 /**
+ * The most pixels an image may decode to: a 48-megapixel phone photo fits; a few kilobytes of PNG that claim
+ * to be 20,000 × 20,000 (1.2 GB of RGB) do not. sharp's own default (0x3FFF², 268 megapixels) would let one
+ * enrolment photo take most of a small hub's memory.
+ */
+export const MAX_IMAGE_PIXELS = 50_000_000;
+
+/**
  * Decodes an encoded image (JPEG, PNG, WebP, …) to RGB24 with sharp, turned upright by its EXIF
  * orientation (phone photos are usually stored sideways with an orientation tag). Alpha is dropped,
  * grey and CMYK become sRGB.
  *
- * Throws `CAMVEIL_E_IMAGE_INVALID` for empty input and for bytes sharp cannot decode.
+ * Throws `CAMVEIL_E_IMAGE_INVALID` for empty input, for bytes sharp cannot decode, and for images of more than
+ * MAX_IMAGE_PIXELS (checked from the header, before anything is decoded).
  */
 export async function decodeImage(bytes: Uint8Array, where = 'image'): Promise<RgbImage> {
   if (bytes.length === 0) throw new CamveilError('CAMVEIL_E_IMAGE_INVALID', `${where}: the file is empty`, { where });
   let decoded: { data: Buffer; info: OutputInfo };
   try {
-    decoded = await sharp(bytes, { failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    decoded = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS }).rotate().removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   } catch (error) {
-    const reason = (error as Error).message.includes('unsupported image format') ? 'not an image, or a format sharp cannot decode' : (error as Error).message;
+    const text = (error as Error).message;
+    const reason = text.includes('unsupported image format')
+      ? 'not an image, or a format sharp cannot decode'
+      : text.includes('pixel limit')
+        ? `the image has more than ${MAX_IMAGE_PIXELS / 1_000_000} megapixels`
+        : text;
     throw new CamveilError('CAMVEIL_E_IMAGE_INVALID', `${where}: ${reason}`, { where, cause: error });
   }
   const { data, info } = decoded;
