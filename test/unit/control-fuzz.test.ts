@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { AppClient, generateAppKey, type AppKey } from '../../src/control/app-client.js';
 import { defineHandler } from '../../src/control/command.js';
-import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
+import { ControlPlane } from '../../src/control/dispatcher.js';
 import { RefusalBudget } from '../../src/control/refusal-budget.js';
 import { MAX_REQUEST_BYTES } from '../../src/control/envelope.js';
 import { encryptToBuffer } from '../../src/crypto/age-stream.js';
@@ -20,6 +20,7 @@ import { KeyRegistry } from '../../src/control/key-registry.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { replyOf, testHubKeys, type TestHubKeys } from '../harness/hub-keys.js';
+import { RecordingControlClient } from '../harness/recording-control-client.js';
 
 const BASE = 'camveil';
 const HUB = 'fuzz-hub';
@@ -27,27 +28,6 @@ const REQ = `${BASE}/${HUB}/request`;
 const TARGET = { v: 2, hub: HUB, base: BASE };
 /** The paired phone's age identity: replies are sealed to its recipient. */
 let PHONE = '';
-
-/** An in-memory MQTT client: records what the control plane publishes. */
-class FakeClient implements ControlClient {
-  readonly published: Array<{ topic: string; message: string | Buffer; retain: boolean }> = [];
-  publishAsync(topic: string, message: string | Buffer, opts?: { retain?: boolean }): Promise<unknown> {
-    this.published.push({ topic, message, retain: opts?.retain === true });
-    return Promise.resolve(undefined);
-  }
-  subscribeAsync(): Promise<unknown> {
-    return Promise.resolve(undefined);
-  }
-  unsubscribeAsync(): Promise<unknown> {
-    return Promise.resolve(undefined);
-  }
-  on(): unknown {
-    return this;
-  }
-  removeListener(): unknown {
-    return this;
-  }
-}
 
 /** `global.gc`, exposed at run time when the worker was not started with --expose-gc. */
 function gc(): void {
@@ -59,7 +39,7 @@ let dir: string;
 let db: Database.Database;
 let registry: KeyRegistry;
 let audit: AuditLog;
-let client: FakeClient;
+let client: RecordingControlClient;
 let plane: ControlPlane;
 let keys: TestHubKeys;
 const key: AppKey = generateAppKey();
@@ -73,7 +53,7 @@ beforeAll(async () => {
   db = openDatabase(dir);
   registry = new KeyRegistry(db);
   audit = new AuditLog(db);
-  client = new FakeClient();
+  client = new RecordingControlClient();
   keys = await testHubKeys(HUB, BASE);
   plane = new ControlPlane({
     hub: keys.hub,

@@ -4,37 +4,17 @@ import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.js';
-import { ControlPlane, type ControlClient } from '../../src/control/dispatcher.js';
+import { ControlPlane } from '../../src/control/dispatcher.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
 import { RefusalBudget } from '../../src/control/refusal-budget.js';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { replyOf, testHubKeys } from '../harness/hub-keys.js';
+import { RecordingControlClient } from '../harness/recording-control-client.js';
 
 const BASE = 'camveil';
 const HUB = 'budget-hub';
 const NOW = 1_800_000_000_000;
-
-/** Records what the control plane publishes. */
-class RecordingClient implements ControlClient {
-  readonly published: Array<{ topic: string; message: string | Buffer }> = [];
-  publishAsync(topic: string, message: string | Buffer): Promise<unknown> {
-    this.published.push({ topic, message });
-    return Promise.resolve(undefined);
-  }
-  subscribeAsync(): Promise<unknown> {
-    return Promise.resolve(undefined);
-  }
-  unsubscribeAsync(): Promise<unknown> {
-    return Promise.resolve(undefined);
-  }
-  on(): unknown {
-    return this;
-  }
-  removeListener(): unknown {
-    return this;
-  }
-}
 
 /** An unsigned `status` request: allowed without a signature, so the hub must answer it. */
 function statusRequest(transaction: string): Buffer {
@@ -65,7 +45,7 @@ describe('refusal budget', () => {
       const keys = await testHubKeys(HUB, BASE);
       const phone = await generateX25519Identity();
       const phoneRecipient = await identityToRecipient(phone);
-      const client = new RecordingClient();
+      const client = new RecordingControlClient();
       let t = 0;
       const refused: string[] = [];
       const plane = new ControlPlane({
