@@ -254,7 +254,7 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
   const appCameras = app.command('cameras').description('cameras the app manages: add (password sealed to the hub), remove');
   const appFaces = app.command('faces').description('enrolled people: enroll and add-photos (photos sealed to the hub), list, sightings, correct');
   const appDevices = app.command('devices').description('other phones: key (this device\'s public key), add (signed; gives the new device the pinned hub keys)');
-  type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string; pinFrom?: string };
+  type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string; pinFrom?: string; timeout?: number };
   const appCommand = (name: string, description: string, parent: Command = app) =>
     parent
       .command(name)
@@ -263,10 +263,11 @@ export function buildProgram(io: CommandIO, setExitCode: (code: number) => void)
       .requiredOption('--hub <id>', 'the hub id (hub.id in its configuration)')
       .requiredOption('--state <file>', "the app's key and sequence number (created on first use, chmod 600)")
       .option('--base-topic <topic>', 'MQTT base topic', 'camveil')
-      .option('--pin-from <file>', 'pin the hub keys in this bundle (from `devices add --out` on a paired device) before anything is sent');
+      .option('--pin-from <file>', 'pin the hub keys in this bundle (from `devices add --out` on a paired device) before anything is sent')
+      .option('--timeout <seconds>', "how long to wait for the hub's reply (default 10; 120 for faces enroll and add-photos)", positiveNumber);
   const runAppAction = async (action: import('./commands/app.js').AppAction, opts: AppGlobal) => {
     const { runApp } = await import('./commands/app.js');
-    await run(() => runApp(action, opts, io))();
+    await run(() => runApp(action, opts.timeout === undefined ? opts : { ...opts, timeoutSeconds: opts.timeout }, io))();
   };
   appCommand('pair', 'pair this app with the hub, using the code `camveil pair` shows')
     .requiredOption('--code <code>', 'the pairing code')

@@ -29,6 +29,8 @@ export interface AppOptions {
    * Without it (and without the action's own), the one given last time is used (remembered in `state`).
    */
   identity?: string;
+  /** How long to wait for the hub's reply (default: REPLY_TIMEOUT_SECONDS for the action). */
+  timeoutSeconds?: number;
 }
 
 export type AppAction =
@@ -53,9 +55,19 @@ export type AppAction =
  * withdrawal). Every reply must be signed by the pinned hub key: anything else is printed as a
  * `CAMVEIL_E_HUB_UNVERIFIED` error and the command exits 1.
  */
+/**
+ * How long `camveil app` waits for a reply by default, in seconds. Enrolment decodes up to five photos and
+ * runs the face models on each on the hub, which a small hub that is also recording may take well over ten
+ * seconds to do; everything else is answered in milliseconds.
+ */
+export function replyTimeoutSeconds(action: AppAction): number {
+  return action.kind === 'faces-enroll' || action.kind === 'faces-add-photos' ? 120 : 10;
+}
+
 export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO): Promise<number> {
   const client = await mqtt.connectAsync(opts.broker, { connectTimeout: 10_000, reconnectPeriod: 0 });
-  const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state });
+  const timeoutMs = (opts.timeoutSeconds ?? replyTimeoutSeconds(action)) * 1000;
+  const app = new AppClient({ client, baseTopic: opts.baseTopic ?? 'camveil', hubId: opts.hub, stateFile: opts.state, timeoutMs });
   await app.start();
   /**
    * Every request's args are sealed to the hub recipient pinned at pairing (AppClient.prepare); a camera
