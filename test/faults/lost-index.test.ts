@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encryptStream } from '../../src/crypto/age-stream.js';
@@ -12,27 +10,10 @@ import { CamveilError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { DATABASE_FILE, openDatabase } from '../../src/store/database.js';
 import { ObjectStore } from '../../src/store/object-store.js';
+import { camveilCli as camveil } from '../harness/hub-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/camveil.js', import.meta.url));
 const OBJECTS = 40;
 
-function camveil(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`camveil ${args.join(' ')} did not end: it started over lost state?\n${stdout}\n${stderr}`));
-    }, 60_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /**
  * Losing the index is never a fresh install: before, a zero-length camveil.db beside 290 sealed objects was

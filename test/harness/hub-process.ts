@@ -17,6 +17,28 @@ export function runCamveil(args: string[], env?: NodeJS.ProcessEnv): Promise<{ c
   });
 }
 
+/**
+ * Runs a `camveil` command to its end; resolves with its exit code, stdout and stderr apart. Killed, and the
+ * promise rejected with what it printed, when it runs past `timeoutMs` (a command that should end, hanging).
+ */
+export function camveilCli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CAMVEIL_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`camveil ${args.join(' ')} did not finish in ${timeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 export interface HubProcess {
   child: ChildProcess;
   pid: number;

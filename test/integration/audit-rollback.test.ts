@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path, { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -21,28 +19,10 @@ import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import { localRequest } from '../../src/policy/consent-service.js';
 import { openDatabase } from '../../src/store/database.js';
+import { camveilCli as camveil } from '../harness/hub-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/camveil.js', import.meta.url));
 const HUB = 'rollback-hub';
 
-/** Runs the real `camveil` binary; resolves with its exit code and output. */
-function camveil(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`camveil ${args.join(' ')} did not finish in ${timeoutMs} ms:\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 let root: string;
 let dataDir: string;

@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path, { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runApp, type AppAction, type AppOptions } from '../../src/commands/app.js';
@@ -13,28 +11,11 @@ import { loadOrCreateHubKeys } from '../../src/crypto/hub-keys.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
+import { camveilCli } from '../harness/hub-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/camveil.js', import.meta.url));
 const HUB = 'devices-hub';
 
-/** Runs the real `camveil` binary; resolves with its exit code and output. */
-function camveil(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`camveil ${args.join(' ')} did not finish in ${timeoutMs} ms:\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const camveil = (args: string[]) => camveilCli(args, 90_000);
 
 /**
  * A second phone, added by the first with `devices/add` instead of the pairing code, gets the hub's signing key
