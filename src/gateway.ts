@@ -22,7 +22,7 @@ import type Database from 'better-sqlite3';
 import { AuditLog } from './audit/audit-log.js';
 import type { SignedAuditHead } from './audit/audit-anchor.js';
 import { openAnchoredAudit, type AnchoredAudit } from './audit/anchored-audit.js';
-import { CameraPipeline, type CameraStatus } from './camera-pipeline.js';
+import { CameraPipeline, type CameraStatus } from './cameras/camera-pipeline.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
 import { ffmpegMajorVersion, findFfmpeg } from './cameras/ffmpeg-binary.js';

@@ -7,7 +7,7 @@ import { FaceEngine } from '../../src/analysis/faces/face-engine.js';
 import { rasterisePolygons } from '../../src/analysis/mask.js';
 import { findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
 import type { AnalysisFrame } from '../../src/cameras/frame.js';
-import { CameraPipeline } from '../../src/camera-pipeline.js';
+import { CameraPipeline } from '../../src/cameras/camera-pipeline.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { Polygon } from '../../src/config/schema.js';
 import { EventBus } from '../../src/events.js';

@@ -8,7 +8,7 @@ import { FaceEngine, type FaceBox } from '../../src/analysis/faces/face-engine.j
 import { FaceStage } from '../../src/analysis/faces/face-stage.js';
 import type { EnrolledPerson } from '../../src/analysis/faces/matcher.js';
 import type { AnalysisFrame } from '../../src/cameras/frame.js';
-import { CameraPipeline } from '../../src/camera-pipeline.js';
+import { CameraPipeline } from '../../src/cameras/camera-pipeline.js';
 import { ffmpegMajorVersion, findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
 import { cameraSchema, recordingSchema } from '../../src/config/schema.js';
 import { EventBus } from '../../src/events.js';

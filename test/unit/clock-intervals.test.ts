@@ -9,7 +9,7 @@ import { FaceStage } from '../../src/analysis/faces/face-stage.js';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { ffmpegMajorVersion, findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
 import { CameraIngest } from '../../src/cameras/ingest.js';
-import { CameraPipeline } from '../../src/camera-pipeline.js';
+import { CameraPipeline } from '../../src/cameras/camera-pipeline.js';
 import { validateConfig } from '../../src/config/load.js';
 import { EventBus, type CamveilEvents } from '../../src/events.js';
 import { silentLogger } from '../../src/log.js';

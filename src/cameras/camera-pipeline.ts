@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { blurBoxes } from './analysis/faces/bystander-blur.js';
-import type { FaceBox } from './analysis/faces/face-engine.js';
-import { FrameQueue } from './analysis/frame-queue.js';
-import { paintRuns, privacyMaskRuns } from './analysis/mask.js';
-import { MotionDetector } from './analysis/motion.js';
-import type { BackoffOptions } from './cameras/backoff.js';
-import { boundingBox } from './cameras/ffmpeg-args.js';
-import type { AnalysisFrame } from './cameras/frame.js';
-import { CameraIngest, type IngestSource, type IngestStats } from './cameras/ingest.js';
-import type { CameraConfig, RecordingConfig } from './config/schema.js';
-import type { EventBus } from './events.js';
-import type { Logger } from './log.js';
-import { ClipRecorder } from './recording/clip-recorder.js';
-import type { MediaSink } from './recording/sink.js';
-import { encodeSnapshot } from './recording/snapshot.js';
+import { blurBoxes } from '../analysis/faces/bystander-blur.js';
+import type { FaceBox } from '../analysis/faces/face-engine.js';
+import { FrameQueue } from '../analysis/frame-queue.js';
+import { paintRuns, privacyMaskRuns } from '../analysis/mask.js';
+import { MotionDetector } from '../analysis/motion.js';
+import type { BackoffOptions } from './backoff.js';
+import { boundingBox } from './ffmpeg-args.js';
+import type { AnalysisFrame } from './frame.js';
+import { CameraIngest, type IngestSource, type IngestStats } from './ingest.js';
+import type { CameraConfig, RecordingConfig } from '../config/schema.js';
+import type { EventBus } from '../events.js';
+import type { Logger } from '../log.js';
+import { ClipRecorder } from '../recording/clip-recorder.js';
+import type { MediaSink } from '../recording/sink.js';
+import { encodeSnapshot } from '../recording/snapshot.js';
 
 export interface CameraPipelineOptions {
   camera: CameraConfig;
