@@ -41,7 +41,7 @@ import { FaceModelHealth } from './analysis/faces/model-health.js';
 import type { ErrorCode } from './errors.js';
 import { BystanderLog } from './analysis/faces/bystander-log.js';
 import { BystanderClipSink } from './recording/bystander-clip-sink.js';
-import { FaceAlbums } from './analysis/faces/face-albums.js';
+import { FaceAlbums } from './faces/face-albums.js';
 import { startSightingRetention } from './analysis/faces/sightings.js';
 import type { DeviceFacts } from './cameras/device-facts.js';
 import { DEFAULT_CAPABLE_MODELS, DEFAULT_MIN_FACE_STREAM, isFaceCapable, type FaceCapabilityReason } from './policy/device-rules.js';

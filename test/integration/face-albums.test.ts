@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { FaceEngine } from '../../src/analysis/faces/face-engine.js';
-import type { FaceAlbumContent } from '../../src/analysis/faces/face-albums.js';
+import type { FaceAlbumContent } from '../../src/faces/face-albums.js';
 import { readImageFile } from '../../src/analysis/faces/image-input.js';
 import { newSightingId } from '../../src/analysis/faces/sightings.js';
 import { runDataDelete } from '../../src/commands/data.js';

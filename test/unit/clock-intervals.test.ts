@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FaceAlbums } from '../../src/analysis/faces/face-albums.js';
+import { FaceAlbums } from '../../src/faces/face-albums.js';
 import { FaceStage } from '../../src/analysis/faces/face-stage.js';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { ffmpegMajorVersion, findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
