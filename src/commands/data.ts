@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { CamveilError } from '../errors.js';
-import { deleteAllHouseholdData, openHouseholdExport, recordExport } from '../policy/data-rights.js';
+import { deleteAllHouseholdData, openHouseholdExport, recordExport } from '../rights/data-rights.js';
 import type { CommandIO } from './io.js';
 import { openHubContext } from './hub-context.js';
 

@@ -3,7 +3,7 @@ import { CamveilError } from '../errors.js';
 import { CONSENT_NAMES, type ConsentLedger } from '../policy/consent-ledger.js';
 import type { ConsentService } from '../policy/consent-service.js';
 import { UNSIGNED_ACTOR } from '../policy/withdrawal.js';
-import { deleteAllHouseholdData, exportAuditLog, exportHouseholdData, type DataRightsDeps, type DataRightsRequester } from '../policy/data-rights.js';
+import { deleteAllHouseholdData, exportAuditLog, exportHouseholdData, type DataRightsDeps, type DataRightsRequester } from '../rights/data-rights.js';
 import { defineHandler, type CommandContext, type CommandHandler } from './command.js';
 import { settingsPatchSchema, type CameraSummary, type HubSettings, type SettingsPatch } from './settings.js';
 

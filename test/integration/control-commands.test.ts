@@ -21,7 +21,7 @@ import { decryptToBuffer, encryptStream } from '../../src/crypto/age-stream.js';
 import { newObjectId } from '../../src/crypto/sealed-object.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger, silentLogger } from '../../src/log.js';
-import { exportHouseholdData } from '../../src/policy/data-rights.js';
+import { exportHouseholdData } from '../../src/rights/data-rights.js';
 import { ObjectStore } from '../../src/store/object-store.js';
 import { waitFor } from '../harness/wait.js';
 import { testHubKeys } from '../harness/hub-keys.js';

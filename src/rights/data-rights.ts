@@ -12,8 +12,8 @@ import { DeletionRequests } from '../uplink/deletion-requests.js';
 import { chooseEndpoint } from '../uplink/endpoint.js';
 import { Outbox } from '../uplink/outbox.js';
 import { readToken } from '../uplink/uploader.js';
-import type { ConsentLedger } from './consent-ledger.js';
-import { rulesFor } from './region-rules.js';
+import type { ConsentLedger } from '../policy/consent-ledger.js';
+import { rulesFor } from '../policy/region-rules.js';
 
 const ALL = 1_000_000_000;
 
