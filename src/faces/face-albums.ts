@@ -11,7 +11,7 @@ import type { ObjectStore } from '../store/object-store.js';
 import { DeletionRequests } from '../uplink/deletion-requests.js';
 import type { Outbox, OutboxEntry } from '../uplink/outbox.js';
 import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
-import { FaceAlbumRows, type AlbumSighting, type AlbumState } from '../analysis/faces/face-album-rows.js';
+import { FaceAlbumRows, type AlbumSighting, type AlbumState } from './face-album-rows.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type Database from 'better-sqlite3';
-import { dropAllAlbums } from '../analysis/faces/face-album-rows.js';
+import { dropAllAlbums } from '../faces/face-album-rows.js';
 import { exportLines, type ExportTrailer } from '../audit/audit-export.js';
 import { GENESIS_HASH, type AuditHead, type AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/schema.js';

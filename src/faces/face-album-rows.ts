@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
-import { decryptToBuffer, encryptToBuffer } from '../../crypto/age-stream.js';
-import { OBJECT_ID_PATTERN } from '../../crypto/manifest.js';
-import { migrate } from '../../store/database.js';
+import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
+import { OBJECT_ID_PATTERN } from '../crypto/manifest.js';
+import { migrate } from '../store/database.js';
 
 /**
  * The hub's own record of each person's face album: one row per enrolled person who has been seen, holding
