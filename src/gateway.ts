@@ -197,7 +197,7 @@ export class Gateway {
         ffmpeg: binaries.ffmpeg,
         ffmpegMajor: major,
         resolveSource: () => this.#resolve(camera),
-        ...(this.#faces === undefined ? {} : { faces: this.#faces }),
+        ...(this.#faces === undefined ? {} : { analysers: [this.#faces], bystanderBoxes: this.#faces.bystanderBoxes.bind(this.#faces) }),
         ...(this.#o.backoff === undefined ? {} : { backoff: this.#o.backoff }),
         ...(this.#o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: this.#o.stallTimeoutMs }),
       });

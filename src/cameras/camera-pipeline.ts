@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { blurBoxes } from '../analysis/faces/bystander-blur.js';
 import type { FaceBox } from '../analysis/faces/face-engine.js';
+import type { FrameAnalyser } from '../analysis/frame-analyser.js';
 import { FrameQueue } from '../analysis/frame-queue.js';
 import { paintRuns, privacyMaskRuns } from '../analysis/mask.js';
 import { MotionDetector } from '../analysis/motion.js';
 import type { BackoffOptions } from './backoff.js';
 import { boundingBox } from './ffmpeg-args.js';
 import type { AnalysisFrame } from './frame.js';
+import type { FragmentSubscriber, Unsubscribe } from './fragment-fan-out.js';
 import { CameraIngest, type IngestSource, type IngestStats } from './ingest.js';
 import type { CameraConfig, RecordingConfig } from '../config/schema.js';
 import type { EventBus } from '../events.js';
@@ -26,14 +28,15 @@ export interface CameraPipelineOptions {
   /** Where the streams are: resolved before every (re)connect. */
   resolveSource: () => Promise<IngestSource>;
   /**
-   * The shared face stage: offered every analysed frame after motion detection (it asks the gate itself).
-   * For a camera with `bystanderBlur`, `bystanderBoxes` is asked for the snapshot frame: the faces to blur,
-   * or undefined when the gate denies recognition (the snapshot then goes as it is).
+   * Offered every analysed frame, masked, after motion detection, in this order (each asks the gate itself
+   * for what it needs consent for). Shared by all cameras: the face stage, and whatever analyser comes next.
    */
-  faces?: {
-    offer(cameraId: string, frame: AnalysisFrame, motion: boolean, eventId?: string): void;
-    bystanderBoxes?(cameraId: string, frame: AnalysisFrame): Promise<readonly FaceBox[] | undefined>;
-  };
+  analysers?: readonly FrameAnalyser[];
+  /**
+   * For a camera with `bystanderBlur`: asked for the snapshot frame, answers the faces to blur, or undefined
+   * when the gate denies recognition (the snapshot then goes as it is).
+   */
+  bystanderBoxes?: (cameraId: string, frame: AnalysisFrame) => Promise<readonly FaceBox[] | undefined>;
   /** How long a snapshot may wait for its bystander check before it is withheld (default 3 000 ms). */
   bystanderTimeoutMs?: number;
   /** Frames waiting for analysis before the oldest is dropped. */
@@ -133,8 +136,6 @@ export class CameraPipeline {
       ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
       now: this.#now,
       handlers: {
-        onInit: (init) => this.#recorder.onInit(init),
-        onFragment: (bytes, durationMs, at) => this.#recorder.onFragment(bytes, durationMs, at),
         onFrame: (frame) => this.#queue.push(this.#masked(frame)),
         onHealth: (health, error) =>
           options.bus.emit('camera.state', {
@@ -151,12 +152,23 @@ export class CameraPipeline {
     });
   }
 
+  /** Joins a taker of this camera's main stream (fragmented MP4, masks painted in) beside the recorder. */
+  subscribe(subscriber: FragmentSubscriber): Unsubscribe {
+    return this.#ingest.subscribe(subscriber);
+  }
+
   get cameraId(): string {
     return this.#o.camera.id;
   }
 
   start(): void {
     this.#analysisLoop = this.#analyse();
+    // The recorder is the first taker of the stream; its end is told by onStreamEnd above (stopped or lost).
+    this.#ingest.subscribe({
+      name: 'recorder',
+      onInit: (init) => this.#recorder.onInit(init),
+      onFragment: (bytes, durationMs, at) => this.#recorder.onFragment(bytes, durationMs, at),
+    });
     this.#ingest.start();
   }
 
@@ -184,7 +196,7 @@ export class CameraPipeline {
   }
 
   /**
-   * Paints the privacy masks into the frame, in place, before it is queued: motion, the face stage, the
+   * Paints the privacy masks into the frame, in place, before it is queued: motion, every analyser, the
    * bystander check and snapshots only ever see the masked picture. The frame is the ingest's own copy
    * (RawFrameReader hands out one buffer per frame), so nothing else holds the unmasked pixels.
    */
@@ -202,9 +214,22 @@ export class CameraPipeline {
         const { score, motion } = await this.#detector.update(frame);
         this.#analysed += 1;
         this.#onMotionResult(frame, score, motion);
-        this.#o.faces?.offer(this.#o.camera.id, frame, motion, this.#event?.eventId);
+        this.#offer(frame, motion);
       } catch (error) {
         this.#o.logger.error({ camera: this.#o.camera.id, err: error }, 'motion analysis failed on a frame');
+      }
+    }
+  }
+
+  /** Offers the frame to every analyser; one that throws (it should not) neither stops the others nor the camera. */
+  #offer(frame: AnalysisFrame, motion: boolean): void {
+    const eventId = this.#event?.eventId;
+    const analysed = { cameraId: this.#o.camera.id, frame, motion, ...(eventId === undefined ? {} : { eventId }) };
+    for (const analyser of this.#o.analysers ?? []) {
+      try {
+        analyser.offer(analysed);
+      } catch (error) {
+        this.#o.logger.error({ camera: this.#o.camera.id, analyser: analyser.name, err: error }, 'analyser refused a frame');
       }
     }
   }
@@ -239,13 +264,13 @@ export class CameraPipeline {
   /**
    * The snapshot frame with bystanders' faces pixelated, for a camera with `bystanderBlur`. Unchanged when
    * the gate denies recognition (nothing can tell the household from a bystander then; privacy masks still
-   * apply) or no face stage is wired. Rejects (BystanderCheckFailed) when the check fails or takes longer
+   * apply) or no bystander check is wired. Rejects (BystanderCheckFailed) when the check fails or takes longer
    * than `bystanderTimeoutMs`: the snapshot is then withheld rather than sent with faces unblurred, or sent
    * blurred all over (a frame blurred enough to hide every face shows nothing worth sending).
    */
   async #withoutBystanders(frame: AnalysisFrame): Promise<AnalysisFrame> {
-    const faces = this.#o.faces;
-    if (!this.#o.camera.bystanderBlur || faces?.bystanderBoxes === undefined) return frame;
+    const check = this.#o.bystanderBoxes;
+    if (!this.#o.camera.bystanderBlur || check === undefined) return frame;
     const limitMs = this.#o.bystanderTimeoutMs ?? 3_000;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -253,7 +278,7 @@ export class CameraPipeline {
     });
     let boxes: readonly FaceBox[] | undefined;
     try {
-      boxes = await Promise.race([faces.bystanderBoxes(this.#o.camera.id, frame), timeout]);
+      boxes = await Promise.race([check(this.#o.camera.id, frame), timeout]);
     } catch (error) {
       throw new BystanderCheckFailed(error instanceof Error ? error.message : String(error));
     } finally {

@@ -8,6 +8,7 @@ import { Fmp4Splitter } from '../recording/fmp4.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { buildIngestArgs, FRAMES_FD, frameBytes, type IngestInput, type MaskBox } from './ffmpeg-args.js';
 import { classifyFfmpegFailure, StderrTail } from './ffmpeg-errors.js';
+import { FragmentFanOut, type FragmentSubscriber, type Unsubscribe } from './fragment-fan-out.js';
 import type { AnalysisFrame } from './frame.js';
 import { RawFrameReader } from './raw-frame-reader.js';
 
@@ -17,11 +18,8 @@ export interface IngestSource {
   sub?: IngestInput;
 }
 
+/** The main stream's fragments go to subscribers instead ({@link CameraIngest.subscribe}). */
 export interface IngestHandlers {
-  /** A new stream began: its MP4 initialisation segment. Clips cut from earlier fragments must end. */
-  onInit(init: Buffer): void;
-  /** One keyframe-aligned MP4 fragment of the main stream; `at` is its arrival time. */
-  onFragment(bytes: Buffer, durationMs: number, at: number): void;
   onFrame(frame: AnalysisFrame): void;
   onHealth(health: CameraHealth, error?: CamveilError): void;
   /** The running stream ended: lost, or `stopped` by {@link CameraIngest.stop}. */
@@ -76,10 +74,11 @@ export interface IngestStats {
 const MAX_OUTAGES = 10;
 
 /**
- * One camera's ingest: runs its ffmpeg process, feeds fragments and frames to the handlers, watches for
- * stalls, and reconnects with backoff and jitter when the stream is lost. Wrong credentials and
- * unreachable hosts put the camera in `failed` (with the error) but it keeps retrying at the slowest
- * pace, so fixing the camera or the password brings it back without a restart.
+ * One camera's ingest: runs its ffmpeg process, fans the main stream's fragments out to its subscribers,
+ * hands analysis frames to the handlers, watches for stalls, and reconnects with backoff and jitter when
+ * the stream is lost. Wrong credentials and unreachable hosts put the camera in `failed` (with the error)
+ * but it keeps retrying at the slowest pace, so fixing the camera or the password brings it back without
+ * a restart.
  */
 export class CameraIngest {
   readonly #o: CameraIngestOptions;
@@ -91,11 +90,21 @@ export class CameraIngest {
   #loop: Promise<void> | undefined;
   #stats: IngestStats = { health: 'stopped', restarts: 0, framesIn: 0, fragmentsIn: 0, mainBytesIn: 0, outages: [] };
   #frameSeq = 0;
+  readonly #fragments: FragmentFanOut;
 
   constructor(options: CameraIngestOptions) {
     this.#o = options;
     this.#backoff = new Backoff(options.backoff ?? { initialMs: 1000, maxMs: 60_000 });
     this.#now = options.now ?? Date.now;
+    this.#fragments = new FragmentFanOut(options.cameraId, options.logger);
+  }
+
+  /**
+   * Joins a taker of the main stream as fragmented MP4 (the clip recorder; a live view), at any time: one
+   * that joins while a stream runs gets its init segment first. Returns how to leave.
+   */
+  subscribe(subscriber: FragmentSubscriber): Unsubscribe {
+    return this.#fragments.subscribe(subscriber);
   }
 
   start(): void {
@@ -197,10 +206,10 @@ export class CameraIngest {
     }, stallMs);
 
     const splitter = new Fmp4Splitter({
-      onInit: (init) => this.#o.handlers.onInit(init),
+      onInit: (init) => this.#fragments.init(init),
       onFragment: (bytes, durationMs) => {
         this.#stats.fragmentsIn += 1;
-        this.#o.handlers.onFragment(bytes, durationMs, this.#now());
+        this.#fragments.fragment(bytes, durationMs, this.#now());
       },
     });
     let connectionFrames = 0;
@@ -244,7 +253,10 @@ export class CameraIngest {
         clearTimeout(stallTimer);
         stallTimer = undefined;
         this.#child = undefined;
-        if (receiving) this.#o.handlers.onStreamEnd(this.#stopped);
+        if (receiving) {
+          this.#fragments.streamEnd();
+          this.#o.handlers.onStreamEnd(this.#stopped);
+        }
         resolve(error);
       };
       child.once('error', (e) => {

@@ -25,8 +25,6 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'a frozen camera (RTSP server s
       stallTimeoutMs: 6000,
       ioTimeoutSeconds: 2,
       handlers: {
-        onInit: () => undefined,
-        onFragment: () => undefined,
         onFrame: () => undefined,
         onStreamEnd: () => undefined,
         onHealth: (h, e?: CamveilError) => health.push({ health: h, ...(e === undefined ? {} : { code: e.code }) }),

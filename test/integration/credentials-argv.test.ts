@@ -127,8 +127,6 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'camera passwords never in a pr
           logger: silentLogger(),
           backoff: { initialMs: 500, maxMs: 2000 },
           handlers: {
-            onInit: () => undefined,
-            onFragment: () => undefined,
             onFrame: () => undefined,
             onStreamEnd: () => undefined,
             onHealth: (h, e?: CamveilError) => health.push({ health: h, ...(e === undefined ? {} : { code: e.code }) }),

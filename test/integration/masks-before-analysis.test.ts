@@ -14,6 +14,7 @@ import { EventBus } from '../../src/events.js';
 import { Gateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { localRequest } from '../../src/policy/consent-service.js';
+import { watchingAnalyser } from '../harness/analyser.js';
 import { CapturingSink } from '../harness/capturing-sink.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { waitFor } from '../harness/wait.js';
@@ -86,10 +87,8 @@ describeWithPeers(['ffmpeg'], 'privacy masks are painted in before any analysis'
       ffmpeg: findFfmpeg().ffmpeg,
       ffmpegMajor: 5,
       resolveSource: () => Promise.resolve({ main: { url: video, kind: 'file' } }),
-      faces: {
-        offer: (_camera, frame) => offered.push(frame),
-        bystanderBoxes: () => Promise.resolve([]),
-      },
+      analysers: [watchingAnalyser('masks', ({ frame }) => offered.push(frame))],
+      bystanderBoxes: () => Promise.resolve([]),
     });
     pipeline.start();
     try {

@@ -259,13 +259,10 @@ describeWithPeers(['ffmpeg'], 'the camera pipeline with bystanderBlur (real ffmp
       ffmpeg,
       ffmpegMajor: ffmpegMajorVersion(ffmpeg),
       resolveSource: () => Promise.resolve({ main: { url: video, kind: 'file' as const } }),
-      faces: {
-        offer: () => undefined,
-        bystanderBoxes: (cameraId, frame) => {
-          expect(cameraId).toBe('porch');
-          asked.push(frame);
-          return answer(frame);
-        },
+      bystanderBoxes: (cameraId, frame) => {
+        expect(cameraId).toBe('porch');
+        asked.push(frame);
+        return answer(frame);
       },
       bystanderTimeoutMs: 300,
     });

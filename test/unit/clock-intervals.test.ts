@@ -19,6 +19,7 @@ import { SHIPPED_POLICY_VERSIONS } from '../../src/policy/policy-history.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ObjectStore } from '../../src/store/object-store.js';
 import type { OutboxEntry } from '../../src/uplink/outbox.js';
+import { watchingAnalyser } from '../harness/analyser.js';
 import { CapturingSink } from '../harness/capturing-sink.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { motionVideo } from '../harness/video.js';
@@ -140,8 +141,6 @@ describeWithPeers(['ffmpeg'], 'camera ingest: how long a failed run lasted', () 
       }) as typeof spawn,
       now: () => Date.now() + step,
       handlers: {
-        onInit: () => undefined,
-        onFragment: () => undefined,
         onFrame: () => undefined,
         onStreamEnd: () => undefined,
         onHealth: (h, e) => health.push({ health: h, ...(e === undefined ? {} : { code: e.code }) }),
@@ -194,12 +193,12 @@ describeWithPeers(['ffmpeg'], 'camera pipeline: the post-roll', () => {
       now: () => Date.now() + step,
       // Sees each analysed frame after motion detection: on the first still frame of the first event, the
       // wall clock goes back an hour. The frames after it are dated an hour before the last motion.
-      faces: {
-        offer: (_camera, _frame, motion, eventId) => {
+      analysers: [
+        watchingAnalyser('clock-step', ({ motion, eventId }) => {
           if (motion) motionSeen = true;
           else if (motionSeen && eventId !== undefined && step === 0) step = -HOUR;
-        },
-      },
+        }),
+      ],
     });
     pipeline.start();
     try {
@@ -247,7 +246,7 @@ describe('face stage: the matcher\'s repeat window', () => {
         { at: wall - HOUR + 61_500, elapsedMs: 62_500 },
       ];
       for (const [seq, time] of frames.entries()) {
-        stage.offer('front', { ...photo, ...time, seq }, true);
+        stage.offer({ cameraId: 'front', frame: { ...photo, ...time, seq }, motion: true });
         await stage.idle();
       }
       // On wall time the second pair came "an hour before" the first report: muted for an hour and a minute.

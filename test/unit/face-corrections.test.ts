@@ -205,7 +205,7 @@ describe('corrections with real descriptors', () => {
     try {
       const t0 = Date.now();
       const offer = async (image: Buffer, at: number, eventId?: string) => {
-        stage.offer('front', await frameOf(sharp(image), 'front', at), true, eventId);
+        stage.offer({ cameraId: 'front', frame: await frameOf(sharp(image), 'front', at), motion: true, eventId });
         await stage.idle();
       };
       await offer(await jpeg(sharp(sCrop)), t0, 'evt-s');

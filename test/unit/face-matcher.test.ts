@@ -132,7 +132,7 @@ describe('recognition with real photos through the face stage', () => {
         await frameOf(sharp(await sharp(photo).modulate({ brightness: 0.8 }).jpeg({ quality: 60 }).toBuffer()), 'front', t0 + 1000),
       ];
       for (const frame of variants) {
-        stage.offer('front', frame, true);
+        stage.offer({ cameraId: 'front', frame, motion: true });
         await stage.idle();
       }
       expect(stage.stats().framesAnalysed).toBe(3);
@@ -145,7 +145,7 @@ describe('recognition with real photos through the face stage', () => {
       const others = new FaceStage({ gate: hub.gate, cameraIds: () => ['front'], bus, logger: silentLogger(), cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', people: store });
       try {
         for (let i = 0; i < 3; i++) {
-          others.offer('front', await frameOf(join(DEMO, 'sample5.jpg'), 'front', t0 + 2000 + 500 * i), true);
+          others.offer({ cameraId: 'front', frame: await frameOf(join(DEMO, 'sample5.jpg'), 'front', t0 + 2000 + 500 * i), motion: true });
           await others.idle();
         }
         expect(others.stats().describeCalls).toBeGreaterThanOrEqual(3);

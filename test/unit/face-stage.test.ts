@@ -51,7 +51,7 @@ describe('gated face stage', () => {
   it('region ZZ (unknown → prohibited): the nets are never called and no worker starts', async () => {
     const { hub, stage } = setup({ region: 'ZZ' });
     hub.acceptAndGrant();
-    for (let i = 0; i < 4; i++) stage.offer('front', at(i), true);
+    for (let i = 0; i < 4; i++) stage.offer({ cameraId: 'front', frame: at(i), motion: true });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ detectCalls: 0, describeCalls: 0, framesOffered: 4, framesGatedOut: 4, workersStarted: 0, loaded: false });
   });
@@ -59,14 +59,14 @@ describe('gated face stage', () => {
   it('consent not granted, or the camera switch off, or the camera not capable: detectCalls stays 0', async () => {
     const a = setup({ region: 'DE' });
     a.hub.ledger.acceptPolicy(a.hub.policyVersion, { actor: 'local-operator', requestDigest: 'b'.repeat(64) });
-    a.stage.offer('front', at(0), true);
+    a.stage.offer({ cameraId: 'front', frame: at(0), motion: true });
     const b = setup({ region: 'DE', faceOn: false });
     b.hub.acceptAndGrant();
-    b.stage.offer('front', at(0), true);
-    b.stage.offer('back', at(1), true);
+    b.stage.offer({ cameraId: 'front', frame: at(0), motion: true });
+    b.stage.offer({ cameraId: 'back', frame: at(1), motion: true });
     const c = setup({ region: 'DE', capable: false });
     c.hub.acceptAndGrant();
-    c.stage.offer('front', at(0), true);
+    c.stage.offer({ cameraId: 'front', frame: at(0), motion: true });
     for (const s of [a, b, c]) await s.stage.idle();
     for (const s of [a, b, c]) expect(s.stage.stats()).toMatchObject({ detectCalls: 0, workersStarted: 0, loaded: false });
     expect(a.stage.stats().framesGatedOut + b.stage.stats().framesGatedOut + c.stage.stats().framesGatedOut).toBe(4);
@@ -79,9 +79,9 @@ describe('gated face stage', () => {
     const stage = new FaceStage({ gate: hub.gate, cameraIds: () => ['front'], bus: new EventBus(), logger: silentLogger(), audit: hub.audit, cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', now: () => now });
     cleanups.push(() => stage.stop());
     hub.acceptAndGrant();
-    for (let i = 0; i < 300; i++, now += 500) stage.offer('front', at(i), true); // 150 s of motion, switch off
+    for (let i = 0; i < 300; i++, now += 500) stage.offer({ cameraId: 'front', frame: at(i), motion: true }); // 150 s of motion, switch off
     hub.state.region = 'ZZ';
-    for (let i = 0; i < 10; i++, now += 500) stage.offer('front', at(i), true);
+    for (let i = 0; i < 10; i++, now += 500) stage.offer({ cameraId: 'front', frame: at(i), motion: true });
     const records = hub.audit.entries().filter((e) => e.type === 'face.recognition').map((e) => e.details);
     expect(records).toEqual([
       { camera: 'cam_aaaaaaaaaaaaaaaa', decision: 'denied', reason: 'camera-face-off' },
@@ -93,7 +93,7 @@ describe('gated face stage', () => {
   it('frames without motion are not offered at all', async () => {
     const { hub, stage } = setup();
     hub.acceptAndGrant();
-    stage.offer('front', at(0), false);
+    stage.offer({ cameraId: 'front', frame: at(0), motion: false });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ framesOffered: 0, detectCalls: 0, workersStarted: 0 });
   });
@@ -101,24 +101,24 @@ describe('gated face stage', () => {
   it('calls start and stop as the region and consent change at run time; denied everywhere → models unloaded', async () => {
     const { hub, stage } = setup({ region: 'DE' });
     hub.acceptAndGrant();
-    stage.offer('front', at(0), true);
+    stage.offer({ cameraId: 'front', frame: at(0), motion: true });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ detectCalls: 1, loaded: true, workersStarted: 1, framesAnalysed: 1 });
     expect(stage.stats().describeCalls).toBeGreaterThanOrEqual(1);
 
     hub.state.region = 'ZZ';
-    stage.offer('front', at(1), true);
-    stage.offer('front', at(2), true);
+    stage.offer({ cameraId: 'front', frame: at(1), motion: true });
+    stage.offer({ cameraId: 'front', frame: at(2), motion: true });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ detectCalls: 1, loaded: false, framesGatedOut: 2 });
 
     hub.state.region = 'FR';
-    stage.offer('front', at(3), true);
+    stage.offer({ cameraId: 'front', frame: at(3), motion: true });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ detectCalls: 2, loaded: true, workersStarted: 2 });
 
     hub.withdraw();
-    stage.offer('front', at(4), true);
+    stage.offer({ cameraId: 'front', frame: at(4), motion: true });
     await stage.idle();
     expect(stage.stats()).toMatchObject({ detectCalls: 2, loaded: false, framesGatedOut: 3 });
 
@@ -134,7 +134,7 @@ describe('gated face stage', () => {
     cleanups.push(() => hub.close());
     cleanups.push(() => stage.stop());
     hub.acceptAndGrant();
-    stage.offer('front', at(0), true);
+    stage.offer({ cameraId: 'front', frame: at(0), motion: true });
     await stage.idle();
     expect(stage.stats().loaded).toBe(true);
     // tfjs-node is not installed here: the wasm backend it is (state shows it).
@@ -177,7 +177,7 @@ describe('gated face stage', () => {
 
     const live = slowLoadingStage();
     live.hub.acceptAndGrant();
-    live.stage.offer('front', at(0), true);
+    live.stage.offer({ cameraId: 'front', frame: at(0), motion: true });
     await live.loading;
     live.hub.withdraw();
     live.release();
@@ -200,7 +200,7 @@ describe('gated face stage', () => {
     hub.acceptAndGrant();
     const unknown: unknown[] = [];
     bus.on('face.unknown', (e) => unknown.push(e));
-    for (let i = 0; i < 10; i++) stage.offer('front', at(i), true);
+    for (let i = 0; i < 10; i++) stage.offer({ cameraId: 'front', frame: at(i), motion: true });
     await stage.idle();
     const s = stage.stats();
     expect(s.framesOffered).toBe(10);

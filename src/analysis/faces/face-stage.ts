@@ -5,6 +5,7 @@ import type { EventBus } from '../../events.js';
 import type { Logger } from '../../log.js';
 import type { GateDecision } from '../../policy/gate.js';
 import { CamveilError } from '../../errors.js';
+import type { AnalysedFrame, FrameAnalyser } from '../frame-analyser.js';
 import { FrameQueue } from '../frame-queue.js';
 import { bystanderBoxes } from './bystander-blur.js';
 import type { BystanderLog } from './bystander-log.js';
@@ -111,7 +112,8 @@ const ISO_REGION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
  * with faces off never loads a model. Frames are copied when handed to the worker (the pipeline keeps
  * the original for its snapshot); descriptors come back transferred and stay in this process's RAM.
  */
-export class FaceStage {
+export class FaceStage implements FrameAnalyser {
+  readonly name = 'faces';
   readonly #o: FaceStageOptions;
   readonly #now: () => number;
   readonly #queue: FrameQueue<Job>;
@@ -143,12 +145,17 @@ export class FaceStage {
     this.#matcher = new FaceMatcher(options.matcher);
   }
 
+  /** Nothing to take yet: the worker and its models start on the first frame the gate allows. */
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /**
    * Called by a camera pipeline for every analysed frame, after motion detection, with the id of the motion
    * event open on the camera (sightings carry it). Never blocks and never throws: a frame either is refused
    * by the gate, or queued (possibly pushing out the oldest waiting one).
    */
-  offer(cameraId: string, frame: AnalysisFrame, motion: boolean, eventId?: string): void {
+  offer({ cameraId, frame, motion, eventId }: AnalysedFrame): void {
     if (this.#stopped) return;
     if ((this.#o.onlyWithMotion ?? true) && !motion) return;
     this.#stats.framesOffered += 1;
