@@ -13,9 +13,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   'alert-latency': () => import('./alert-latency.js'),
   soak: () => import('./soak.js'),
   control: () => import('./control.js'),
+  startup: () => import('./startup.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', soak: 'benchSoak', control: 'benchControl' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', soak: 'benchSoak', control: 'benchControl', startup: 'benchStartup' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
