@@ -64,6 +64,7 @@ import { readToken, Uploader } from './uplink/uploader.js';
 import { DeletionRequests } from './uplink/deletion-requests.js';
 import { cutUploads, expireHeldUploads, holdUploads } from './uplink/local-only.js';
 import { heldUploadCutoff } from './policy/withdrawal.js';
+import type { AlertKind } from './policy/vocabulary.js';
 
 export interface GatewayOptions {
   config: Config;
@@ -773,7 +774,7 @@ export class Gateway {
         .then(() => ha?.start(client))
         .catch((error: unknown) => logger.error({ err: error }, 'mqtt: control plane did not start'));
     });
-    const alert = (cameraId: string, fields: { type: 'motion' | 'camera-offline' | 'known-face' | 'unknown-face'; at: number; reason?: string; person?: string; sighting?: string; event?: string }) => {
+    const alert = (cameraId: string, fields: { type: AlertKind; at: number; reason?: string; person?: string; sighting?: string; event?: string }) => {
       // Every alert asks the gate: motion and camera-offline alerts carry no biometric data; face alerts
       // follow the face-recognition rules for that camera.
       if (this.#gate?.ask({ kind: 'alert', alertKind: fields.type }, cameraId).allowed !== true) return;

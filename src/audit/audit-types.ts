@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { OBJECT_ID_PATTERN, OBJECT_KINDS } from '../crypto/manifest.js';
+import { OBJECT_ID_PATTERN } from '../crypto/manifest.js';
+import { objectKindSchema } from '../policy/vocabulary.js';
 import { INCIDENT_REASONS } from '../events.js';
 
 /**
@@ -40,7 +41,7 @@ const mode = z.enum(['cloud', 'local-only']);
 export const auditDetailSchemas = {
   'upload.allowed': z.strictObject({
     objectId,
-    kind: z.enum(OBJECT_KINDS),
+    kind: objectKindSchema,
     camera: cameraPseudonym.optional(),
     zone: token.optional().describe('Residency zone of the endpoint'),
     bytes: count.optional(),
@@ -48,7 +49,7 @@ export const auditDetailSchemas = {
   }),
   'upload.denied': z.strictObject({
     objectId: objectId.optional(),
-    kind: z.enum(OBJECT_KINDS),
+    kind: objectKindSchema,
     camera: cameraPseudonym.optional(),
     reason,
     policyVersion: version.optional(),

@@ -1,4 +1,4 @@
-import { CONSENT_NAMES, type ConsentName } from '../policy/consent-ledger.js';
+import { CONSENT_NAMES, type ConsentName } from '../policy/vocabulary.js';
 import { localRequest } from '../policy/consent-service.js';
 import { CamveilError } from '../errors.js';
 import type { CommandIO } from './io.js';

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { recipientsSchema } from '../crypto/recipients.js';
 import { knownPolicyVersions } from '../policy/policy-history.js';
 import { rulesFor } from '../policy/region-rules.js';
+import { residencyZoneSchema } from '../policy/vocabulary.js';
 import { isLoopbackHost } from '../uplink/endpoint.js';
 
 /**
@@ -134,13 +135,10 @@ export const storageSchema = z.strictObject({
   reserveMiB: z.number().int().min(0).max(1024 * 1024).default(256).describe('disk space always left free: the quota is capped at what the store holds plus the free space less this reserve'),
 });
 
-/** Data-residency zones: the region rules pick one, and it picks the endpoint. */
-export const RESIDENCY_ZONES = ['eu', 'us', 'cn', 'global'] as const;
-
 export const uplinkSchema = z.strictObject({
   enabled: z.boolean().default(false).describe('upload encrypted objects to the cloud'),
   endpoints: z
-    .partialRecord(z.enum(RESIDENCY_ZONES), z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }))
+    .partialRecord(residencyZoneSchema, z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }))
     .default({})
     .describe('base URL of the cloud receiver per residency zone'),
   tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the cloud (chmod 600)'),
@@ -287,4 +285,3 @@ export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
 export type UplinkConfig = z.output<typeof uplinkSchema>;
 export type HomeAssistantConfig = z.output<typeof homeAssistantSchema>;
-export type ResidencyZone = (typeof RESIDENCY_ZONES)[number];

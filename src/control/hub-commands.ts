@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CamveilError } from '../errors.js';
-import { CONSENT_NAMES, type ConsentLedger } from '../policy/consent-ledger.js';
+import type { ConsentLedger } from '../policy/consent-ledger.js';
+import { consentNameSchema } from '../policy/vocabulary.js';
 import type { ConsentService } from '../policy/consent-service.js';
 import { UNSIGNED_ACTOR } from '../policy/withdrawal.js';
 import { deleteAllHouseholdData, exportAuditLog, exportHouseholdData, type DataRightsDeps, type DataRightsRequester } from '../rights/data-rights.js';
@@ -48,8 +49,8 @@ const noArgs = z.strictObject({}).optional();
 const deleteArgs = z.strictObject({ confirm: z.literal('delete-all') });
 
 const consentSetArgs = z.discriminatedUnion('action', [
-  z.strictObject({ action: z.literal('grant'), consent: z.enum(CONSENT_NAMES) }),
-  z.strictObject({ action: z.literal('withdraw'), consent: z.enum(CONSENT_NAMES) }),
+  z.strictObject({ action: z.literal('grant'), consent: consentNameSchema }),
+  z.strictObject({ action: z.literal('withdraw'), consent: consentNameSchema }),
   z.strictObject({ action: z.literal('accept-policy'), version: z.string().min(1).max(64) }),
 ]);
 

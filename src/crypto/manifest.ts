@@ -1,18 +1,10 @@
 import { z } from 'zod';
+import { CAMERA_OBJECT_KINDS, objectKindSchema } from '../policy/vocabulary.js';
 
 /**
  * The manifest sealed in front of every object's body. It is inside the encryption: outside, an object
  * is only a random id, a size and the hub's pseudonym.
  */
-export const OBJECT_KINDS = ['clip', 'snapshot', 'face-embedding', 'export', 'event', 'face-album'] as const;
-export type ObjectKind = (typeof OBJECT_KINDS)[number];
-
-/**
- * Kinds that come from one camera and so name it. A face album gathers one person's sightings on every
- * camera; an export or a template belongs to no camera: those leave `cameraPseudonym` out.
- */
-export const CAMERA_OBJECT_KINDS: readonly ObjectKind[] = ['clip', 'snapshot', 'event'];
-
 export const MANIFEST_VERSION = 1;
 
 /** Object ids: 16 random bytes in lower-case base32 (see newObjectId). */
@@ -22,7 +14,7 @@ export const manifestSchema = z
   .strictObject({
     version: z.literal(MANIFEST_VERSION).describe('Manifest format version'),
     objectId: z.string().regex(OBJECT_ID_PATTERN, 'must be 26 lower-case base32 characters').describe('Random object id, as stored outside'),
-    kind: z.enum(OBJECT_KINDS).describe('What the body is'),
+    kind: objectKindSchema.describe('What the body is'),
     cameraPseudonym: z
       .string()
       .regex(/^cam_[a-z2-7]{16}$/, 'must be a camera pseudonym (cam_…)')

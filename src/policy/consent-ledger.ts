@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { CamveilError } from '../errors.js';
 import { POLICY_VERSION_LABEL } from './policy-version.js';
+import { CONSENT_NAMES, type ConsentName } from './vocabulary.js';
 
 /**
  * The consent ledger: an append-only list of what the household granted, withdrew and accepted, each
@@ -11,10 +12,6 @@ import { POLICY_VERSION_LABEL } from './policy-version.js';
  * unreadable (`CAMVEIL_E_CONSENT_UNREADABLE`), and callers fail closed (decide.ts: local-only, no faces).
  * Guessing the state of a damaged ledger could revive a withdrawn consent.
  */
-
-/** The consents a household can give; each is off until granted (GDPR Art. 7, PIPL Art. 14: opt-in). */
-export const CONSENT_NAMES = ['cloudUpload', 'faceRecognition', 'crossBorderTransfer', 'localRecording'] as const;
-export type ConsentName = (typeof CONSENT_NAMES)[number];
 
 /** Record kinds. `enrol`/`unenrol` record face enrolment of one person (see recordEnrolment). */
 export const RECORD_KINDS = ['grant', 'withdraw', 'accept-policy', 'enrol', 'unenrol'] as const;
@@ -61,12 +58,8 @@ export interface ConsentRecord {
   guardian?: GuardianAttestation;
 }
 
-/** The state derived from the ledger. */
-export interface ConsentState {
-  cloudUpload: boolean;
-  faceRecognition: boolean;
-  crossBorderTransfer: boolean;
-  localRecording: boolean;
+/** The state derived from the ledger: one flag per consent name, true while granted. */
+export interface ConsentState extends Record<ConsentName, boolean> {
   acceptedPolicyVersion?: string;
   /** `at` of the last grant, withdraw or accept-policy record. */
   lastChangeAt?: string;

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Logger } from '../log.js';
-import { LOCAL_OPERATOR, type ConsentLedger, type ConsentName } from './consent-ledger.js';
+import { LOCAL_OPERATOR, type ConsentLedger } from './consent-ledger.js';
+import type { ConsentName } from './vocabulary.js';
 import type { PolicyGate } from './gate.js';
 import { actorKindOf, heldByUnsignedStop } from './withdrawal.js';
 

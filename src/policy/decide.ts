@@ -1,8 +1,8 @@
-import { RESIDENCY_ZONES } from '../config/schema.js';
 import { CamveilError } from '../errors.js';
 import type { ConsentState } from './consent-ledger.js';
 import { needsReacceptance, type PolicyVersion } from './policy-version.js';
 import type { MatchedRegionRule } from './region-rules.js';
+import { RESIDENCY_ZONES, type AlertKind, type ObjectKind } from './vocabulary.js';
 
 /**
  * THE decision: may this data flow happen now? Pure — no I/O, no clock — so the gate can call it for
@@ -23,12 +23,9 @@ import type { MatchedRegionRule } from './region-rules.js';
  *   Consent given under the old purposes is not informed consent for the new ones.
  */
 
-export type UploadDataKind = 'clip' | 'snapshot' | 'event' | 'face-embedding' | 'face-album' | 'export';
-export type AlertKind = 'motion' | 'known-face' | 'unknown-face' | 'camera-offline';
-
 export type Question =
   /** `zone`: the residency zone of the destination; absent = the hub's own zone. */
-  | { kind: 'upload'; dataKind: UploadDataKind; zone?: string }
+  | { kind: 'upload'; dataKind: ObjectKind; zone?: string }
   | { kind: 'face-recognition'; cameraId: string }
   | { kind: 'local-recording'; cameraId: string }
   | { kind: 'alert'; alertKind: AlertKind };
@@ -74,7 +71,7 @@ const ok: Decision = { allowed: true, reason: 'ok' };
 const deny = (reason: Exclude<DecisionReason, 'ok'>): Decision => ({ allowed: false, reason });
 
 /** Data kinds that carry biometric identity: they follow the face rules on top of the upload rules. */
-const FACE_DATA: ReadonlySet<UploadDataKind> = new Set(['face-embedding', 'face-album']);
+const FACE_DATA: ReadonlySet<ObjectKind> = new Set(['face-embedding', 'face-album']);
 
 /** True when the accepted policy is current; 'invalid' when the version history itself is malformed. */
 function policyAccepted(consent: ConsentState, policy: Facts['policy']): boolean | 'invalid' {

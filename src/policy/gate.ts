@@ -1,9 +1,9 @@
 import type { AuditLog } from '../audit/audit-log.js';
-import { OBJECT_KINDS, type ObjectKind } from '../crypto/manifest.js';
 import type { ConsentLedger, ConsentState } from './consent-ledger.js';
-import { decide, modeOf, type Decision, type Facts, type Question, type UploadDataKind } from './decide.js';
+import { decide, modeOf, type Decision, type Facts, type Question } from './decide.js';
 import type { PolicyVersion } from './policy-version.js';
 import { rulesFor } from './region-rules.js';
+import { OBJECT_KINDS, type ObjectKind } from './vocabulary.js';
 
 /**
  * The gate: the single place that answers "may this data go there now?". Every upload, every face
@@ -48,15 +48,6 @@ export interface PolicyGateOptions {
   cameraPseudonym: (cameraId: string) => string;
 }
 
-const UPLOAD_KINDS: Record<ObjectKind, UploadDataKind> = {
-  clip: 'clip',
-  snapshot: 'snapshot',
-  event: 'event',
-  'face-embedding': 'face-embedding',
-  export: 'export',
-  'face-album': 'face-album',
-};
-
 export class PolicyGate implements Gate {
   readonly #o: PolicyGateOptions;
 
@@ -96,7 +87,7 @@ export class PolicyGate implements Gate {
   mayUpload(item: UploadCandidate): GateDecision {
     const kind = (OBJECT_KINDS as readonly string[]).includes(item.kind) ? (item.kind as ObjectKind) : undefined;
     // An object kind the gate does not know is refused: it cannot say what rules apply.
-    const decision: GateDecision = kind === undefined ? { allowed: false, reason: 'unknown-data-kind' } : this.ask({ kind: 'upload', dataKind: UPLOAD_KINDS[kind] });
+    const decision: GateDecision = kind === undefined ? { allowed: false, reason: 'unknown-data-kind' } : this.ask({ kind: 'upload', dataKind: kind });
     if (kind !== undefined) this.#auditUpload(item, kind, decision);
     return decision;
   }

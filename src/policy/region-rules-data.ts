@@ -1,4 +1,4 @@
-import type { ResidencyZone } from '../config/schema.js';
+import type { ResidencyZone } from './vocabulary.js';
 
 /**
  * The region table: what the law of a place says about face recognition, where data must stay and how

@@ -1,4 +1,5 @@
-import { LOCAL_OPERATOR, type ConsentName, type ConsentRecord } from './consent-ledger.js';
+import { LOCAL_OPERATOR, type ConsentRecord } from './consent-ledger.js';
+import type { ConsentName } from './vocabulary.js';
 
 /**
  * Unsigned means stop, never destroy (MQTT API version 2). Anyone who can publish on the broker may send a

@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { isReportedWriteFailure, type AlongsideCommit, type ObjectStore } from './object-store.js';
 import { newObjectId, sealObject } from '../crypto/sealed-object.js';
-import type { Manifest, ObjectKind } from '../crypto/manifest.js';
+import type { Manifest } from '../crypto/manifest.js';
+import type { ObjectKind } from '../policy/vocabulary.js';
 import type { Logger } from '../log.js';
 import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
 

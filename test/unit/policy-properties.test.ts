@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CONSENT_NAMES, ConsentLedger, type ConsentName, type ConsentState } from '../../src/policy/consent-ledger.js';
-import { decide, modeOf, type Facts, type Question, type UploadDataKind } from '../../src/policy/decide.js';
+import { ConsentLedger, type ConsentState } from '../../src/policy/consent-ledger.js';
+import { decide, modeOf, type Facts, type Question } from '../../src/policy/decide.js';
 import type { PolicyVersion } from '../../src/policy/policy-version.js';
 import { REGION_RULES, STRICTEST_RULE, rulesFor, type RegionRule } from '../../src/policy/region-rules.js';
+import { CONSENT_NAMES, OBJECT_KINDS, type ConsentName } from '../../src/policy/vocabulary.js';
 
 /*
  * Property tests: decide() against a reference oracle written independently, as one boolean formula per
@@ -80,9 +81,8 @@ const oracleCloud = (w: World): boolean => w.consent !== undefined && !w.forcedL
 
 // ---- questions and facts ----------------------------------------------------------------------------
 
-const DATA_KINDS: UploadDataKind[] = ['clip', 'snapshot', 'event', 'face-embedding', 'face-album', 'export'];
 const QUESTIONS: Question[] = [
-  ...DATA_KINDS.flatMap((dataKind) => [undefined, ...ZONES, 'mars'].map((zone): Question => (zone === undefined ? { kind: 'upload', dataKind } : { kind: 'upload', dataKind, zone }))),
+  ...OBJECT_KINDS.flatMap((dataKind) => [undefined, ...ZONES, 'mars'].map((zone): Question => (zone === undefined ? { kind: 'upload', dataKind } : { kind: 'upload', dataKind, zone }))),
   { kind: 'face-recognition', cameraId: 'front' },
   { kind: 'local-recording', cameraId: 'front' },
   ...(['motion', 'known-face', 'unknown-face', 'camera-offline'] as const).map((alertKind): Question => ({ kind: 'alert', alertKind })),

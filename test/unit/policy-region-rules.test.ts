@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RESIDENCY_ZONES } from '../../src/config/schema.js';
+import { RESIDENCY_ZONES } from '../../src/policy/vocabulary.js';
 import { REGION_RULES, STRICTEST_RULE, UNKNOWN_REGION, rulesFor } from '../../src/policy/region-rules.js';
 
 /** US state and DC codes (ISO 3166-2:US), for checking subdivision keys. */
