@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import tsdoc from 'eslint-plugin-tsdoc';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'bin/', '.ci/', '.cache/'] },
@@ -13,5 +14,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
+  // Doc comments are TSDoc: a malformed tag or an unescaped `{`, `}`, `@` or `>` in prose is an error.
+  { files: ['src/**/*.ts'], plugins: { tsdoc }, rules: { 'tsdoc/syntax': 'warn' } },
   { files: ['eslint.config.js', 'vitest.config.ts'], ...tseslint.configs.disableTypeChecked },
 );
