@@ -27,7 +27,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 `;
 
-/** One record as stored: `record` is canonicalJson({seq, at, type, details}). */
+/** One record as stored: `record` is `canonicalJson({seq, at, type, details})`. */
 export interface AuditEntry {
   seq: number;
   at: string;

@@ -36,7 +36,7 @@ export const signedGuardianAttestationSchema = z.strictObject({
 export type SignedGuardianAttestation = z.infer<typeof signedGuardianAttestationSchema>;
 
 /**
- * The subject reference an attestation is bound to: SHA-256 hex of canonicalJson({name, photos}) where
+ * The subject reference an attestation is bound to: SHA-256 hex of `canonicalJson({name, photos})` where
  * `photos` are the SHA-256 hex digests of the base64 photo texts, in order — exactly what the app seals.
  */
 export function enrolmentSubject(name: string, photos: readonly string[]): string {

@@ -14,7 +14,7 @@ const FPS = 15;
 const WIDTH = 1280;
 const HEIGHT = 720;
 
-/** The demo photos npm installs with @vladmandic/face-api (real faces, MIT licence). */
+/** The demo photos npm installs with `@vladmandic/face-api` (real faces, MIT licence). */
 export function demoPhotos(): string[] {
   const dir = path.join(path.dirname(require.resolve('@vladmandic/face-api/package.json')), 'demo');
   const photos = readdirSync(dir)

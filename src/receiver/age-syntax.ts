@@ -1,11 +1,13 @@
 /**
  * Syntax of an age v1 header (https://age-encryption.org/v1, "Header"), checked without any key:
  *
+ * ```
  *     age-encryption.org/v1
  *     -> <type> [<arg> …]        one or more stanzas: arguments are non-empty runs of VCHAR (0x21–0x7e)
  *     <body>                     canonical unpadded base64, in lines of exactly 64 columns, the last
  *                                one shorter (possibly empty)
  *     --- <mac>                  43 characters: 32 bytes in canonical unpadded base64
+ * ```
  *
  * The MAC cannot be verified without the file key, so this is what the cloud can check: that an upload
  * is an age file and not, by a bug on some hub, plaintext.

@@ -14,7 +14,9 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * optionally, of a household read token. Tokens are 32 random bytes, so a plain digest is enough: there
  * is nothing to guess that a slow hash would protect. The file holds no token itself.
  *
- *     {"version":1,"hubs":{"hub_…":{"upload":"<sha256 hex>","read":"<sha256 hex>"}}}
+ * ```
+ * {"version":1,"hubs":{"hub_…":{"upload":"<sha256 hex>","read":"<sha256 hex>"}}}
+ * ```
  */
 export const tokensFileSchema = z.strictObject({
   version: z.literal(1),
