@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import type { GlobalOptions } from '../cli.js';
+import type { GlobalOptions } from '../cli/options.js';
 import { validateConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { reportEvents } from '../demo/reporter.js';

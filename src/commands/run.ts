@@ -1,7 +1,7 @@
 import { loadConfigFile } from '../config/load.js';
 import { Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
-import type { GlobalOptions } from '../cli.js';
+import type { GlobalOptions } from '../cli/options.js';
 import type { CommandIO } from './io.js';
 import { surviveStrayErrors, untilStopRequested } from './service-lifecycle.js';
 

@@ -1,5 +1,4 @@
 import type { Logger } from '../log.js';
-import type { ObjectStore } from './object-store.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -38,7 +37,21 @@ export interface RetentionReport extends RetentionResult {
   objects: number;
 }
 
-type RetentionTarget = Pick<ObjectStore, 'list' | 'delete' | 'totalBytes' | 'pruneEvents'> & Partial<Pick<ObjectStore, 'freeBytes'>>;
+/**
+ * What retention needs of a store (ObjectStore is one). Declared here rather than picked from ObjectStore,
+ * which applies retention itself on `put`: the two modules would otherwise import each other.
+ */
+export interface RetentionTarget {
+  /** Objects captured before `before` oldest first, or all in the order they were stored. */
+  list(query: { before?: number; order: 'oldest' | 'stored'; limit: number }): readonly { objectId: string; bytes: number }[];
+  /** False when the object was already gone. */
+  delete(objectId: string): boolean;
+  totalBytes(): number;
+  /** Removes events that ended before `cutoff` and have no object left. */
+  pruneEvents(cutoff: number): unknown;
+  /** Free space on the store's disk; undefined when it cannot tell. */
+  freeBytes?(): number | undefined;
+}
 
 /**
  * Deletes objects captured before `now - retentionDays`, then the ones stored first until the total is at
@@ -85,7 +98,7 @@ export function applyRetention(store: RetentionTarget, options: RetentionOptions
 }
 
 /** A run's result with the store's state after it. */
-export function retentionReport(store: Pick<ObjectStore, 'totalBytes' | 'count'>, result: RetentionResult, quotaBytes: number, at: number): RetentionReport {
+export function retentionReport(store: Pick<RetentionTarget, 'totalBytes'> & { count(): number }, result: RetentionResult, quotaBytes: number, at: number): RetentionReport {
   return { ...result, lastRunAt: at, totalBytes: store.totalBytes(), quotaBytes, objects: store.count() };
 }
 
@@ -95,7 +108,7 @@ export function retentionReport(store: Pick<ObjectStore, 'totalBytes' | 'count'>
  * (for the hub's state).
  */
 export function startRetentionTimer(
-  store: RetentionTarget & Pick<ObjectStore, 'count'>,
+  store: RetentionTarget & { count(): number },
   options: Omit<RetentionOptions, 'now'> & { now?: () => number },
   intervalMs: number,
   logger: Logger,
