@@ -17,6 +17,7 @@ import { startReceiver } from '../src/receiver/server.js';
 import { openDatabase } from '../src/store/database.js';
 import { cutUploads } from '../src/uplink/local-only.js';
 import { Outbox } from '../src/uplink/outbox.js';
+import { HttpReceiverStore } from '../src/uplink/http-receiver-store.js';
 import { Uploader } from '../src/uplink/uploader.js';
 
 /**
@@ -82,11 +83,8 @@ export async function benchWithdrawal(): Promise<object> {
   const uploader = new Uploader({
     outbox,
     gate,
-    endpoint: new URL(`http://127.0.0.1:${relay.port}`),
-    hubPseudonym: 'hub_aaaaaaaaaaaaaaaa',
-    tokenFile,
+    remote: new HttpReceiverStore({ endpoint: new URL(`http://127.0.0.1:${relay.port}`), hubPseudonym: 'hub_aaaaaaaaaaaaaaaa', tokenFile, bandwidthBytesPerSecond: 2 * 2 ** 20 }),
     logger: silentLogger(),
-    bandwidthBytesPerSecond: 2 * 2 ** 20,
   });
   const consent = new ConsentService({
     db,

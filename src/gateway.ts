@@ -57,10 +57,11 @@ import { ObjectStore } from './store/object-store.js';
 import { startRetentionTimer, type RetentionReport } from './store/retention.js';
 import { SealedMediaSink, type UploadQueue } from './store/sealed-media-sink.js';
 import { StagedUploads } from './store/staged-uploads.js';
-import { chooseEndpoint } from './uplink/endpoint.js';
 import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
-import { readToken, Uploader } from './uplink/uploader.js';
+import { Uploader } from './uplink/uploader.js';
+import { remoteStoreFor } from './uplink/remote-store-factory.js';
+import type { RemoteObjectStore } from './uplink/remote-object-store.js';
 import { DeletionRequests } from './uplink/deletion-requests.js';
 import { cutUploads, expireHeldUploads, holdUploads } from './uplink/local-only.js';
 import { heldUploadCutoff } from './policy/withdrawal.js';
@@ -581,23 +582,17 @@ export class Gateway {
     });
     let uploads: UploadQueue | undefined;
     let stage: ((item: { objectId: string; path: string; bytes: number; kind: string }) => Promise<void>) | undefined;
-    if (config.uplink.enabled) {
-      const zone = rulesFor(config.hub.region).residencyZone;
-      this.#zone = zone;
-      const endpoint = chooseEndpoint(config.uplink.endpoints, zone);
+    const cloud = remoteStoreFor(config, this.pseudonymise('hub', config.hub.id));
+    if (cloud !== undefined) {
+      this.#zone = cloud.zone;
       const outbox = new Outbox(db);
       const staging = path.join(config.dataDir, 'outbox');
       sweepStaging(staging, outbox, logger);
       const uploader = new Uploader({
         outbox,
         gate: this.#gate!,
-        endpoint,
-        hubPseudonym: this.pseudonymise('hub', config.hub.id),
-        // The schema requires a token file whenever uploads are enabled.
-        tokenFile: config.uplink.tokenFile ?? '',
+        remote: cloud.remote,
         logger,
-        requestTimeoutMs: config.uplink.timeoutSeconds * 1000,
-        ...(config.uplink.bandwidthKiBps === undefined ? {} : { bandwidthBytesPerSecond: config.uplink.bandwidthKiBps * 1024 }),
         onOutcome: (r) => {
           // A staged link has done its work once the object is uploaded or refused for good.
           if (r.result === 'uploaded' || r.result === 'rejected') void unlink(path.join(staging, `${r.objectId}.age`)).catch(() => undefined);
@@ -605,7 +600,7 @@ export class Gateway {
         },
       });
       uploader.start();
-      this.#startDeletionRequests(db, endpoint);
+      this.#startDeletionRequests(db, cloud.remote);
       this.#outbox = outbox;
       this.#uploader = uploader;
       stage = async (item) => {
@@ -666,13 +661,13 @@ export class Gateway {
   }
 
   /** Deletion requests (from `camveil data delete`) are retried until the cloud confirms, local-only or not. */
-  #startDeletionRequests(db: Database.Database, endpoint: URL): void {
-    const { config, logger } = this.#o;
+  #startDeletionRequests(db: Database.Database, remote: RemoteObjectStore): void {
+    const { logger } = this.#o;
     const requests = new DeletionRequests(db);
     const flush = () => {
-      if (requests.pending().length === 0 || config.uplink.tokenFile === undefined) return;
+      if (requests.pending().length === 0) return;
       requests
-        .flush({ endpoint, hubPseudonym: this.pseudonymise('hub', config.hub.id), token: readToken(config.uplink.tokenFile) })
+        .flush(remote)
         .then((r) => logger.info(r, 'cloud deletion requests'))
         .catch((error: unknown) => logger.warn({ err: error }, 'cloud deletion requests failed; will retry'));
     };

@@ -2,7 +2,7 @@ import { CamveilError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startReceiver } from '../receiver/server.js';
 import { addHubEntry, hashToken, HUB_PSEUDONYM_PATTERN, newToken, readTokensFile } from '../receiver/tokens.js';
-import { readToken } from '../uplink/uploader.js';
+import { readToken } from '../uplink/http-receiver-store.js';
 import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
 

@@ -135,12 +135,32 @@ export const storageSchema = z.strictObject({
   reserveMiB: z.number().int().min(0).max(1024 * 1024).default(256).describe('disk space always left free: the quota is capped at what the store holds plus the free space less this reserve'),
 });
 
+/** Today's cloud receiver protocol (src/receiver/server.ts), with the bearer token of `uplink.tokenFile`. */
+export const httpEndpointSchema = z.strictObject({
+  type: z.literal('http'),
+  url: z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }).describe('base URL of the cloud receiver'),
+});
+
+/**
+ * One zone's upload endpoint, told apart by `type` (each type is a RemoteObjectStore: src/uplink/). A bare
+ * URL string, or an object without `type`, is an `http` endpoint: configs written before endpoints had a
+ * type keep working unchanged.
+ */
+export const endpointSchema = z.preprocess(
+  (value) => {
+    if (typeof value === 'string') return { type: 'http', url: value };
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && !('type' in value)) return { type: 'http', ...value };
+    return value;
+  },
+  z.discriminatedUnion('type', [httpEndpointSchema], { error: (issue) => (issue.code === 'invalid_union' ? 'type must be http (the cloud receiver protocol)' : undefined) }),
+);
+
 export const uplinkSchema = z.strictObject({
   enabled: z.boolean().default(false).describe('upload encrypted objects to the cloud'),
   endpoints: z
-    .partialRecord(residencyZoneSchema, z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }))
+    .partialRecord(residencyZoneSchema, endpointSchema)
     .default({})
-    .describe('base URL of the cloud receiver per residency zone'),
+    .describe('the upload endpoint per residency zone: `{type: http, url}`, or the receiver\'s base URL alone (type http)'),
   tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the cloud (chmod 600)'),
   timeoutSeconds: z.number().min(1).max(600).default(60).describe('per upload request'),
   bandwidthKiBps: z.number().int().min(8).optional().describe('cap on upload bandwidth; unlimited when absent'),
@@ -255,10 +275,10 @@ export const configSchema = z
     if (c.uplink.enabled && c.uplink.endpoints[zone] === undefined) {
       ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', zone], message: `region ${c.hub.region} keeps data in the "${zone}" zone: give that zone's endpoint` });
     }
-    for (const [name, url] of Object.entries(c.uplink.endpoints)) {
-      const u = new URL(url);
+    for (const [name, endpoint] of Object.entries(c.uplink.endpoints)) {
+      const u = new URL(endpoint.url);
       if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
-        ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', name], message: 'must be https:// (plain http:// is allowed only to loopback)' });
+        ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', name, 'url'], message: 'must be https:// (plain http:// is allowed only to loopback)' });
       }
     }
     if (c.mqtt?.embeddedBroker === true && !/^mqtt:\/\/(127\.\d+\.\d+\.\d+|localhost)(:\d+)?\/?$/.test(c.mqtt.url)) {
@@ -284,4 +304,5 @@ export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
 export type UplinkConfig = z.output<typeof uplinkSchema>;
+export type EndpointConfig = z.output<typeof endpointSchema>;
 export type HomeAssistantConfig = z.output<typeof homeAssistantSchema>;

@@ -9,11 +9,9 @@ import { CamveilError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { ObjectStore } from '../store/object-store.js';
 import { DeletionRequests } from '../uplink/deletion-requests.js';
-import { chooseEndpoint } from '../uplink/endpoint.js';
 import { Outbox } from '../uplink/outbox.js';
-import { readToken } from '../uplink/uploader.js';
+import { remoteStoreFor } from '../uplink/remote-store-factory.js';
 import type { ConsentLedger } from '../policy/consent-ledger.js';
-import { rulesFor } from '../policy/region-rules.js';
 
 const ALL = 1_000_000_000;
 
@@ -220,10 +218,7 @@ export async function deleteAllHouseholdData(
     ...options.who,
   });
   let cloud = { sent: 0, pending: deletions.pending().length };
-  const uplink = config.uplink;
-  if (uplink.enabled && uplink.tokenFile !== undefined && cloud.pending > 0) {
-    const endpoint = chooseEndpoint(uplink.endpoints, rulesFor(config.hub.region).residencyZone);
-    cloud = await deletions.flush({ endpoint, hubPseudonym: deps.pseudonymise('hub', config.hub.id), token: readToken(uplink.tokenFile) });
-  }
+  const link = cloud.pending > 0 ? remoteStoreFor(config, deps.pseudonymise('hub', config.hub.id)) : undefined;
+  if (link !== undefined) cloud = await deletions.flush(link.remote);
   return { objects, people, events, consentRecords, queuedUploads: destroyedQueue.length, cloud };
 }

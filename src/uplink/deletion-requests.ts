@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { migrate } from '../store/database.js';
-import { objectUrl } from './endpoint.js';
+import type { RemoteObjectStore } from './remote-object-store.js';
 
 const SCHEMA = [
   `CREATE TABLE uplink_deletions (object_id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -29,29 +29,20 @@ export class DeletionRequests {
     return (this.#db.prepare('SELECT object_id FROM uplink_deletions ORDER BY requested_at').all() as Array<{ object_id: string }>).map((r) => r.object_id);
   }
 
-  /** Sends every pending request (DELETE <endpoint>/v1/objects/<hub>/<id>); returns how many were done. */
-  async flush(o: { endpoint: URL; hubPseudonym: string; token: string; timeoutMs?: number }): Promise<{ sent: number; pending: number }> {
-    let sent = 0;
-    for (const id of this.pending()) {
-      let error: string | undefined;
-      try {
-        const res = await fetch(objectUrl(o.endpoint, o.hubPseudonym, id), {
-          method: 'DELETE',
-          headers: { authorization: `Bearer ${o.token}` },
-          signal: AbortSignal.timeout(o.timeoutMs ?? 15_000),
-        });
-        await res.body?.cancel();
-        if (res.ok || res.status === 404) {
-          this.#db.prepare('DELETE FROM uplink_deletions WHERE object_id = ?').run(id);
-          sent += 1;
-          continue;
-        }
-        error = `HTTP ${res.status}`;
-      } catch (e) {
-        error = e instanceof Error ? e.message : String(e);
-      }
-      this.#db.prepare('UPDATE uplink_deletions SET attempts = attempts + 1, last_error = ? WHERE object_id = ?').run(error.slice(0, 200), id);
-    }
-    return { sent, pending: this.pending().length };
+  /**
+   * Sends every pending request to the remote store; a request leaves the table once the store confirms it
+   * (an object it does not hold counts), and stays, with its error, otherwise. Never throws for the store.
+   */
+  async flush(remote: Pick<RemoteObjectStore, 'delete'>): Promise<{ sent: number; pending: number }> {
+    const ids = this.pending();
+    if (ids.length === 0) return { sent: 0, pending: 0 };
+    const { deleted, failed } = await remote.delete(ids);
+    const done = this.#db.prepare('DELETE FROM uplink_deletions WHERE object_id = ?');
+    const fail = this.#db.prepare('UPDATE uplink_deletions SET attempts = attempts + 1, last_error = ? WHERE object_id = ?');
+    this.#db.transaction(() => {
+      for (const id of deleted) done.run(id);
+      for (const f of failed) fail.run(f.error.message.slice(0, 200), f.objectId);
+    })();
+    return { sent: deleted.length, pending: this.pending().length };
   }
 }

@@ -1,8 +1,6 @@
 import { CamveilError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 
-export type ResidencyZone = 'cn' | 'eu' | 'us' | 'global';
-
 /** True for hosts that never leave the machine: 127.0.0.0/8, ::1 and `localhost`. */
 export function isLoopbackHost(hostname: string): boolean {
   // URL keeps IPv6 hosts in brackets and normalises IPv4 shorthands (`127.1`) to dotted quads.
@@ -36,12 +34,12 @@ export function validateEndpoint(endpoint: string, where = 'uplink endpoint'): U
 }
 
 /**
- * The validated endpoint for `zone` from a zone → URL table (the residency rules pick the zone).
+ * The endpoint for `zone` from a zone → endpoint table (the residency rules pick the zone); the caller
+ * validates what it holds (see remote-store-factory.ts).
  *
- * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` naming the zone when the table has no entry for it;
- * see validateEndpoint for the rest.
+ * @throws CamveilError `CAMVEIL_E_CONFIG_INVALID` naming the zone when the table has no entry for it.
  */
-export function chooseEndpoint(zones: Record<string, string>, zone: string): URL {
+export function chooseEndpoint<T>(zones: Partial<Record<string, T>>, zone: string): T {
   const endpoint = Object.hasOwn(zones, zone) ? zones[zone] : undefined;
   if (endpoint === undefined) {
     const known = Object.keys(zones);
@@ -51,14 +49,21 @@ export function chooseEndpoint(zones: Record<string, string>, zone: string): URL
       { where: `uplink.endpoints.${zone}` },
     );
   }
-  return validateEndpoint(endpoint, `uplink.endpoints.${zone}`);
+  return endpoint;
+}
+
+/** `<endpoint>/v1/objects/<hub>`, keeping any path prefix the endpoint has: the hub's objects. */
+export function hubUrl(endpoint: URL, hubPseudonym: string): URL {
+  const url = new URL(endpoint);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/objects/${encodeURIComponent(hubPseudonym)}`;
+  url.search = '';
+  url.hash = '';
+  return url;
 }
 
 /** `<endpoint>/v1/objects/<hub>/<objectId>`, keeping any path prefix the endpoint has. */
 export function objectUrl(endpoint: URL, hubPseudonym: string, objectId: string): URL {
-  const url = new URL(endpoint);
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/objects/${encodeURIComponent(hubPseudonym)}/${encodeURIComponent(objectId)}`;
-  url.search = '';
-  url.hash = '';
+  const url = hubUrl(endpoint, hubPseudonym);
+  url.pathname = `${url.pathname}/${encodeURIComponent(objectId)}`;
   return url;
 }

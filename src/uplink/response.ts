@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CamveilError } from '../errors.js';
 import { redactText } from '../redact.js';
+import type { PutOutcome } from './remote-object-store.js';
 
 /** At most this much of a response body is read: enough for an error message, not a way to fill RAM. */
 export const MAX_RESPONSE_BYTES = 4096;
@@ -13,13 +14,6 @@ export const uploadReceiptSchema = z.strictObject({
 
 /** An error body as the receiver (and most JSON APIs) send it; other keys are tolerated. */
 const errorBodySchema = z.object({ error: z.object({ message: z.string() }) });
-
-export type UploadOutcome =
-  | { kind: 'uploaded' }
-  /** Worth trying again later; `retryAfterMs` is the server's Retry-After, when it gave one. */
-  | { kind: 'retry'; error: CamveilError; retryAfterMs?: number }
-  /** The server refused for good. */
-  | { kind: 'reject'; error: CamveilError };
 
 /** Reads at most `limit` bytes of a response body, then cancels the rest; `onChunk` hears of each chunk. */
 export async function readLimited(body: ReadableStream<Uint8Array> | null, limit = MAX_RESPONSE_BYTES, onChunk?: () => void): Promise<string> {
@@ -75,7 +69,7 @@ export function classifyResponse(
   body: string,
   expected: { objectId: string; bytes: number },
   now: number,
-): UploadOutcome {
+): PutOutcome {
   const { status } = response;
   const where = 'uplink';
   if (status >= 200 && status < 300) {

@@ -15,6 +15,7 @@ import { hashToken, newToken, parseTokensFile } from '../../src/receiver/tokens.
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore, type HttpReceiverStoreOptions } from '../../src/uplink/http-receiver-store.js';
 import { Uploader, type UploaderOptions, type UploadReport } from '../../src/uplink/uploader.js';
 import { startFaultyCloud, type Fault, type FaultyCloud } from '../harness/faulty-cloud.js';
 import { waitFor } from '../harness/wait.js';
@@ -65,7 +66,7 @@ async function hostile(upstream: Receiver, plan: (n: { overall: number; forObjec
   return cloud;
 }
 
-function setUp(endpoint: string, objects: OutboxEntry[], extra: Partial<UploaderOptions> = {}) {
+function setUp(endpoint: string, objects: OutboxEntry[], extra: Partial<UploaderOptions> & Pick<HttpReceiverStoreOptions, 'requestTimeoutMs'> = {}) {
   const db = openDatabase(join(dir, 'data'));
   cleanups.push(() => {
     if (db.open) db.close();
@@ -73,18 +74,18 @@ function setUp(endpoint: string, objects: OutboxEntry[], extra: Partial<Uploader
   const outbox = new Outbox(db, { now: clock });
   for (const o of objects) outbox.enqueue(o);
   const reports: UploadReport[] = [];
+  const { requestTimeoutMs, ...scheduling } = extra;
+  const remote = new HttpReceiverStore({ endpoint: validateEndpoint(endpoint), hubPseudonym: HUB, tokenFile, now: clock, ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }) });
   const uploader = new Uploader({
     outbox,
     gate: allowAllGate,
-    endpoint: validateEndpoint(endpoint),
-    hubPseudonym: HUB,
-    tokenFile,
+    remote,
     logger: silentLogger(),
     backoffBaseMs: 50,
     backoffCapMs: 400,
     now: clock,
     onOutcome: (r) => reports.push(r),
-    ...extra,
+    ...scheduling,
   });
   cleanups.push(() => uploader.stop());
   return { outbox, uploader, reports };

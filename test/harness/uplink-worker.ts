@@ -11,6 +11,7 @@ import { allowAllGate } from '../../src/policy/gate.js';
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore } from '../../src/uplink/http-receiver-store.js';
 import { Uploader } from '../../src/uplink/uploader.js';
 
 interface WorkerOptions {
@@ -29,13 +30,15 @@ for (const entry of options.enqueue ?? []) outbox.enqueue(entry);
 const uploader = new Uploader({
   outbox,
   gate: allowAllGate,
-  endpoint: validateEndpoint(options.endpoint),
-  hubPseudonym: options.hub,
-  tokenFile: options.tokenFile,
+  remote: new HttpReceiverStore({
+    endpoint: validateEndpoint(options.endpoint),
+    hubPseudonym: options.hub,
+    tokenFile: options.tokenFile,
+    ...(options.bandwidth === undefined ? {} : { bandwidthBytesPerSecond: options.bandwidth }),
+  }),
   logger: silentLogger(),
   backoffBaseMs: 50,
   backoffCapMs: 500,
-  ...(options.bandwidth === undefined ? {} : { bandwidthBytesPerSecond: options.bandwidth }),
 });
 uploader.start();
 process.stdout.write('started\n');

@@ -16,6 +16,7 @@ import type { ClipStream, MediaSink } from '../../src/recording/sink.js';
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore } from '../../src/uplink/http-receiver-store.js';
 import { Uploader } from '../../src/uplink/uploader.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { motionVideo } from '../harness/video.js';
@@ -122,7 +123,7 @@ describeWithPeers(['ffmpeg'], 'error paths through the real logger', () => {
     const tokenFile = path.join(dataDir, 'token');
     writeFileSync(tokenFile, 'tok-secret-42\n', { mode: 0o600 });
     const log = realLogger();
-    const uploader = new Uploader({ outbox, gate: allowAllGate, endpoint: validateEndpoint(`http://127.0.0.1:${port}`), hubPseudonym: 'hub_aaaaaaaaaaaaaaaa', tokenFile, logger: log.logger, backoffBaseMs: 50, backoffCapMs: 100 });
+    const uploader = new Uploader({ outbox, gate: allowAllGate, remote: new HttpReceiverStore({ endpoint: validateEndpoint(`http://127.0.0.1:${port}`), hubPseudonym: 'hub_aaaaaaaaaaaaaaaa', tokenFile }), logger: log.logger, backoffBaseMs: 50, backoffCapMs: 100 });
     try {
       uploader.start();
       await waitFor('an upload failure logged', () => log.lines().some((l) => l.msg === 'upload failed; will retry'), 30_000);

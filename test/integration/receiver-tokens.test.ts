@@ -17,6 +17,7 @@ import { addHubEntry, hashToken, newToken, readTokensFile } from '../../src/rece
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore } from '../../src/uplink/http-receiver-store.js';
 import { Uploader } from '../../src/uplink/uploader.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -152,9 +153,7 @@ describe('hubs keep their token file unchanged', () => {
     const uploader = new Uploader({
       outbox,
       gate: allowAllGate,
-      endpoint: validateEndpoint(r.url),
-      hubPseudonym: HUB_A,
-      tokenFile: hubTokenFile,
+      remote: new HttpReceiverStore({ endpoint: validateEndpoint(r.url), hubPseudonym: HUB_A, tokenFile: hubTokenFile }),
       logger: silentLogger(),
     });
     cleanups.push(() => uploader.stop());

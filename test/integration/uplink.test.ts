@@ -22,6 +22,7 @@ import { startReceiver, type Receiver } from '../../src/receiver/server.js';
 import { hashToken, parseTokensFile } from '../../src/receiver/tokens.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore, type HttpReceiverStoreOptions } from '../../src/uplink/http-receiver-store.js';
 import { Uploader, type UploaderOptions } from '../../src/uplink/uploader.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -68,17 +69,23 @@ function openOutbox(): { db: Database.Database; outbox: Outbox } {
   return { db, outbox: new Outbox(db) };
 }
 
-function makeUploader(outbox: Outbox, endpoint: string, extra: Partial<UploaderOptions> = {}): Uploader {
+function makeUploader(outbox: Outbox, endpoint: string, extra: Partial<UploaderOptions & HttpReceiverStoreOptions> = {}): Uploader {
+  const { tokenFile: token = tokenFile, bandwidthBytesPerSecond, requestTimeoutMs, ...scheduling } = extra;
+  const remote = new HttpReceiverStore({
+    endpoint: validateEndpoint(endpoint),
+    hubPseudonym: HUB,
+    tokenFile: token,
+    ...(bandwidthBytesPerSecond === undefined ? {} : { bandwidthBytesPerSecond }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+  });
   const uploader = new Uploader({
     outbox,
     gate: allowAllGate,
-    endpoint: validateEndpoint(endpoint),
-    hubPseudonym: HUB,
-    tokenFile,
+    remote,
     logger: silentLogger(),
     backoffBaseMs: 20,
     backoffCapMs: 200,
-    ...extra,
+    ...scheduling,
   });
   cleanups.push(() => uploader.stop());
   return uploader;

@@ -19,6 +19,7 @@ import { ObjectStore } from '../../src/store/object-store.js';
 import { STORE_MODULE, STORE_SCHEMA } from '../../src/store/schema.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox } from '../../src/uplink/outbox.js';
+import { HttpReceiverStore } from '../../src/uplink/http-receiver-store.js';
 import { Uploader } from '../../src/uplink/uploader.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -110,7 +111,7 @@ describe("the 'face-album' object kind", () => {
     const clip = await entry('clip');
     outbox.enqueue(album);
     outbox.enqueue(clip);
-    const uploader = new Uploader({ outbox, gate, endpoint: validateEndpoint(receiver.url), hubPseudonym: pseudonym(randomBytes(32), 'hub', 'h'), tokenFile, logger: silentLogger() });
+    const uploader = new Uploader({ outbox, gate, remote: new HttpReceiverStore({ endpoint: validateEndpoint(receiver.url), hubPseudonym: pseudonym(randomBytes(32), 'hub', 'h'), tokenFile }), logger: silentLogger() });
     try {
       uploader.start();
       await waitFor('the clip upload', () => outbox.get(clip.objectId)?.state === 'uploaded', 10_000);

@@ -10,7 +10,9 @@ import { CamveilError } from '../../src/errors.js';
 import { openDatabase } from '../../src/store/database.js';
 import { allowAllGate } from '../../src/policy/gate.js';
 import { ageHeaderProblem, mayBeginAgeHeader } from '../../src/receiver/age-syntax.js';
-import { chooseEndpoint, objectUrl, validateEndpoint } from '../../src/uplink/endpoint.js';
+import { uplinkSchema } from '../../src/config/schema.js';
+import { chooseEndpoint, hubUrl, objectUrl, validateEndpoint } from '../../src/uplink/endpoint.js';
+import { remoteStoreFor } from '../../src/uplink/remote-store-factory.js';
 import { rulesFor } from '../../src/policy/region-rules.js';
 import { Outbox } from '../../src/uplink/outbox.js';
 import { backoffDelay, classifyResponse, parseRetryAfter } from '../../src/uplink/response.js';
@@ -49,16 +51,28 @@ describe('upload endpoints', () => {
 
   it('chooses the zone endpoint and names a missing zone', () => {
     const zones = { eu: 'https://eu.cloud.example', us: 'http://cloud.example' };
-    expect(chooseEndpoint(zones, 'eu').host).toBe('eu.cloud.example');
-    expect(codeOf(() => chooseEndpoint(zones, 'us'))).toBe('CAMVEIL_E_ENDPOINT_INSECURE');
+    expect(chooseEndpoint(zones, 'eu')).toBe('https://eu.cloud.example');
     expect(() => chooseEndpoint(zones, 'cn')).toThrow(/"cn".*configured: eu, us/);
     expect(() => chooseEndpoint(zones, 'toString')).toThrow(/"toString"/);
+  });
+
+  it("the factory builds the region's zone store from the config, checking its URL, and nothing while uploads are off", () => {
+    const uplink = (endpoints: Record<string, unknown>, enabled = true) => uplinkSchema.parse({ enabled, endpoints, tokenFile: '/nonexistent/token' });
+    const hub = (region: string) => ({ id: 'h', region });
+    const eu = remoteStoreFor({ hub: hub('DE'), uplink: uplink({ eu: 'https://eu.cloud.example/base', us: { type: 'http', url: 'http://cloud.example' } }) }, 'hub_aaaaaaaaaaaaaaaa');
+    expect(eu?.zone).toBe('eu');
+    expect(eu?.remote.description).toEqual({ type: 'http', origin: 'https://eu.cloud.example/' });
+    // The US endpoint is plain http to a host that is not loopback: refused when the hub would use it.
+    expect(codeOf(() => remoteStoreFor({ hub: hub('US-CA'), uplink: uplink({ us: { type: 'http', url: 'http://cloud.example' } }) }, 'hub_aaaaaaaaaaaaaaaa'))).toBe('CAMVEIL_E_ENDPOINT_INSECURE');
+    expect(codeOf(() => remoteStoreFor({ hub: hub('CN'), uplink: uplink({ eu: 'https://eu.cloud.example' }) }, 'hub_aaaaaaaaaaaaaaaa'))).toBe('CAMVEIL_E_CONFIG_INVALID');
+    expect(remoteStoreFor({ hub: hub('DE'), uplink: uplink({ eu: 'https://eu.cloud.example' }, false) }, 'hub_aaaaaaaaaaaaaaaa')).toBeUndefined();
   });
 
   it('builds object URLs under the endpoint path', () => {
     expect(objectUrl(new URL('https://c.example/base/'), 'hub_aaaaaaaaaaaaaaaa', ID('b')).href).toBe(
       `https://c.example/base/v1/objects/hub_aaaaaaaaaaaaaaaa/${ID('b')}`,
     );
+    expect(hubUrl(new URL('https://c.example/base?x=1#y'), 'hub_aaaaaaaaaaaaaaaa').href).toBe('https://c.example/base/v1/objects/hub_aaaaaaaaaaaaaaaa');
   });
 
   it('residency zones come from the region rules (policy/), not from the uplink', () => {
