@@ -21,16 +21,3 @@ export interface AnalysisFrame {
   height: number;
   data: Buffer;
 }
-
-/** A piece of the camera's main stream as fragmented MP4, copied without re-encoding. */
-export interface MediaSegment {
-  /** Wall-clock arrival time of the fragment's first byte, ms since the epoch. */
-  at: number;
-  /** One `moof`+`mdat` pair. Fragments begin at a keyframe (ffmpeg's frag_keyframe). */
-  bytes: Buffer;
-  /** Media duration of the fragment in ms, from its sample table (0 when unknown). */
-  durationMs: number;
-}
-
-/** The stream's initialisation segment (`ftyp`+`moov`): every clip starts with it. */
-export type InitSegment = Buffer;

@@ -5,16 +5,33 @@ import type { z } from 'zod';
 import { CamveilError, ConfigError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
 
+/**
+ * Keys that earlier versions accepted and this one does not, with what to do. The schema is strict, so an
+ * old config holding one is refused; the reason says the key was removed rather than "unknown", which would
+ * read as a typo.
+ */
+const REMOVED_KEYS: Readonly<Record<string, string>> = {
+  'homeAssistant.faceIdentities':
+    'removed: it never did anything (no Home Assistant entity ever names a recognised person, whatever it said); delete the line',
+};
+
+/** A zod path as `a.b[0].c`. */
+function pathText(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc === '' ? String(key) : `${acc}.${String(key)}`), '');
+}
+
 /** Formats zod issues as `path: reason`, one per problem, with array indices written as [i]. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => {
-    const where = issue.path.reduce<string>(
-      (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc === '' ? String(key) : `${acc}.${String(key)}`),
-      '',
-    );
-    const reason =
-      issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
-    return `${where === '' ? '(top level)' : where}: ${reason}`;
+  return issues.flatMap((issue) => {
+    const where = pathText(issue.path);
+    const at = where === '' ? '(top level)' : where;
+    if (issue.code !== 'unrecognized_keys') return [`${at}: ${issue.message}`];
+    const removed = issue.keys.filter((k) => Object.hasOwn(REMOVED_KEYS, pathText([...issue.path, k])));
+    const unknown = issue.keys.filter((k) => !removed.includes(k));
+    return [
+      ...removed.map((k) => `${pathText([...issue.path, k])}: ${REMOVED_KEYS[pathText([...issue.path, k])]!}`),
+      ...(unknown.length === 0 ? [] : [`${at}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}`]),
+    ];
   });
 }
 

@@ -233,10 +233,6 @@ export const homeAssistantSchema = z.strictObject({
     .regex(/^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/, 'must be topic levels of a-z, 0-9, "-", "_"')
     .default('homeassistant')
     .describe("Home Assistant's discovery prefix; its birth message is expected on <prefix>/status"),
-  faceIdentities: z
-    .boolean()
-    .default(false)
-    .describe('reserved: no entity ever names a recognised person; the hub publishes none whatever this says'),
 });
 
 export const configSchema = z

@@ -52,9 +52,6 @@ export const payloadSchema = z.strictObject({
   sealedArgs: z.string().min(1).max(MAX_REQUEST_BYTES).optional(),
 });
 
-export type RequestPayload = z.infer<typeof payloadSchema>;
-export type RequestEnvelope = z.infer<typeof envelopeSchema>;
-
 export interface VerifiedRequest {
   command: string;
   transaction: string;

@@ -175,8 +175,8 @@ describeWithPeers(['mosquitto'], 'Home Assistant discovery over mosquitto', () =
 describe('homeAssistant config', () => {
   const base = { hub: { id: 'h1', region: 'DE' } };
 
-  it('is off by default, with the homeassistant prefix and no face identities', () => {
-    expect(validateConfig(base, 'c.json', '/').homeAssistant).toEqual({ discovery: false, prefix: 'homeassistant', faceIdentities: false });
+  it('is off by default, with the homeassistant prefix', () => {
+    expect(validateConfig(base, 'c.json', '/').homeAssistant).toEqual({ discovery: false, prefix: 'homeassistant' });
   });
 
   it('needs mqtt, a valid prefix and no unknown keys', () => {

@@ -77,6 +77,15 @@ describe('config validation', () => {
     for (const i of issues) expect(i).toMatch(/^[^:]+: .+/);
   });
 
+  it('refuses a removed key by name, saying it was removed, and still reports unknown keys beside it', () => {
+    const raw = { ...base, homeAssistant: { faceIdentities: false, colour: 'red' } };
+    expect(() => validateConfig(raw, 'old.yaml', '/')).toThrow(expect.objectContaining({ code: 'CAMVEIL_E_CONFIG_INVALID' }) as Error);
+    const issues = issuesOf(raw);
+    expect(issues).toContainEqual(expect.stringMatching(/^homeAssistant\.faceIdentities: removed: it never did anything.*delete the line$/));
+    expect(issues).toContainEqual('homeAssistant: unknown key(s) "colour"');
+    expect(issues.join('\n')).not.toContain('"faceIdentities"');
+  });
+
   it('reports YAML syntax errors with their line', () => {
     expect(() => parseConfigText('hub:\n  id: home\n  id: again\n', 'bad.yaml')).toThrow(/line 3/);
   });
