@@ -31,11 +31,6 @@ export interface Gate {
   mayUpload(item: UploadCandidate): GateDecision;
 }
 
-/** Allows every upload: for unit tests of the uplink only; the service always uses {@link PolicyGate}. */
-export const allowAllGate: Gate = {
-  mayUpload: () => ({ allowed: true, reason: 'test-allow-all' }),
-};
-
 export interface PolicyGateOptions {
   ledger: ConsentLedger;
   region: string;

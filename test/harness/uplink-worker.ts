@@ -7,7 +7,7 @@
  * Prints `started` once uploading and `done <json stats>` at the end.
  */
 import { silentLogger } from '../../src/log.js';
-import { allowAllGate } from '../../src/policy/gate.js';
+import { allowAllGate } from './allow-all-gate.js';
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';

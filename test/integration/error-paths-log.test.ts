@@ -11,7 +11,7 @@ import { newObjectId } from '../../src/crypto/sealed-object.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import { localRequest } from '../../src/policy/consent-service.js';
-import { allowAllGate } from '../../src/policy/gate.js';
+import { allowAllGate } from '../harness/allow-all-gate.js';
 import type { ClipStream, MediaSink } from '../../src/recording/sink.js';
 import { openDatabase } from '../../src/store/database.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';

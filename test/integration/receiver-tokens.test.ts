@@ -11,7 +11,7 @@ import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { pseudonym } from '../../src/crypto/pseudonym.js';
 import { newObjectId } from '../../src/crypto/sealed-object.js';
 import { silentLogger } from '../../src/log.js';
-import { allowAllGate } from '../../src/policy/gate.js';
+import { allowAllGate } from '../harness/allow-all-gate.js';
 import { startReceiver, type Receiver } from '../../src/receiver/server.js';
 import { addHubEntry, hashToken, newToken, readTokensFile } from '../../src/receiver/tokens.js';
 import { openDatabase } from '../../src/store/database.js';

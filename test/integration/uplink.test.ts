@@ -17,7 +17,7 @@ import { newObjectId } from '../../src/crypto/sealed-object.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import type { Gate } from '../../src/policy/gate.js';
 import { openDatabase } from '../../src/store/database.js';
-import { allowAllGate } from '../../src/policy/gate.js';
+import { allowAllGate } from '../harness/allow-all-gate.js';
 import { startReceiver, type Receiver } from '../../src/receiver/server.js';
 import { hashToken, parseTokensFile } from '../../src/receiver/tokens.js';
 import { validateEndpoint } from '../../src/uplink/endpoint.js';

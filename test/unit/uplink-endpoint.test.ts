@@ -8,7 +8,7 @@ import { headerEnd } from '../../src/crypto/age-header.js';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { CamveilError } from '../../src/errors.js';
 import { openDatabase } from '../../src/store/database.js';
-import { allowAllGate } from '../../src/policy/gate.js';
+import { allowAllGate } from '../harness/allow-all-gate.js';
 import { ageHeaderProblem, mayBeginAgeHeader } from '../../src/receiver/age-syntax.js';
 import { uplinkSchema } from '../../src/config/schema.js';
 import { chooseEndpoint, hubUrl, objectUrl, validateEndpoint } from '../../src/uplink/endpoint.js';
