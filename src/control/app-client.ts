@@ -1,51 +1,17 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { z } from 'zod';
-import { decryptToBuffer, encryptToBuffer } from '../crypto/age-stream.js';
-import { CamveilError } from '../errors.js';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { decryptToBuffer } from '../crypto/age-stream.js';
 import type { ControlResponse } from './command.js';
-import { CLEAR_ARGS_COMMANDS } from './envelope.js';
-import { keyIdOf } from './key-registry.js';
-import { AuditHeadWatch, auditHeadsSchema } from './audit-head-watch.js';
-import { openHubMessage, peekHubPayload, pinnedHubSchema, type HubHealth, type PinnedHub } from './hub-message.js';
+import { generateAppKey, type AppKey } from './app-key.js';
+import { nextMessage, ReplyExchange, type AppMqttClient, type MessageListener } from './app-exchange.js';
+import { openAppReply, pairAnswerSchema, responseOf, unverified } from './app-reply.js';
+import { requestArgs, requestEnvelope, type PreparedRequest } from './app-request.js';
+import { readAppState, writeAppState } from './app-state-file.js';
+import { AuditHeadWatch } from './audit-head-watch.js';
+import { openHubMessage, peekHubPayload, type HubHealth, type PinnedHub } from './hub-message.js';
 import { openReply, wireResponseSchema } from './sealed-reply.js';
 import { appProof, hubProofMatches, pairingKey, sealLabel } from './pairing.js';
 import { hubTopics, type HubTopics } from './topics.js';
-
-type Listener = (topic: string, payload: Buffer) => void;
-
-/** The part of an MQTT.js `MqttClient` the app side uses. */
-export interface AppMqttClient {
-  publishAsync(topic: string, message: string | Buffer, opts?: { qos?: 0 | 1 | 2; retain?: boolean }): Promise<unknown>;
-  subscribeAsync(topic: string, opts?: { qos: 0 | 1 | 2 }): Promise<unknown>;
-  unsubscribeAsync(topic: string): Promise<unknown>;
-  on(event: 'message', listener: Listener): unknown;
-  removeListener(event: 'message', listener: Listener): unknown;
-}
-
-/** An app's Ed25519 key: the private key, its raw public key (base64) and key id. */
-export interface AppKey {
-  privateKey: KeyObject;
-  publicKey: string;
-  keyId: string;
-}
-
-export function generateAppKey(): AppKey {
-  return appKeyOf(generateKeyPairSync('ed25519').privateKey);
-}
-
-function appKeyOf(privateKey: KeyObject): AppKey {
-  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
-  const raw = Buffer.from(jwk.x ?? '', 'base64url');
-  return { privateKey, publicKey: raw.toString('base64'), keyId: keyIdOf(raw) };
-}
-
-/** A request ready to publish: its envelope bytes and transaction. */
-export interface PreparedRequest {
-  command: string;
-  transaction: string;
-  bytes: Buffer;
-}
 
 export interface AppClientOptions {
   client: AppMqttClient;
@@ -73,10 +39,6 @@ export interface AppClientOptions {
 /** How many event ids the app remembers, to refuse an event the broker replays. */
 const SEEN_EVENTS = 10_000;
 
-function unverified(message: string, where: string): CamveilError {
-  return new CamveilError('CAMVEIL_E_HUB_UNVERIFIED', message, { where });
-}
-
 /**
  * The app side of the MQTT API version 2 (tests, and `camveil app …`). Sequence numbers are
  * `max(last + 1, now)`, so a client that lost its state file still moves forward past what the hub saw.
@@ -95,8 +57,7 @@ export class AppClient {
   readonly #hubKey: string;
   readonly #hubId: string;
   readonly #baseTopic: string;
-  readonly #waiting = new Map<string, (raw: Buffer) => void>();
-  readonly #onMessage: Listener = (topic, payload) => this.#dispatch(topic, payload);
+  readonly #exchange: ReplyExchange;
   readonly #seenEvents = new Set<string>();
   /** The highest signed audit head seen per hub (kept in the state file): a lower one later is a rollback. */
   readonly #auditHeads: AuditHeadWatch;
@@ -105,7 +66,6 @@ export class AppClient {
   /** The identity file `camveil app` was last given (kept in the state file: a path, never the key). */
   #identityFile: string | undefined;
   #seq = 0;
-  #subscribed = false;
 
   constructor(options: AppClientOptions) {
     this.#client = options.client;
@@ -116,7 +76,8 @@ export class AppClient {
     this.#stateFile = options.stateFile;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#now = options.now ?? Date.now;
-    const saved = options.stateFile !== undefined && existsSync(options.stateFile) ? readState(options.stateFile) : undefined;
+    this.#exchange = new ReplyExchange(options.client, this.topics, this.#timeoutMs);
+    const saved = options.stateFile !== undefined && existsSync(options.stateFile) ? readAppState(options.stateFile) : undefined;
     this.key = saved?.key ?? options.key ?? generateAppKey();
     this.#seq = saved?.seq ?? 0;
     this.#auditHeads = new AuditHeadWatch(saved?.auditHeads);
@@ -195,18 +156,12 @@ export class AppClient {
   }
 
   /** Subscribes to `response/#`; `request` calls it when needed. */
-  async start(): Promise<void> {
-    if (this.#subscribed) return;
-    this.#subscribed = true;
-    this.#client.on('message', this.#onMessage);
-    await this.#client.subscribeAsync(`${this.topics.response}/#`, { qos: 1 });
+  start(): Promise<void> {
+    return this.#exchange.start();
   }
 
-  async stop(): Promise<void> {
-    if (!this.#subscribed) return;
-    this.#subscribed = false;
-    this.#client.removeListener('message', this.#onMessage);
-    await this.#client.unsubscribeAsync(`${this.topics.response}/#`);
+  stop(): Promise<void> {
+    return this.#exchange.stop();
   }
 
   /**
@@ -217,27 +172,13 @@ export class AppClient {
    * @throws CamveilError `CAMVEIL_E_HUB_UNVERIFIED` when there are args to seal and this app has not paired with the hub.
    */
   async prepare(command: string, args: unknown, options: { sign: boolean }): Promise<PreparedRequest> {
-    const body = await this.#argsOf(command, args);
+    const body = await requestArgs(command, args, () => this.requirePinned().recipient);
     const transaction = randomUUID();
     const now = this.#now();
     this.#seq = Math.max(this.#seq + 1, now);
     if (options.sign) this.#save();
     const request = { v: 2, hub: this.#hubId, base: this.#baseTopic, command, transaction, seq: this.#seq, ts: now, ...body };
-    const payload = Buffer.from(JSON.stringify(request), 'utf8');
-    const envelope: Record<string, string> = { payload: payload.toString('base64') };
-    if (options.sign) {
-      envelope.keyId = this.key.keyId;
-      envelope.sig = sign(null, payload, this.key.privateKey).toString('base64');
-    }
-    return { command, transaction, bytes: Buffer.from(JSON.stringify(envelope), 'utf8') };
-  }
-
-  /** `{args}` in clear when empty (or for `pair`), else `{sealedArgs}` sealed to the pinned hub recipient. */
-  async #argsOf(command: string, args: unknown): Promise<{ args?: unknown; sealedArgs?: string }> {
-    const empty = args === undefined || (args !== null && typeof args === 'object' && !Array.isArray(args) && Object.keys(args).length === 0);
-    if (empty || CLEAR_ARGS_COMMANDS.has(command)) return args === undefined ? {} : { args };
-    const sealed = await encryptToBuffer([this.requirePinned().recipient], Buffer.from(JSON.stringify(args), 'utf8'));
-    return { sealedArgs: sealed.toString('base64') };
+    return { command, transaction, bytes: requestEnvelope(request, options.sign ? this.key : undefined) };
   }
 
   /**
@@ -251,7 +192,7 @@ export class AppClient {
    */
   async send(command: string, bytes: Buffer, transaction: string): Promise<ControlResponse> {
     const pinned = this.requirePinned();
-    const raw = await this.#exchange(command, bytes, transaction);
+    const raw = await this.#exchange.exchange(command, bytes, transaction);
     return this.#openResponse(raw, pinned, command, transaction);
   }
 
@@ -275,7 +216,7 @@ export class AppClient {
     const claim = { hubId: this.#hubId, publicKey: this.key.publicKey, recipient, ...sealedLabel };
     const proof = appProof(key, claim);
     const prepared = await this.prepare('pair', { publicKey: claim.publicKey, recipient, ...sealedLabel, proof }, { sign: false });
-    const raw = await this.#exchange('pair', prepared.bytes, prepared.transaction);
+    const raw = await this.#exchange.exchange('pair', prepared.bytes, prepared.transaction);
     const peeked = wireResponseSchema.safeParse(responseOf(peekHubPayload(raw)));
     if (!peeked.success || peeked.data.status !== 'ok') {
       const known = this.pinned;
@@ -307,7 +248,7 @@ export class AppClient {
     const pinned = this.requirePinned();
     // One at a time, so events reach `onEvent` in the order they arrived.
     let tail: Promise<void> = Promise.resolve();
-    const listener: Listener = (topic, payload) => {
+    const listener: MessageListener = (topic, payload) => {
       if (topic !== this.topics.event) return;
       tail = tail.then(() =>
         this.#openEvent(payload, pinned, identity)
@@ -334,25 +275,7 @@ export class AppClient {
    */
   async readState(identity?: string): Promise<{ health: HubHealth; state?: unknown }> {
     const pinned = this.requirePinned();
-    const raw = await new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#client.removeListener('message', listener);
-        reject(new CamveilError('CAMVEIL_E_INTERNAL', `no state within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
-      }, this.#timeoutMs);
-      const listener: Listener = (topic, payload) => {
-        if (topic !== this.topics.state) return;
-        clearTimeout(timer);
-        this.#client.removeListener('message', listener);
-        resolve(payload);
-      };
-      this.#client.on('message', listener);
-      this.#client.subscribeAsync(this.topics.state, { qos: 1 }).catch((error: unknown) => {
-        clearTimeout(timer);
-        this.#client.removeListener('message', listener);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      });
-    });
-    await this.#client.unsubscribeAsync(this.topics.state);
+    const raw = await nextMessage(this.#client, this.topics.state, 'state', this.#timeoutMs);
     const payload = openHubMessage(raw, pinned, 'state', this.#now());
     if (identity === undefined || payload.sealed === undefined) return { health: payload.health };
     const state = JSON.parse((await decryptToBuffer(identity, Buffer.from(payload.sealed, 'base64'))).toString('utf8')) as unknown;
@@ -370,95 +293,14 @@ export class AppClient {
     return event;
   }
 
-  async #openResponse(raw: Buffer, pinned: PinnedHub, command: string, transaction: string): Promise<ControlResponse> {
-    const payload = openHubMessage(raw, pinned, 'response', this.#now());
-    if (payload.command !== command) throw unverified(`the reply is for command ${payload.command.slice(0, 64)}, not ${command}`, 'command');
-    if (payload.response.transaction !== transaction) throw unverified('the reply is for another request (transaction)', 'transaction');
-    return openReply(command, payload.response, this.#identities);
-  }
-
-  /**
-   * Publishes a request and resolves with the raw bytes of the first reply naming its transaction. The timer
-   * covers the whole exchange: a broker that is down leaves the subscription and the publish queued in the
-   * MQTT client (they never settle), and the call still fails with the timeout, once; a publish that fails
-   * later is absorbed, as the reply's outcome already decided the call.
-   */
-  async #exchange(command: string, bytes: Buffer, transaction: string): Promise<Buffer> {
-    let timer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      clearTimeout(timer);
-      this.#waiting.delete(transaction);
-    };
-    const reply = new Promise<Buffer>((resolve, reject) => {
-      timer = setTimeout(() => {
-        done();
-        reject(new CamveilError('CAMVEIL_E_INTERNAL', `no reply to ${command} within ${this.#timeoutMs} ms`, { where: 'mqtt' }));
-      }, this.#timeoutMs);
-      this.#waiting.set(transaction, (raw) => {
-        done();
-        resolve(raw);
-      });
-    });
-    const sent = (async () => {
-      await this.start();
-      await this.#client.publishAsync(`${this.topics.request}/${command}`, bytes, { qos: 1, retain: false });
-    })();
-    // Only a failed publish decides the call; a publish that completes leaves it to the reply (or its timer).
-    const failed = sent.then(
-      () => new Promise<never>(() => undefined),
-      (error: unknown) => {
-        done();
-        throw error;
-      },
-    );
-    return Promise.race([reply, failed]);
-  }
-
-  #dispatch(topic: string, payload: Buffer): void {
-    if (!topic.startsWith(`${this.topics.response}/`) && topic !== this.topics.response) return;
-    // Matched on a transaction read before any check (a forged reply names it too): the first message
-    // naming a request's transaction decides it, and send() refuses it unless the hub signed it.
-    const peeked = peekHubPayload(payload);
-    const transaction = responseOf(peeked)?.transaction ?? transactionOf(peeked);
-    const waiter = typeof transaction === 'string' ? this.#waiting.get(transaction) : undefined;
-    waiter?.(payload);
+  #openResponse(raw: Buffer, pinned: PinnedHub, command: string, transaction: string): Promise<ControlResponse> {
+    return openAppReply(raw, pinned, { command, transaction }, this.#identities, this.#now());
   }
 
   #save(): void {
     if (this.#stateFile === undefined) return;
-    const pkcs8 = this.key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
     const identityFile = this.#identityFile === undefined ? {} : { identityFile: this.#identityFile };
-    writeFileSync(this.#stateFile, `${JSON.stringify({ privateKey: pkcs8, seq: this.#seq, hubs: this.#hubs, auditHeads: this.#auditHeads.toJSON(), ...identityFile })}\n`, { mode: 0o600 });
+    writeAppState(this.#stateFile, { key: this.key, seq: this.#seq, hubs: this.#hubs, auditHeads: this.#auditHeads.toJSON(), ...identityFile });
   }
 }
 
-const pairAnswerSchema = z.object({ keyId: z.string(), hub: pinnedHubSchema, proof: z.string().max(64) });
-
-/** The reply inside a (possibly forged) hub message payload, unchecked. */
-function responseOf(payload: unknown): ControlResponse | undefined {
-  if (payload === null || typeof payload !== 'object' || !('response' in payload)) return undefined;
-  const response = payload.response;
-  return response !== null && typeof response === 'object' && 'status' in response ? (response as ControlResponse) : undefined;
-}
-
-function transactionOf(payload: unknown): unknown {
-  return payload !== null && typeof payload === 'object' && 'transaction' in payload ? payload.transaction : undefined;
-}
-
-const stateFileSchema = z.object({
-  privateKey: z.string(),
-  seq: z.number(),
-  hubs: z.record(z.string(), pinnedHubSchema).optional(),
-  auditHeads: auditHeadsSchema.optional(),
-  identityFile: z.string().min(1).max(4096).optional(),
-});
-
-function readState(file: string): { key: AppKey; seq: number; hubs: Record<string, PinnedHub>; auditHeads: z.infer<typeof auditHeadsSchema>; identityFile?: string } {
-  try {
-    const state = stateFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
-    const privateKey = createPrivateKey({ key: Buffer.from(state.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
-    return { key: appKeyOf(privateKey), seq: state.seq, hubs: state.hubs ?? {}, auditHeads: state.auditHeads ?? {}, ...(state.identityFile === undefined ? {} : { identityFile: state.identityFile }) };
-  } catch (error) {
-    throw new CamveilError('CAMVEIL_E_KEY_UNREADABLE', `${file}: not an app key state file`, { where: file, cause: error });
-  }
-}
