@@ -124,3 +124,33 @@ describe('camera passwords', () => {
     expect(JSON.stringify(cfg)).not.toContain('s3cret');
   });
 });
+
+describe('uplink endpoints', () => {
+  const uplinkConfig = (endpoints: string) =>
+    validateConfig(
+      parseConfigText(
+        `hub: { id: home, region: US-CA }\nhousehold: { recipients: [age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj] }\nuplink:\n  enabled: true\n  tokenFile: cloud.token\n  endpoints:\n${endpoints}`,
+        'camveil.yaml',
+      ),
+      'camveil.yaml',
+      '/etc/camveil',
+    ).uplink;
+
+  it('reads `type: http` endpoints, and the older bare URL (or an object without type) as the same http endpoint', () => {
+    const typed = uplinkConfig('    us: { type: http, url: "https://us.cloud.example/base" }\n');
+    const legacy = uplinkConfig('    us: https://us.cloud.example/base\n');
+    const untyped = uplinkConfig('    us: { url: "https://us.cloud.example/base" }\n');
+    expect(typed.endpoints).toEqual({ us: { type: 'http', url: 'https://us.cloud.example/base' } });
+    expect(legacy).toEqual(typed);
+    expect(untyped).toEqual(typed);
+    expect(typed.tokenFile).toBe('/etc/camveil/cloud.token');
+  });
+
+  it('refuses an unknown type, unknown keys and plain http beyond loopback, each at its path', () => {
+    const raw = (us: unknown) => ({ hub: { id: 'home', region: 'US-CA' }, household: { recipients: ['age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj'] }, uplink: { enabled: true, tokenFile: 't', endpoints: { us } } });
+    expect(issuesOf(raw({ type: 's3', bucket: 'b' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.type: type must be http/));
+    expect(issuesOf(raw({ type: 'http', url: 'https://x.example', token: 'secret' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us: unknown key\(s\) "token"/));
+    expect(issuesOf(raw('http://cloud.example'))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.url: must be https:\/\//));
+    expect(issuesOf(raw({ type: 'http', url: 'ftp://cloud.example' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.url: must be an https:\/\/ URL/));
+  });
+});
