@@ -653,6 +653,7 @@ export class Gateway {
       writer: store,
       ...(uploads === undefined ? {} : { uploads }),
       cameraPseudonym: (id) => this.pseudonymise('cam', id),
+      policyVersion: () => config.privacy.policyVersion,
       logger,
       mayRecord: (cameraId) => this.#gate!.mayRecordLocally(cameraId),
       onRefused: (info) => this.bus.emit('media.refused', info),

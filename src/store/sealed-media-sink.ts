@@ -33,7 +33,8 @@ export interface SealedMediaSinkOptions {
   onRefused?: (info: { cameraId: string; eventId: string; kind: ObjectKind; reason: string }) => void;
   /** Camera ids appear inside objects only as keyed pseudonyms. */
   cameraPseudonym: (cameraId: string) => string;
-  policyVersion?: () => string | undefined;
+  /** The privacy-policy version in force, written into every manifest: the terms the media was captured under. */
+  policyVersion: () => string;
   logger: Logger;
   /** Told about every object sealed and stored (for state and the demo). */
   onStored?: (info: { objectId: string; kind: ObjectKind; cameraId: string; eventId: string; bytes: number }) => void;
@@ -140,7 +141,6 @@ export class SealedMediaSink implements MediaSink {
   }
 
   #manifest(objectId: string, kind: ObjectKind, cameraPseudonym: string, at: number, contentType: string): Manifest {
-    const policyVersion = this.#o.policyVersion?.();
     return {
       version: 1,
       objectId,
@@ -148,7 +148,7 @@ export class SealedMediaSink implements MediaSink {
       cameraPseudonym,
       startedAt: new Date(at).toISOString(),
       contentType,
-      ...(policyVersion === undefined ? {} : { policyVersion }),
+      policyVersion: this.#o.policyVersion(),
     };
   }
 

@@ -54,7 +54,7 @@ const uploads: UploadQueue =
   hold === 'separate'
     ? { enqueue: (item) => void staged.prepare(item).then((c) => (c?.inTransaction(), c?.committed())) }
     : { enqueue: () => undefined, prepare: (item) => staged.prepare(item) };
-const sink = new SealedMediaSink({ recipients: () => [recipient], writer: store, uploads, cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', logger: silentLogger() });
+const sink = new SealedMediaSink({ recipients: () => [recipient], writer: store, uploads, cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', policyVersion: () => '2021-10-31', logger: silentLogger() });
 
 for (let i = 0; i <= count; i++) {
   const before = store.count();

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { generateHybridIdentity, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
+import { privacySchema } from '../../src/config/schema.js';
 import type { Manifest } from '../../src/crypto/manifest.js';
 import { openObjectToBuffer } from '../../src/crypto/sealed-object.js';
 import type { CamveilEvents } from '../../src/events.js';
@@ -237,6 +238,8 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server', 'age'], 'sealed pipeline: camera
     const { manifestJson, body } = splitSealedPlaintext(cli.stdout);
     const manifest = JSON.parse(manifestJson) as Manifest;
     expect(manifest).toMatchObject({ version: 1, objectId: ids.clip.objectId, kind: 'clip', contentType: 'video/mp4' });
+    // The terms the clip was captured under: the policy version in force (the config's default here).
+    expect(manifest.policyVersion).toBe(privacySchema.parse({}).policyVersion);
     expect(manifest.cameraPseudonym).toMatch(/^cam_[a-z2-7]{16}$/);
     expect(manifest.cameraPseudonym).toBe(hub.gateway.pseudonymise('cam', CAMERA_ID));
     expect(manifestJson).not.toContain(CAMERA_ID);
