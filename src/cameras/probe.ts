@@ -199,8 +199,8 @@ function run(cmd: string, args: string[], killAfterMs: number, input?: string): 
     }, killAfterMs);
     child.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      // Not `error` itself: its message names the command (no secret is in the arguments any more, but
-      // a spawn error has nothing to add for the user).
+      // Not `error` itself: its message names the whole command line, and a spawn error has nothing to
+      // add for the user beyond its code.
       reject(new CamveilError('CAMVEIL_E_FFMPEG_MISSING', `cannot run ${cmd}: ${error.code ?? 'error'}`));
     });
     child.once('close', (code) => {

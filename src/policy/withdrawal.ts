@@ -27,8 +27,8 @@ const PAIRED_KEY_ID = /^[a-z2-7]{16}$/;
 /**
  * Who a ledger actor is. Only the hub writes the ledger, and it writes a key id only for a request whose
  * signature it verified. Anything it cannot place is `unsigned` (fail safe: it then destroys nothing);
- * the legacy actors of tests and tools that are neither the console nor the unsigned marker count as keys
- * only when they have the shape of a key id.
+ * other actors (written by tests and tools) that are neither the console nor the unsigned marker count as
+ * keys only when they have the shape of a key id.
  */
 export function actorKindOf(actor: string): ActorKind {
   if (actor === LOCAL_OPERATOR) return 'console';
