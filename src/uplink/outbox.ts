@@ -107,11 +107,11 @@ function toItem(row: Row): OutboxItem {
  * a crash left `uploading` to `queued`, so one process must own the outbox of a database at a time.
  */
 export class Outbox {
-  private readonly db: Database;
-  private readonly wall: () => number;
+  readonly #db: Database;
+  readonly #wall: () => number;
   /** Steps of the real clock; undefined when the caller gave its own `now`. */
-  private readonly steps: ClockSteps | undefined;
-  private readonly stepListeners = new Set<(step: { stepMs: number; moved: number }) => void>();
+  readonly #steps: ClockSteps | undefined;
+  readonly #stepListeners = new Set<(step: { stepMs: number; moved: number }) => void>();
 
   /** `db` is the hub's database as openDatabase (src/store/database.ts) opens it; migrates the outbox's tables. */
   /**
@@ -119,11 +119,11 @@ export class Outbox {
    * watched for steps: before each use a step moves every queued due time by as much (`followClock`).
    */
   constructor(db: Database, options: { now?: () => number } = {}) {
-    this.db = db;
-    this.wall = options.now ?? wallNow;
-    this.steps = options.now === undefined ? new ClockSteps() : undefined;
+    this.#db = db;
+    this.#wall = options.now ?? wallNow;
+    this.#steps = options.now === undefined ? new ClockSteps() : undefined;
     migrate(db, UPLINK_MODULE, OUTBOX_SCHEMA);
-    db.prepare(`UPDATE uplink_outbox SET state = 'queued', updated_at = ? WHERE state = 'uploading'`).run(this.now());
+    db.prepare(`UPDATE uplink_outbox SET state = 'queued', updated_at = ? WHERE state = 'uploading'`).run(this.#now());
   }
 
   /**
@@ -133,27 +133,27 @@ export class Outbox {
    * beside due times of the old one.
    */
   followClock(): void {
-    const stepMs = this.steps?.step() ?? 0;
+    const stepMs = this.#steps?.step() ?? 0;
     if (stepMs === 0) return;
-    const moved = this.db.prepare(`UPDATE uplink_outbox SET next_attempt_at = next_attempt_at + ? WHERE state = 'queued'`).run(stepMs).changes;
-    for (const listener of this.stepListeners) listener({ stepMs, moved });
+    const moved = this.#db.prepare(`UPDATE uplink_outbox SET next_attempt_at = next_attempt_at + ? WHERE state = 'queued'`).run(stepMs).changes;
+    for (const listener of this.#stepListeners) listener({ stepMs, moved });
   }
 
   /** `listener` is told of each step `followClock` finds; returns the function that stops telling it. */
   onClockStep(listener: (step: { stepMs: number; moved: number }) => void): () => void {
-    this.stepListeners.add(listener);
-    return () => this.stepListeners.delete(listener);
+    this.#stepListeners.add(listener);
+    return () => this.#stepListeners.delete(listener);
   }
 
-  private now(): number {
+  #now(): number {
     this.followClock();
-    return this.wall();
+    return this.#wall();
   }
 
   /** Adds an item, due now. Idempotent by object id: returns false (and changes nothing) when it is known. */
   enqueue(entry: OutboxEntry): boolean {
-    const t = this.now();
-    const info = this.db
+    const t = this.#now();
+    const info = this.#db
       .prepare(
         `INSERT INTO uplink_outbox (object_id, path, bytes, kind, camera_id, state, next_attempt_at, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT (object_id) DO NOTHING`,
@@ -163,13 +163,13 @@ export class Outbox {
   }
 
   get(objectId: string): OutboxItem | undefined {
-    const row = this.db.prepare(`SELECT * FROM uplink_outbox WHERE object_id = ?`).get(objectId) as Row | undefined;
+    const row = this.#db.prepare(`SELECT * FROM uplink_outbox WHERE object_id = ?`).get(objectId) as Row | undefined;
     return row === undefined ? undefined : toItem(row);
   }
 
   /** The queued item that has been due longest at `now`, if any. */
   nextDue(now: number): OutboxItem | undefined {
-    const row = this.db
+    const row = this.#db
       .prepare(
         `SELECT * FROM uplink_outbox WHERE state = 'queued' AND next_attempt_at <= ?
          ORDER BY next_attempt_at, created_at LIMIT 1`,
@@ -180,7 +180,7 @@ export class Outbox {
 
   /** When the earliest queued item becomes due (epoch ms), or null when nothing is queued. */
   nextWakeAt(): number | null {
-    const row = this.db.prepare(`SELECT MIN(next_attempt_at) AS t FROM uplink_outbox WHERE state = 'queued'`).get() as {
+    const row = this.#db.prepare(`SELECT MIN(next_attempt_at) AS t FROM uplink_outbox WHERE state = 'queued'`).get() as {
       t: number | null;
     };
     return row.t;
@@ -193,12 +193,12 @@ export class Outbox {
    * how many were brought forward.
    */
   expediteQueued(at: number): number {
-    return this.db
+    return this.#db
       .prepare(
         `UPDATE uplink_outbox SET next_attempt_at = ?, updated_at = ?
          WHERE state = 'queued' AND next_attempt_at > ? AND last_error_code IS NOT NULL AND last_error_code <> 'gate'`,
       )
-      .run(at, this.now(), at).changes;
+      .run(at, this.#now(), at).changes;
   }
 
   /**
@@ -206,7 +206,7 @@ export class Outbox {
    * gate's holds): what a probe of the endpoint tries.
    */
   nextBackingOff(): OutboxItem | undefined {
-    const row = this.db
+    const row = this.#db
       .prepare(
         `SELECT * FROM uplink_outbox WHERE state = 'queued' AND last_error_code IS NOT NULL AND last_error_code <> 'gate'
          ORDER BY next_attempt_at, created_at LIMIT 1`,
@@ -216,16 +216,16 @@ export class Outbox {
   }
 
   markUploading(objectId: string): void {
-    this.transition(objectId, ['queued'], `state = 'uploading'`);
+    this.#transition(objectId, ['queued'], `state = 'uploading'`);
   }
 
   markUploaded(objectId: string): void {
-    this.transition(objectId, ['uploading'], `state = 'uploaded', attempts = attempts + 1, last_error_code = NULL, last_error = NULL`);
+    this.#transition(objectId, ['uploading'], `state = 'uploaded', attempts = attempts + 1, last_error_code = NULL, last_error = NULL`);
   }
 
   /** A permanent failure: the item stays on the hub, `failed`, and is not tried again. */
   markFailed(objectId: string, error: OutboxError): void {
-    this.transition(objectId, ['uploading', 'queued'], `state = 'failed', attempts = attempts + 1, last_error_code = ?, last_error = ?`, [
+    this.#transition(objectId, ['uploading', 'queued'], `state = 'failed', attempts = attempts + 1, last_error_code = ?, last_error = ?`, [
       error.code,
       error.message,
     ]);
@@ -233,11 +233,11 @@ export class Outbox {
 
   /** A failed attempt that may succeed later: back to `queued`, due after `delayMs`. */
   retryLater(objectId: string, error: OutboxError, delayMs: number): void {
-    this.transition(
+    this.#transition(
       objectId,
       ['uploading'],
       `state = 'queued', attempts = attempts + 1, last_error_code = ?, last_error = ?, next_attempt_at = ?`,
-      [error.code, error.message, this.now() + Math.max(0, Math.round(delayMs))],
+      [error.code, error.message, this.#now() + Math.max(0, Math.round(delayMs))],
     );
   }
 
@@ -246,21 +246,21 @@ export class Outbox {
    * aborted on request. Due again after `delayMs`.
    */
   release(objectId: string, error: OutboxError, delayMs = 0): void {
-    this.transition(objectId, ['uploading', 'queued'], `state = 'queued', last_error_code = ?, last_error = ?, next_attempt_at = ?`, [
+    this.#transition(objectId, ['uploading', 'queued'], `state = 'queued', last_error_code = ?, last_error = ?, next_attempt_at = ?`, [
       error.code,
       error.message,
-      this.now() + Math.max(0, Math.round(delayMs)),
+      this.#now() + Math.max(0, Math.round(delayMs)),
     ]);
   }
 
   stats(): OutboxStats {
-    const counts = this.db.prepare(`SELECT state, COUNT(*) AS n FROM uplink_outbox GROUP BY state`).all() as Array<{
+    const counts = this.#db.prepare(`SELECT state, COUNT(*) AS n FROM uplink_outbox GROUP BY state`).all() as Array<{
       state: OutboxState;
       n: number;
     }>;
     const stats: OutboxStats = { queued: 0, uploading: 0, uploaded: 0, failed: 0, oldestQueuedAt: null };
     for (const { state, n } of counts) stats[state] = n;
-    const oldest = this.db
+    const oldest = this.#db
       .prepare(`SELECT MIN(created_at) AS t FROM uplink_outbox WHERE state IN ('queued', 'uploading')`)
       .get() as { t: number | null };
     stats.oldestQueuedAt = oldest.t;
@@ -274,11 +274,11 @@ export class Outbox {
    * not an error; other unlink errors are thrown after the rows are deleted.
    */
   destroyQueued(): string[] {
-    const rows = this.db.transaction(() => {
-      const found = this.db.prepare(`SELECT object_id, path FROM uplink_outbox WHERE state IN ('queued', 'uploading')`).all() as Array<
+    const rows = this.#db.transaction(() => {
+      const found = this.#db.prepare(`SELECT object_id, path FROM uplink_outbox WHERE state IN ('queued', 'uploading')`).all() as Array<
         Pick<Row, 'object_id' | 'path'>
       >;
-      this.db.prepare(`DELETE FROM uplink_outbox WHERE state IN ('queued', 'uploading')`).run();
+      this.#db.prepare(`DELETE FROM uplink_outbox WHERE state IN ('queued', 'uploading')`).run();
       return found;
     })();
     const problems: unknown[] = [];
@@ -298,9 +298,9 @@ export class Outbox {
    * returns whether it did. An item being uploaded is left alone: abort it, or wait for its outcome.
    */
   destroyIfQueued(objectId: string): boolean {
-    const row = this.db.prepare(`SELECT path FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).get(objectId) as Pick<Row, 'path'> | undefined;
+    const row = this.#db.prepare(`SELECT path FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).get(objectId) as Pick<Row, 'path'> | undefined;
     if (row === undefined) return false;
-    this.db.prepare(`DELETE FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).run(objectId);
+    this.#db.prepare(`DELETE FROM uplink_outbox WHERE object_id = ? AND state = 'queued'`).run(objectId);
     try {
       unlinkSync(row.path);
     } catch (error) {
@@ -315,9 +315,9 @@ export class Outbox {
    * not an error.
    */
   destroyQueuedBefore(cutoff: number): string[] {
-    const rows = this.db.transaction(() => {
-      const found = this.db.prepare(`SELECT object_id, path FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).all(cutoff) as Array<Pick<Row, 'object_id' | 'path'>>;
-      this.db.prepare(`DELETE FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).run(cutoff);
+    const rows = this.#db.transaction(() => {
+      const found = this.#db.prepare(`SELECT object_id, path FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).all(cutoff) as Array<Pick<Row, 'object_id' | 'path'>>;
+      this.#db.prepare(`DELETE FROM uplink_outbox WHERE state = 'queued' AND created_at < ?`).run(cutoff);
       return found;
     })();
     for (const row of rows) {
@@ -332,21 +332,21 @@ export class Outbox {
 
   /** Ids of the objects the cloud holds (uploaded), for deletion requests. */
   uploadedIds(): string[] {
-    return (this.db.prepare(`SELECT object_id FROM uplink_outbox WHERE state = 'uploaded' ORDER BY created_at`).all() as Array<{ object_id: string }>).map(
+    return (this.#db.prepare(`SELECT object_id FROM uplink_outbox WHERE state = 'uploaded' ORDER BY created_at`).all() as Array<{ object_id: string }>).map(
       (r) => r.object_id,
     );
   }
 
   /** Forgets every row (after a data-subject deletion; queued ones must have been destroyed first). */
   forgetAll(): number {
-    return this.db.prepare(`DELETE FROM uplink_outbox WHERE state NOT IN ('queued', 'uploading')`).run().changes;
+    return this.#db.prepare(`DELETE FROM uplink_outbox WHERE state NOT IN ('queued', 'uploading')`).run().changes;
   }
 
-  private transition(objectId: string, from: readonly OutboxState[], set: string, params: unknown[] = []): void {
+  #transition(objectId: string, from: readonly OutboxState[], set: string, params: unknown[] = []): void {
     const placeholders = from.map(() => '?').join(', ');
-    const info = this.db
+    const info = this.#db
       .prepare(`UPDATE uplink_outbox SET ${set}, updated_at = ? WHERE object_id = ? AND state IN (${placeholders})`)
-      .run(...params, this.now(), objectId, ...from);
+      .run(...params, this.#now(), objectId, ...from);
     if (info.changes !== 1) {
       const current = this.get(objectId);
       throw new Error(`outbox: ${objectId} is ${current === undefined ? 'unknown' : current.state}, not ${from.join(' or ')}`);
