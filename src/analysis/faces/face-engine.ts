@@ -141,13 +141,13 @@ const asFaceApi = (t: tf.Tensor3D): faceapi.tf.Tensor3D => t as unknown as facea
  * The model files are verified against models/manifest.json and the verified bytes are the ones loaded.
  */
 export class FaceEngine {
-  private readonly options: FaceEngineOptions;
-  private nets: FaceNets | undefined;
-  private backendInfo: BackendInfo | undefined;
-  private readonly counters: FaceEngineStats = { detectCalls: 0, describeCalls: 0 };
+  readonly #options: FaceEngineOptions;
+  #nets: FaceNets | undefined;
+  #backendInfo: BackendInfo | undefined;
+  readonly #counters: FaceEngineStats = { detectCalls: 0, describeCalls: 0 };
 
   constructor(options: FaceEngineOptions = {}) {
-    this.options = options;
+    this.#options = options;
   }
 
   /** Creates and loads an engine. */
@@ -172,12 +172,12 @@ export class FaceEngine {
   }
 
   get loaded(): boolean {
-    return this.nets !== undefined;
+    return this.#nets !== undefined;
   }
 
   /** The backend in use, once loaded. */
   get backend(): BackendInfo | undefined {
-    return this.backendInfo;
+    return this.#backendInfo;
   }
 
   /**
@@ -185,27 +185,27 @@ export class FaceEngine {
    * Throws `CAMVEIL_E_MODEL_INVALID` or `CAMVEIL_E_BACKEND_UNAVAILABLE`.
    */
   async load(): Promise<void> {
-    if (this.nets !== undefined) return;
-    const models = await verifyModels(this.options.modelDir ?? modelDir(), this.options.manifestPath ?? DEFAULT_MANIFEST_PATH);
-    this.backendInfo = await initBackend();
-    this.nets ??= loadNets(models);
+    if (this.#nets !== undefined) return;
+    const models = await verifyModels(this.#options.modelDir ?? modelDir(), this.#options.manifestPath ?? DEFAULT_MANIFEST_PATH);
+    this.#backendInfo = await initBackend();
+    this.#nets ??= loadNets(models);
   }
 
   /** Disposes the nets and their weight tensors; `load()` again to use the engine. */
   unload(): void {
-    if (this.nets === undefined) return;
-    disposeNets(this.nets);
-    this.nets = undefined;
+    if (this.#nets === undefined) return;
+    disposeNets(this.#nets);
+    this.#nets = undefined;
   }
 
   /** How often detect() and describe() ran since construction: proof that the nets were (not) called. */
   stats(): FaceEngineStats {
-    return { ...this.counters };
+    return { ...this.#counters };
   }
 
-  private requireNets(): FaceNets {
-    if (this.nets === undefined) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face engine is not loaded', { where: 'faces' });
-    return this.nets;
+  #requireNets(): FaceNets {
+    if (this.#nets === undefined) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face engine is not loaded', { where: 'faces' });
+    return this.#nets;
   }
 
   /**
@@ -214,25 +214,25 @@ export class FaceEngine {
    * Throws `CAMVEIL_E_IMAGE_INVALID` when the pixel buffer does not match the size.
    */
   async detect(image: FaceImage, options: DetectOptions = {}): Promise<Face[]> {
-    this.counters.detectCalls += 1;
-    const nets = this.requireNets();
+    this.#counters.detectCalls += 1;
+    const nets = this.#requireNets();
     const rgb = toRgb(image);
     const pad = options.pad ?? 'auto';
     const input = toTensor(rgb);
     try {
       const detector = options.detector ?? 'ssd';
-      let found = pad === 'always' ? [] : await this.locate(nets, input, 0, rgb, detector);
+      let found = pad === 'always' ? [] : await this.#locate(nets, input, 0, rgb, detector);
       if (pad !== 'never') {
         for (const fraction of options.padFractions ?? PAD_FRACTIONS) {
           if (found.some((f) => f.quality.ok)) break;
-          const padded = await this.locate(nets, input, fraction, rgb, detector);
+          const padded = await this.#locate(nets, input, fraction, rgb, detector);
           // An earlier pass's unusable faces stay unless this pass has a usable one.
           if (padded.some((f) => f.quality.ok) || found.length === 0) found = padded;
         }
       }
       found.sort((a, b) => b.score - a.score);
       if (options.landmarks === true) {
-        for (const face of found) face.landmarks = await this.landmarksOf(nets, input, face.box);
+        for (const face of found) face.landmarks = await this.#landmarksOf(nets, input, face.box);
       }
       return found;
     } finally {
@@ -241,7 +241,7 @@ export class FaceEngine {
   }
 
   /** Runs a detector on the image, or on a copy with a border of `padFraction` × the longer side (scaled down to MAX_PADDED_SIDE). */
-  private async locate(nets: FaceNets, input: tf.Tensor3D, padFraction: number, image: RgbImage, detector: FaceDetector): Promise<Face[]> {
+  async #locate(nets: FaceNets, input: tf.Tensor3D, padFraction: number, image: RgbImage, detector: FaceDetector): Promise<Face[]> {
     const longer = Math.max(image.width, image.height);
     const scale = padFraction === 0 ? 1 : Math.min(1, MAX_PADDED_SIDE / (longer * (1 + 2 * padFraction)));
     const border = Math.round(padFraction * longer * scale);
@@ -272,7 +272,7 @@ export class FaceEngine {
     }
   }
 
-  private async landmarksOf(nets: FaceNets, input: tf.Tensor3D, box: FaceBox): Promise<Array<{ x: number; y: number }>> {
+  async #landmarksOf(nets: FaceNets, input: tf.Tensor3D, box: FaceBox): Promise<Array<{ x: number; y: number }>> {
     const [crop] = await faceapi.extractFaceTensors(asFaceApi(input), [new faceapi.Rect(box.x, box.y, box.width, box.height)]);
     if (crop === undefined) return [];
     try {
@@ -288,12 +288,12 @@ export class FaceEngine {
    * face carries them), dlib-style alignment, then the recognition net. Compare with distance().
    */
   async describe(image: FaceImage, face: Face): Promise<Float32Array> {
-    this.counters.describeCalls += 1;
-    const nets = this.requireNets();
+    this.#counters.describeCalls += 1;
+    const nets = this.#requireNets();
     const rgb = toRgb(image);
     const input = toTensor(rgb);
     try {
-      const points = face.landmarks?.length === 68 ? face.landmarks : await this.landmarksOf(nets, input, face.box);
+      const points = face.landmarks?.length === 68 ? face.landmarks : await this.#landmarksOf(nets, input, face.box);
       if (points.length !== 68) throw new CamveilError('CAMVEIL_E_NO_FACE', 'no landmarks for this face', { where: 'faces' });
       const dims = { width: rgb.width, height: rgb.height };
       const relative = points.map((p) => new faceapi.Point(p.x / dims.width, p.y / dims.height));

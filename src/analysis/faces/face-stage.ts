@@ -12,6 +12,7 @@ import type { BystanderLog } from './bystander-log.js';
 import type { FaceBox } from './face-engine.js';
 import { FaceWorkerClient } from './face-worker-client.js';
 import { FaceMatcher, type EnrolledPerson, type MatcherOptions } from './matcher.js';
+import { RecognitionAudit } from './recognition-audit.js';
 import { newSightingId, type SightingRecord } from './sightings.js';
 import { MATCH_THRESHOLD } from './threshold.js';
 
@@ -56,7 +57,7 @@ export interface FaceStageOptions {
   now?: () => number;
   /** While models are loaded, how often to check whether any camera may still use them (default 5 000 ms). */
   reconcileMs?: number;
-  /** Starts a worker; tests may substitute. Default: a worker thread running face-worker.ts. */
+  /** Starts a worker; tests may substitute. Default: a model worker thread hosting the `faces` nets. */
   createWorker?: () => FaceWorkerClient;
 }
 
@@ -94,17 +95,6 @@ interface Job {
   eventId: string | undefined;
 }
 
-interface AuditWindow {
-  lastAt: number;
-  /** `allowed:reason` of the last record. */
-  lastKey: string | undefined;
-  matched: number;
-  unknown: number;
-  subjects: Set<string>;
-}
-
-const ISO_REGION = /^[A-Z]{2}(-[A-Z0-9]{1,3})?$/;
-
 /**
  * The gated face stage shared by all cameras: motion frame → gate → bounded queue → one worker thread
  * (detect → quality → describe) → matcher → `face.known` / `face.unknown` on the bus. The worker and its
@@ -124,7 +114,6 @@ export class FaceStage implements FrameAnalyser {
   #loop: Promise<void> | undefined;
   /** Frames queued or being analysed. */
   #outstanding = 0;
-  #nextId = 1;
   #closedCalls = { detectCalls: 0, describeCalls: 0 };
   #peopleRevision: number | undefined;
   /** The enrolled people last loaded into the matcher: bystanderBoxes compares against the same list. */
@@ -133,7 +122,7 @@ export class FaceStage implements FrameAnalyser {
   /** After a worker failed to start (model files, backend), no new attempt before this time. */
   #retryAt = 0;
   #timer: NodeJS.Timeout | undefined;
-  readonly #audits = new Map<string, AuditWindow>();
+  readonly #audit: RecognitionAudit | undefined;
   readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, bystanderFrames: 0, bystanderFaces: 0, lastFrameMs: undefined as number | undefined };
 
   constructor(options: FaceStageOptions) {
@@ -143,6 +132,7 @@ export class FaceStage implements FrameAnalyser {
       this.#outstanding -= 1;
     });
     this.#matcher = new FaceMatcher(options.matcher);
+    this.#audit = options.audit === undefined ? undefined : new RecognitionAudit({ ...options, audit: options.audit, now: this.#now });
   }
 
   /** Nothing to take yet: the worker and its models start on the first frame the gate allows. */
@@ -197,9 +187,7 @@ export class FaceStage implements FrameAnalyser {
           result = { boxes: undefined };
           return;
         }
-        const pixels = new ArrayBuffer(frame.data.length);
-        new Uint8Array(pixels).set(frame.data);
-        const found = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
+        const found = await worker.analyse(frame);
         const boxes = bystanderBoxes(found.faces, found.descriptors, this.#people, this.#o.matcher?.threshold ?? MATCH_THRESHOLD);
         this.#stats.bystanderFrames += 1;
         this.#stats.bystanderFaces += boxes.length;
@@ -259,7 +247,7 @@ export class FaceStage implements FrameAnalyser {
     } catch {
       decision = { allowed: false, reason: 'gate-error' };
     }
-    this.#audit(cameraId, decision);
+    this.#audit?.decided(cameraId, decision);
     return decision;
   }
 
@@ -310,10 +298,7 @@ export class FaceStage implements FrameAnalyser {
       return;
     }
     const { frame } = job;
-    // A copy the worker owns (transferred): the pipeline still needs the original for its snapshot.
-    const pixels = new ArrayBuffer(frame.data.length);
-    new Uint8Array(pixels).set(frame.data);
-    const result = await worker.analyse(this.#nextId++, frame.width, frame.height, pixels);
+    const result = await worker.analyse(frame);
     this.#stats.framesAnalysed += 1;
     this.#stats.lastFrameMs = Math.round(result.ms);
     // Bystanders' boxes for clip blurring (faces that match nobody enrolled, or could not be described),
@@ -325,19 +310,17 @@ export class FaceStage implements FrameAnalyser {
     if (sightings.length === 0) return;
     // A withdrawal while the frame was in the worker: nothing from it is kept or reported.
     if (!this.#allowedNow(job.cameraId)) return;
-    const window = this.#auditWindow(job.cameraId);
     const ids = { cameraId: job.cameraId, at: frame.at, ...(job.eventId === undefined ? {} : { eventId: job.eventId }) };
     for (const s of sightings) {
       const sightingId = newSightingId();
       await this.#keep({ ...ids, sightingId, descriptor: s.descriptor, ...(s.kind === 'known' ? { label: 'known', personId: s.personId } : { label: 'unknown' }) });
       if (s.kind === 'known') {
         this.#stats.known += 1;
-        window.matched += 1;
-        window.subjects.add(s.personId);
+        this.#audit?.sighted(job.cameraId, s.personId);
         this.#o.bus.emit('face.known', { ...ids, personId: s.personId, distance: s.distance, sightingId });
       } else {
         this.#stats.unknown += 1;
-        window.unknown += 1;
+        this.#audit?.sighted(job.cameraId);
         this.#o.bus.emit('face.unknown', { ...ids, sightingId });
       }
     }
@@ -402,48 +385,5 @@ export class FaceStage implements FrameAnalyser {
     } finally {
       this.#o.logger.info({ why }, 'face stage: models unloaded');
     }
-  }
-
-  #auditWindow(cameraId: string): AuditWindow {
-    let w = this.#audits.get(cameraId);
-    if (w === undefined) {
-      w = { lastAt: Number.NEGATIVE_INFINITY, lastKey: undefined, matched: 0, unknown: 0, subjects: new Set() };
-      this.#audits.set(cameraId, w);
-    }
-    return w;
-  }
-
-  /**
-   * At most one `face.recognition` record per camera per interval: when the decision (or its reason)
-   * changed since the last record, or, while allowed, to carry the sightings since the last one. A camera
-   * that stays denied for the same reason is recorded once, not every minute of motion.
-   */
-  #audit(cameraId: string, decision: GateDecision): void {
-    const audit = this.#o.audit;
-    if (audit === undefined) return;
-    const w = this.#auditWindow(cameraId);
-    const now = this.#now();
-    if (now - w.lastAt < (this.#o.auditIntervalMs ?? 60_000)) return;
-    const key = `${decision.allowed}:${decision.reason}`;
-    if (key === w.lastKey && (!decision.allowed || w.matched + w.unknown === 0)) return;
-    w.lastAt = now;
-    w.lastKey = key;
-    const region = this.#o.region !== undefined && ISO_REGION.test(this.#o.region) ? { region: this.#o.region } : {};
-    const seen = w.matched + w.unknown > 0 ? { matched: w.matched, unknown: w.unknown, subjects: [...w.subjects].slice(0, 64) } : {};
-    try {
-      audit.append('face.recognition', {
-        camera: this.#o.cameraPseudonym(cameraId),
-        decision: decision.allowed ? 'allowed' : 'denied',
-        reason: decision.reason,
-        ...region,
-        ...seen,
-        ...(this.#o.policyVersion === undefined ? {} : { policyVersion: this.#o.policyVersion }),
-      });
-    } catch (error) {
-      this.#o.logger.warn({ err: error }, 'face stage: audit record refused');
-    }
-    w.matched = 0;
-    w.unknown = 0;
-    w.subjects.clear();
   }
 }
