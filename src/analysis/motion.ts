@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import type { AnalysisFrame } from '../cameras/frame.js';
 import type { Polygon } from '../config/schema.js';
 import { CamveilError } from '../errors.js';
-import { paintRuns, privacyMaskRuns, rasterisePolygons, watchMask } from './mask.js';
+import { rasterisePolygons, watchMask } from './mask.js';
 
 /**
  * Frame-differencing motion detection against a slowly adapting background, in the spirit of Frigate's
@@ -60,7 +60,11 @@ export interface MotionDetectorOptions {
   height: number;
   /** Where to look for motion; empty = the whole frame. */
   zones: readonly Polygon[];
-  /** Painted black before anything else: what happens there can never count as motion. */
+  /**
+   * The camera's privacy masks, already painted black into every frame by the pipeline (CameraPipeline
+   * paints them as each frame arrives, before any analysis): the detector leaves them out of the watched
+   * area and of the picture a lighting change is judged on.
+   */
   privacyMasks: readonly Polygon[];
   /** 0 = only large, strong changes; 1 = the faintest. */
   sensitivity: number;
@@ -86,45 +90,42 @@ export function thresholdForSensitivity(sensitivity: number): number {
 }
 
 /**
- * Detects motion in a camera's analysis frames. One instance per camera; frames must arrive in order.
- * Calls to {@link MotionDetector.update} may overlap: they are processed one after another.
+ * Detects motion in a camera's analysis frames. One instance per camera; frames must arrive in order, with
+ * the privacy masks painted. Calls to {@link MotionDetector.update} may overlap: they are processed one after another.
  */
 export class MotionDetector {
-  private readonly width: number;
-  private readonly height: number;
-  private readonly smallWidth: number;
-  private readonly smallHeight: number;
-  private readonly minArea: number;
-  private readonly threshold: number;
-  /** Byte ranges of the full-size frame that the privacy masks cover. */
-  private readonly maskRuns: Uint32Array;
+  readonly #width: number;
+  readonly #height: number;
+  readonly #smallWidth: number;
+  readonly #smallHeight: number;
+  readonly #minArea: number;
+  readonly #threshold: number;
   /** 1 where motion counts, at the small size. */
-  private readonly watch: Uint8Array;
-  private readonly watchCount: number;
+  readonly #watch: Uint8Array;
+  readonly #watchCount: number;
   /** Pixels outside every privacy mask at the small size: the picture a lighting change is judged on. */
-  private readonly visibleCount: number;
-  private readonly changed: Uint8Array;
-  private background: Float32Array | undefined;
-  private lastAt = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  readonly #visibleCount: number;
+  readonly #changed: Uint8Array;
+  #background: Float32Array | undefined;
+  #lastAt = 0;
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: MotionDetectorOptions) {
     const { width, height, sensitivity, minArea } = options;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) fail(`bad frame size ${width}x${height}`);
     if (!(sensitivity >= 0 && sensitivity <= 1)) fail(`sensitivity ${sensitivity} is outside 0..1`);
     if (!(minArea >= 0 && minArea <= 1)) fail(`minArea ${minArea} is outside 0..1`);
-    this.width = width;
-    this.height = height;
-    this.smallWidth = Math.min(width, ANALYSIS_WIDTH);
-    this.smallHeight = Math.max(1, Math.round((height * this.smallWidth) / width));
-    this.minArea = minArea;
-    this.threshold = thresholdForSensitivity(sensitivity);
-    this.maskRuns = privacyMaskRuns(options.privacyMasks, width, height);
-    this.watch = watchMask(options, this.smallWidth, this.smallHeight);
-    this.watchCount = this.watch.reduce((sum, v) => sum + v, 0);
-    const masked = rasterisePolygons(options.privacyMasks, this.smallWidth, this.smallHeight);
-    this.visibleCount = masked.length - masked.reduce((sum, v) => sum + v, 0);
-    this.changed = new Uint8Array(this.smallWidth * this.smallHeight);
+    this.#width = width;
+    this.#height = height;
+    this.#smallWidth = Math.min(width, ANALYSIS_WIDTH);
+    this.#smallHeight = Math.max(1, Math.round((height * this.#smallWidth) / width));
+    this.#minArea = minArea;
+    this.#threshold = thresholdForSensitivity(sensitivity);
+    this.#watch = watchMask(options, this.#smallWidth, this.#smallHeight);
+    this.#watchCount = this.#watch.reduce((sum, v) => sum + v, 0);
+    const masked = rasterisePolygons(options.privacyMasks, this.#smallWidth, this.#smallHeight);
+    this.#visibleCount = masked.length - masked.reduce((sum, v) => sum + v, 0);
+    this.#changed = new Uint8Array(this.#smallWidth * this.#smallHeight);
   }
 
   /**
@@ -133,47 +134,45 @@ export class MotionDetector {
    * Throws CAMVEIL_E_INTERNAL when the frame's size is not the one the detector was built for.
    */
   update(frame: AnalysisFrame): Promise<MotionResult> {
-    const result = this.queue.then(() => this.process(frame));
-    this.queue = result.catch(() => undefined);
+    const result = this.#queue.then(() => this.#process(frame));
+    this.#queue = result.catch(() => undefined);
     return result;
   }
 
   /** Forgets the background: the next frame seeds it again (e.g. after the stream was lost). */
   reset(): void {
-    this.background = undefined;
+    this.#background = undefined;
   }
 
-  private async process(frame: AnalysisFrame): Promise<MotionResult> {
-    if (frame.width !== this.width || frame.height !== this.height || frame.data.length !== this.width * this.height * 3) {
-      fail(`frame is ${frame.width}x${frame.height} (${frame.data.length} bytes), expected ${this.width}x${this.height} RGB24`);
+  async #process(frame: AnalysisFrame): Promise<MotionResult> {
+    if (frame.width !== this.#width || frame.height !== this.#height || frame.data.length !== this.#width * this.#height * 3) {
+      fail(`frame is ${frame.width}x${frame.height} (${frame.data.length} bytes), expected ${this.#width}x${this.#height} RGB24`);
     }
-    return this.compare(await this.downscale(frame.data), frame.elapsedMs ?? frame.at);
+    return this.#compare(await this.#downscale(frame.data), frame.elapsedMs ?? frame.at);
   }
 
-  /** Privacy masks painted black first (on a copy), then greyscale, downscale and blur with sharp. */
-  private async downscale(rgb: Buffer): Promise<Uint8Array> {
-    let input = rgb;
-    if (this.maskRuns.length > 0) {
-      input = Buffer.from(rgb);
-      paintRuns(input, this.maskRuns);
-    }
-    let pipeline = sharp(input, { raw: { width: this.width, height: this.height, channels: 3 } })
+  /**
+   * Greyscale, downscale and blur with sharp. The frame arrives with its privacy masks painted (see
+   * MotionDetectorOptions.privacyMasks): painting them again here cost a copy of every frame.
+   */
+  async #downscale(rgb: Buffer): Promise<Uint8Array> {
+    let pipeline = sharp(rgb, { raw: { width: this.#width, height: this.#height, channels: 3 } })
       .greyscale()
-      .resize(this.smallWidth, this.smallHeight, { fit: 'fill' });
-    if (this.smallWidth >= 8) pipeline = pipeline.blur(BLUR_SIGMA);
+      .resize(this.#smallWidth, this.#smallHeight, { fit: 'fill' });
+    if (this.#smallWidth >= 8) pipeline = pipeline.blur(BLUR_SIGMA);
     return pipeline.raw().toBuffer();
   }
 
   /** The pure part: difference, threshold, noise filter, count, background update. */
-  private compare(grey: Uint8Array, at: number): MotionResult {
-    const background = this.background;
-    const step = at - this.lastAt > 0 ? at - this.lastAt : DEFAULT_STEP_MS;
-    this.lastAt = at;
+  #compare(grey: Uint8Array, at: number): MotionResult {
+    const background = this.#background;
+    const step = at - this.#lastAt > 0 ? at - this.#lastAt : DEFAULT_STEP_MS;
+    this.#lastAt = at;
     if (background === undefined) {
-      this.background = Float32Array.from(grey);
+      this.#background = Float32Array.from(grey);
       return { score: 0, motion: false };
     }
-    const { smallWidth: w, smallHeight: h, changed, watch, threshold } = this;
+    const [w, h, changed, watch, threshold] = [this.#smallWidth, this.#smallHeight, this.#changed, this.#watch, this.#threshold];
     const n = w * h;
     let changedCount = 0;
     for (let k = 0; k < n; k++) {
@@ -182,7 +181,7 @@ export class MotionDetector {
       changedCount += c;
     }
     // Masked pixels are black in both images and never change, so changedCount only covers visible pixels.
-    if (this.visibleCount > 0 && changedCount > GLOBAL_CHANGE_FRACTION * this.visibleCount) {
+    if (this.#visibleCount > 0 && changedCount > GLOBAL_CHANGE_FRACTION * this.#visibleCount) {
       background.set(grey);
       return { score: 0, motion: false };
     }
@@ -208,7 +207,7 @@ export class MotionDetector {
       const b = background[k]!;
       background[k] = b + (changed[k] === 1 ? foregroundAlpha : alpha) * (grey[k]! - b);
     }
-    const score = this.watchCount === 0 ? 0 : count / this.watchCount;
-    return { score, motion: count > 0 && score >= this.minArea };
+    const score = this.#watchCount === 0 ? 0 : count / this.#watchCount;
+    return { score, motion: count > 0 && score >= this.#minArea };
   }
 }
