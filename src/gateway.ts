@@ -23,6 +23,7 @@ import { AuditLog } from './audit/audit-log.js';
 import type { SignedAuditHead } from './audit/audit-anchor.js';
 import { openAnchoredAudit, type AnchoredAudit } from './audit/anchored-audit.js';
 import { CameraPipeline, type CameraStatus } from './cameras/camera-pipeline.js';
+import type { FrameAnalyser } from './analysis/frame-analyser.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { describeFactsForLog } from './cameras/device-facts.js';
 import { ffmpegMajorVersion, findFfmpeg } from './cameras/ffmpeg-binary.js';
@@ -79,6 +80,8 @@ export interface GatewayOptions {
   stallTimeoutMs?: number;
   /** How often retention runs (default hourly; it also runs whenever a new object would exceed the quota). */
   retentionIntervalMs?: number;
+  /** More analysers offered every camera's masked frames, after the face stage; started and stopped with the cameras. */
+  analysers?: readonly FrameAnalyser[];
 }
 
 export interface GatewayState {
@@ -199,11 +202,13 @@ export class Gateway {
         ffmpeg: binaries.ffmpeg,
         ffmpegMajor: major,
         resolveSource: () => this.#resolve(camera),
-        ...(this.#faces === undefined ? {} : { analysers: [this.#faces], bystanderBoxes: this.#faces.bystanderBoxes.bind(this.#faces) }),
+        analysers: [...(this.#faces === undefined ? [] : [this.#faces]), ...(this.#o.analysers ?? [])],
+        ...(this.#faces === undefined ? {} : { bystanderBoxes: this.#faces.bystanderBoxes.bind(this.#faces) }),
         ...(this.#o.backoff === undefined ? {} : { backoff: this.#o.backoff }),
         ...(this.#o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: this.#o.stallTimeoutMs }),
       });
     };
+    for (const analyser of this.#o.analysers ?? []) await analyser.start();
     for (const camera of this.#o.config.cameras) {
       if (!camera.enabled) continue;
       const pipeline = this.#makePipeline(camera);
@@ -264,6 +269,7 @@ export class Gateway {
   async stop(): Promise<void> {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
+    for (const analyser of this.#o.analysers ?? []) await analyser.stop();
     this.#stopFaces?.();
     await this.#faces?.stop();
     // Pending albums are sealed and queued now, while the store and the outbox are still open.
