@@ -56,7 +56,8 @@ import type { MediaSink } from './recording/sink.js';
 import { openDatabase } from './store/database.js';
 import { ObjectStore } from './store/object-store.js';
 import { startRetentionTimer, type RetentionReport } from './store/retention.js';
-import { SealedMediaSink, type UploadQueue } from './store/sealed-media-sink.js';
+import { SealedMediaSink } from './store/sealed-media-sink.js';
+import { SealedPublisher, type UploadQueue } from './publishing/sealed-publisher.js';
 import { StagedUploads } from './store/staged-uploads.js';
 import { rulesFor } from './policy/region-rules.js';
 import { Outbox, type OutboxStats } from './uplink/outbox.js';
@@ -655,9 +656,8 @@ export class Gateway {
       audit: this.#audit!,
     });
     return new SealedMediaSink({
-      recipients: () => household.recipients,
-      writer: store,
-      ...(uploads === undefined ? {} : { uploads }),
+      publisher: new SealedPublisher({ recipients: () => household.recipients, writer: store, ...(uploads === undefined ? {} : { uploads }) }),
+      events: store,
       cameraPseudonym: (id) => this.pseudonymise('cam', id),
       policyVersion: () => config.privacy.policyVersion,
       logger,

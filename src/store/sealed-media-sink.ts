@@ -1,32 +1,17 @@
-import type { Readable } from 'node:stream';
-import { isReportedWriteFailure, type AlongsideCommit, type ObjectStore } from './object-store.js';
-import { newObjectId, sealObject } from '../crypto/sealed-object.js';
+import { isReportedWriteFailure, type ObjectStore } from './object-store.js';
+import { newObjectId } from '../crypto/sealed-object.js';
+import type { ByteSource } from '../crypto/age-stream.js';
 import type { Manifest } from '../crypto/manifest.js';
 import type { ObjectKind } from '../policy/vocabulary.js';
 import type { Logger } from '../log.js';
+import type { SealedPublisher } from '../publishing/sealed-publisher.js';
 import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
 
-/** Where sealed objects are kept: the local store (only ever given age ciphertext), or a stand-in in tests. */
-export type SealedObjectWriter = Pick<ObjectStore, 'put'> & Partial<Pick<ObjectStore, 'recordEvent'>>;
-
-type UploadItem = { objectId: string; path: string; bytes: number; kind: string; cameraId: string };
-
-/**
- * Where objects that may go to the cloud are queued. With `prepare` (StagedUploads), the queue entry commits
- * in the object's own transaction; `enqueue` alone queues after the store has committed (a crash in between
- * loses that upload: only for stand-ins).
- */
-export interface UploadQueue {
-  enqueue(item: UploadItem): void;
-  prepare?(item: UploadItem): Promise<(AlongsideCommit & { committed(): void }) | undefined>;
-}
-
 export interface SealedMediaSinkOptions {
-  /** The household's recipients now (they may change while the hub runs). */
-  recipients: () => readonly string[];
-  writer: SealedObjectWriter;
-  /** Absent while uploads are off. */
-  uploads?: UploadQueue;
+  /** Seals to the household, stores, and stages for upload (while uploads are on). */
+  publisher: SealedPublisher;
+  /** The store's event index; absent in stand-ins. */
+  events?: Pick<ObjectStore, 'recordEvent'>;
   /** Asked per clip and snapshot: may this camera's media be kept on the hub (localRecording consent)? */
   mayRecord?: (cameraId: string) => { allowed: boolean; reason: string };
   /** Told when media was not kept because the gate said no. */
@@ -53,11 +38,11 @@ export interface EventRecord {
 }
 
 /**
- * The media sink that encrypts: each clip and snapshot is sealed with age to the household's recipients
- * as it streams (the manifest inside, only a random id outside), written to the local store as
- * ciphertext and queued for upload. Plaintext exists only in this process's memory on its way into the
- * cipher. A clip's length is only known at its end, while its manifest leads the ciphertext, so each
- * event also gets a small sealed `event` object: duration, why it ended, and the clip's and snapshot's ids.
+ * The media sink that encrypts: each clip and snapshot is published (SealedPublisher: sealed with age to
+ * the household's recipients as it streams, stored as ciphertext, staged for upload). Plaintext exists only
+ * in this process's memory on its way into the cipher. A clip's length is only known at its end, while its
+ * manifest leads the ciphertext, so each event also gets a small sealed `event` object: duration, why it
+ * ended, and the clip's and snapshot's ids.
  */
 export class SealedMediaSink implements MediaSink {
   readonly #o: SealedMediaSinkOptions;
@@ -100,8 +85,7 @@ export class SealedMediaSink implements MediaSink {
     }
     const objectId = newObjectId();
     const cameraPseudonym = this.#o.cameraPseudonym(meta.cameraId);
-    const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'clip', cameraPseudonym, meta.startedAt, meta.contentType), clip.body);
-    await this.#store(objectId, 'clip', meta.cameraId, meta.eventId, meta.startedAt, sealed);
+    await this.#publish(this.#manifest(objectId, 'clip', cameraPseudonym, meta.startedAt, meta.contentType), clip.body, meta.cameraId, meta.eventId, meta.startedAt);
     const summary = await clip.summary;
     const record: EventRecord = {
       eventId: meta.eventId,
@@ -116,13 +100,9 @@ export class SealedMediaSink implements MediaSink {
     if (snapshotId !== undefined) record.snapshotObjectId = snapshotId;
     this.#snapshots.delete(meta.eventId);
     const eventObjectId = newObjectId();
-    const eventSealed = sealObject(
-      this.#o.recipients(),
-      { ...this.#manifest(eventObjectId, 'event', cameraPseudonym, meta.startedAt, 'application/json'), durationMs: summary.durationMs },
-      Buffer.from(JSON.stringify(record)),
-    );
-    await this.#store(eventObjectId, 'event', meta.cameraId, meta.eventId, meta.startedAt, eventSealed);
-    this.#o.writer.recordEvent?.({ eventId: meta.eventId, cameraId: meta.cameraId, kind: 'motion', startedAt: meta.motionAt, endedAt: meta.startedAt + summary.durationMs });
+    const manifest = { ...this.#manifest(eventObjectId, 'event', cameraPseudonym, meta.startedAt, 'application/json'), durationMs: summary.durationMs };
+    await this.#publish(manifest, Buffer.from(JSON.stringify(record)), meta.cameraId, meta.eventId, meta.startedAt);
+    this.#o.events?.recordEvent({ eventId: meta.eventId, cameraId: meta.cameraId, kind: 'motion', startedAt: meta.motionAt, endedAt: meta.startedAt + summary.durationMs });
   }
 
   async #snapshot(snapshot: Snapshot): Promise<void> {
@@ -133,11 +113,10 @@ export class SealedMediaSink implements MediaSink {
     }
     const objectId = newObjectId();
     const cameraPseudonym = this.#o.cameraPseudonym(snapshot.cameraId);
-    const sealed = sealObject(this.#o.recipients(), this.#manifest(objectId, 'snapshot', cameraPseudonym, snapshot.at, snapshot.contentType), snapshot.jpeg);
     this.#snapshots.set(snapshot.eventId, objectId);
     // Bounded: an event whose clip never comes (the stream died before it started) must not leak entries.
     if (this.#snapshots.size > 256) this.#snapshots.delete(this.#snapshots.keys().next().value!);
-    await this.#store(objectId, 'snapshot', snapshot.cameraId, snapshot.eventId, snapshot.at, sealed);
+    await this.#publish(this.#manifest(objectId, 'snapshot', cameraPseudonym, snapshot.at, snapshot.contentType), snapshot.jpeg, snapshot.cameraId, snapshot.eventId, snapshot.at);
   }
 
   #manifest(objectId: string, kind: ObjectKind, cameraPseudonym: string, at: number, contentType: string): Manifest {
@@ -152,31 +131,9 @@ export class SealedMediaSink implements MediaSink {
     };
   }
 
-  async #store(objectId: string, kind: ObjectKind, cameraId: string, eventId: string, capturedAt: number, body: Readable): Promise<void> {
-    const uploads = this.#o.uploads;
-    let prepared: { committed(): void } | undefined;
-    let asked = false;
-    const stored = await this.#o.writer.put({
-      objectId,
-      kind,
-      cameraId,
-      eventId,
-      capturedAt,
-      body,
-      ...(uploads?.prepare === undefined
-        ? {}
-        : {
-            alongside: async (file: { path: string; bytes: number }) => {
-              asked = true;
-              const commit = await uploads.prepare!({ objectId, path: file.path, bytes: file.bytes, kind, cameraId });
-              prepared = commit;
-              return commit;
-            },
-          }),
-    });
-    // A writer that does not take `alongside` (a stand-in) gets the upload queued after its commit.
-    if (asked) prepared?.committed();
-    else uploads?.enqueue({ objectId, path: stored.path, bytes: stored.bytes, kind, cameraId });
+  async #publish(manifest: Manifest, body: ByteSource, cameraId: string, eventId: string, capturedAt: number): Promise<void> {
+    const { objectId, kind } = manifest;
+    const stored = await this.#o.publisher.publish({ manifest, body, cameraId, eventId, capturedAt });
     this.#o.logger.debug({ camera: cameraId, event: eventId, object: objectId, kind, bytes: stored.bytes }, 'object sealed and stored');
     this.#o.onStored?.({ objectId, kind, cameraId, eventId, bytes: stored.bytes });
   }

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ObjectStore } from '../../src/store/object-store.js';
-import { SealedMediaSink, type UploadQueue } from '../../src/store/sealed-media-sink.js';
+import { SealedPublisher, type UploadQueue } from '../../src/publishing/sealed-publisher.js';
+import { SealedMediaSink } from '../../src/store/sealed-media-sink.js';
 import { StagedUploads } from '../../src/store/staged-uploads.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
 
@@ -54,7 +55,7 @@ const uploads: UploadQueue =
   hold === 'separate'
     ? { enqueue: (item) => void staged.prepare(item).then((c) => (c?.inTransaction(), c?.committed())) }
     : { enqueue: () => undefined, prepare: (item) => staged.prepare(item) };
-const sink = new SealedMediaSink({ recipients: () => [recipient], writer: store, uploads, cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', policyVersion: () => '2021-10-31', logger: silentLogger() });
+const sink = new SealedMediaSink({ publisher: new SealedPublisher({ recipients: () => [recipient], writer: store, uploads }), events: store, cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa', policyVersion: () => '2021-10-31', logger: silentLogger() });
 
 for (let i = 0; i <= count; i++) {
   const before = store.count();
