@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { ConsentSnapshot } from './policy/read-consent.js';
 import type { ClipSummary } from './recording/sink.js';
 
 /**
@@ -19,6 +20,14 @@ export interface CamveilEvents {
   'media.refused': { cameraId: string; eventId: string; kind: string; reason: string };
   /** The hub's mode, on start and on every change. */
   'mode.changed': { mode: 'cloud' | 'local-only'; reason: string };
+  /**
+   * The consent ledger's state, on start and whenever it moves (a grant, withdrawal, policy acceptance,
+   * enrolment or erase, here or by another process such as the CLI), after the mode is enforced. `seq` is
+   * the ledger's last record (absent when it cannot be read); `mode` the hub's mode now.
+   */
+  'consent.changed': { consent: ConsentSnapshot; seq?: number; mode: { mode: 'cloud' | 'local-only'; reason: string } };
+  /** The set of cameras changed (added, updated or removed by the app, or their settings by `config/set`). */
+  'cameras.changed': { cameraIds: readonly string[] };
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
   /**

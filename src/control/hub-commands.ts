@@ -68,15 +68,7 @@ export function hubCommands(deps: HubCommandDeps): Record<string, CommandHandler
 }
 
 function consentCommands(deps: HubCommandDeps): Record<string, CommandHandler> {
-  const snapshot = () => {
-    let consent: object | 'unreadable';
-    try {
-      consent = deps.ledger.currentConsent();
-    } catch {
-      consent = 'unreadable';
-    }
-    return { consent, mode: deps.consent.mode, policyInForce: deps.policyInForce };
-  };
+  const snapshot = () => ({ consent: deps.consent.snapshot(), mode: deps.consent.mode, policyInForce: deps.policyInForce });
   return {
     'consent/get': defineHandler({ requires: 'none', args: z.strictObject({}).optional(), run: () => snapshot() }),
     'consent/set': defineHandler({

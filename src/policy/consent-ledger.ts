@@ -215,11 +215,26 @@ export interface ConsentLedgerOptions {
 export class ConsentLedger {
   private readonly db: Database;
   private readonly now: () => Date;
+  private readonly written = new Set<() => void>();
 
   constructor(db: Database, options: ConsentLedgerOptions = {}) {
     this.db = db;
     this.now = options.now ?? (() => new Date());
     db.exec(CONSENT_LEDGER_SCHEMA);
+  }
+
+  /**
+   * Calls `listener` after every record written through this object, and after an erase: the consent
+   * service's cue for changes made in its own process (another process's writes it notices by SQLite's
+   * `data_version`). Returns the function that unsubscribes.
+   */
+  onWrite(listener: () => void): () => void {
+    this.written.add(listener);
+    return () => void this.written.delete(listener);
+  }
+
+  private told(): void {
+    for (const listener of [...this.written]) listener();
   }
 
   /** Records a grant. @throws CamveilError `CAMVEIL_E_CONSENT_INVALID` on malformed input. */
@@ -289,12 +304,14 @@ export class ConsentLedger {
    * which are dropped and recreated in the same transaction. Returns how many records were erased.
    */
   eraseAll(): number {
-    return this.db.transaction(() => {
+    const erased = this.db.transaction(() => {
       this.db.exec('DROP TRIGGER IF EXISTS policy_consent_ledger_no_update; DROP TRIGGER IF EXISTS policy_consent_ledger_no_delete;');
-      const erased = this.db.prepare('DELETE FROM policy_consent_ledger').run().changes;
+      const changes = this.db.prepare('DELETE FROM policy_consent_ledger').run().changes;
       this.db.exec(CONSENT_LEDGER_SCHEMA);
-      return erased;
+      return changes;
     })();
+    this.told();
+    return erased;
   }
 
   /** The current consent, folded from the records. @throws like records(). */
@@ -349,6 +366,7 @@ export class ConsentLedger {
       return next;
     });
     const seq = insert.immediate();
+    this.told();
     return {
       seq,
       at,

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { LOCAL_OPERATOR, type ConsentLedger } from './consent-ledger.js';
 import type { ConsentName } from './vocabulary.js';
 import type { PolicyGate } from './gate.js';
+import { readConsent, type ConsentSnapshot } from './read-consent.js';
 import { actorKindOf, heldByUnsignedStop } from './withdrawal.js';
 
 export type Mode = 'cloud' | 'local-only';
@@ -40,6 +42,8 @@ export interface ConsentServiceOptions {
   onUnsignedStop?: (consent: ConsentName) => void;
   /** How often the ledger is checked for changes written by another process (the CLI, a second hub process). */
   pollMs?: number;
+  /** Where `consent.changed` is emitted (the service's bus; the console has none). */
+  bus?: EventBus;
 }
 
 /** Who asked, and the digest of exactly what they asked (a signed request's payload, or the CLI's words). */
@@ -56,8 +60,11 @@ export function localRequest(words: string): ConsentActor {
 /**
  * Applies consent changes and keeps the hub's mode true to the ledger. A change made here is enforced
  * before the call returns; a change made by another process on the same database (SQLite's
- * `data_version` moves) is picked up within `pollMs`. Entering local-only mode (cloudUpload withdrawn, a
- * material policy not accepted, consent unreadable, or config) runs `enforce` at once. The mode is never
+ * `data_version` moves) is picked up within `pollMs` — the hub's one watcher of the ledger. Entering
+ * local-only mode (cloudUpload withdrawn, a material policy not accepted, consent unreadable, or config)
+ * runs `enforce` at once. Whenever the ledger's state moves (here, by another writer on this connection
+ * such as the enrolment store, or by another process) `consent.changed` is emitted after the mode is
+ * enforced, so every other effect of a withdrawal follows the event instead of polling. The mode is never
  * stored on its own: it is derived from the ledger each time, so it survives restarts as the ledger does.
  */
 export class ConsentService {
@@ -68,6 +75,9 @@ export class ConsentService {
   #dataVersion = -1;
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
+  /** The ledger state last told on `consent.changed` (undefined before the first check). */
+  #told: string | undefined;
+  #offLedger: (() => void) | undefined;
 
   constructor(options: ConsentServiceOptions) {
     this.#o = options;
@@ -77,8 +87,17 @@ export class ConsentService {
     return { mode: this.#mode ?? 'local-only', reason: this.#reason };
   }
 
-  /** Works out the mode (enforcing it when it is local-only) and starts watching the ledger. */
+  /** The current consent, or `unreadable` (read now, failing closed). */
+  snapshot(): ConsentSnapshot {
+    return readConsent(this.#o.ledger);
+  }
+
+  /**
+   * Works out the mode (enforcing it when it is local-only), tells `consent.changed` once, and starts
+   * watching the ledger: writes on this connection by their callback, another process's by `data_version`.
+   */
   async start(): Promise<void> {
+    this.#offLedger = this.#o.ledger.onWrite(() => void this.check());
     await this.check();
     this.#timer = setInterval(() => {
       if (this.#dataVersion !== this.#readDataVersion()) void this.check();
@@ -88,6 +107,8 @@ export class ConsentService {
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#offLedger?.();
+    this.#offLedger = undefined;
   }
 
   async grant(consent: ConsentName, who: ConsentActor): Promise<void> {
@@ -124,6 +145,15 @@ export class ConsentService {
 
   async #recompute(): Promise<void> {
     this.#dataVersion = this.#readDataVersion();
+    await this.#enforceMode();
+    const consent = this.snapshot();
+    const told = consent === 'unreadable' ? consent : JSON.stringify(consent);
+    if (told === this.#told) return;
+    this.#told = told;
+    this.#o.bus?.emit('consent.changed', { consent, ...(consent === 'unreadable' ? {} : { seq: consent.seq }), mode: this.mode });
+  }
+
+  async #enforceMode(): Promise<void> {
     const { mode, reason } = this.#o.gate.mode();
     const hold = mode === 'local-only' && reason === 'cloud-upload-withdrawn' && this.#heldNow();
     // A signed withdrawal after an unsigned one keeps mode and reason but ends the hold: enforced again.

@@ -1,9 +1,11 @@
 import type { AuditLog } from '../audit/audit-log.js';
-import type { ConsentLedger, ConsentState } from './consent-ledger.js';
+import type { ConsentLedger } from './consent-ledger.js';
 import { decide, modeOf, type Decision, type Facts, type Question } from './decide.js';
 import type { PolicyVersion } from './policy-version.js';
+import { readConsent } from './read-consent.js';
 import { rulesFor } from './region-rules.js';
 import { OBJECT_KINDS, type ObjectKind } from './vocabulary.js';
+import { isHeld } from './withdrawal.js';
 
 /**
  * The gate: the single place that answers "may this data go there now?". Every upload, every face
@@ -17,6 +19,12 @@ import { OBJECT_KINDS, type ObjectKind } from './vocabulary.js';
 export interface GateDecision {
   allowed: boolean;
   reason: string;
+}
+
+/** See {@link PolicyGate.faceData}. */
+export interface FaceDataStanding {
+  use: GateDecision;
+  fate: 'keep' | 'hold' | 'delete' | 'unknown';
 }
 
 /** What the uplink knows about an object when it asks whether it may upload it. */
@@ -52,12 +60,7 @@ export class PolicyGate implements Gate {
 
   /** The facts now. An unreadable ledger is a fact too: everything it guards is then refused. */
   facts(cameraId?: string): Facts {
-    let consent: ConsentState | 'unreadable';
-    try {
-      consent = this.#o.ledger.currentConsent();
-    } catch {
-      consent = 'unreadable';
-    }
+    const consent = readConsent(this.#o.ledger);
     const region = rulesFor(this.#o.region);
     const facts: Facts = {
       consent,
@@ -87,6 +90,16 @@ export class PolicyGate implements Gate {
     return decision;
   }
 
+  /**
+   * Whether stored objects are staged for upload now (the hub is in cloud mode): asked before an object is
+   * linked into the upload staging and again in the transaction that queues it. Each upload still asks
+   * {@link PolicyGate.mayUpload} right before it is sent.
+   */
+  mayQueueUploads(): GateDecision {
+    const { mode, reason } = this.mode();
+    return { allowed: mode === 'cloud', reason };
+  }
+
   mayRecordLocally(cameraId: string): GateDecision {
     return this.ask({ kind: 'local-recording', cameraId }, cameraId);
   }
@@ -104,6 +117,29 @@ export class PolicyGate implements Gate {
 
   mayRecogniseFaces(cameraId: string): GateDecision {
     return this.ask({ kind: 'face-recognition', cameraId }, cameraId);
+  }
+
+  /**
+   * Where the face data recognition has made (sightings, face albums) stands now. `use`: whether more may
+   * be made, as for enrolment (region, policy acceptance, faceRecognition consent). `fate`: what becomes of
+   * what exists — `keep` while the consent stands (also while the region or a policy not yet accepted
+   * pauses its use), `hold` while only unsigned withdrawals stopped it and the region's template retention
+   * has not run out (withdrawal.ts), `delete` after a signed or console withdrawal, an erased ledger or the
+   * end of the hold, `unknown` while the ledger cannot be read (then nothing changes).
+   */
+  faceData(now: Date = new Date()): FaceDataStanding {
+    const facts = this.facts();
+    const use = this.mayEnrolFaces();
+    if (facts.consent === 'unreadable') return { use, fate: 'unknown' };
+    if (facts.consent.faceRecognition) return { use, fate: 'keep' };
+    let records;
+    try {
+      records = this.#o.ledger.records();
+    } catch {
+      return { use, fate: 'unknown' };
+    }
+    const held = isHeld(records, 'faceRecognition', { maxDays: facts.region.maxTemplateRetentionDays, now });
+    return { use, fate: held ? 'hold' : 'delete' };
   }
 
   #auditUpload(item: UploadCandidate, kind: ObjectKind, decision: GateDecision): void {

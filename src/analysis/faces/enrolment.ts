@@ -1,17 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import type { AuditLog } from '../../audit/audit-log.js';
 import { base32 } from '../../crypto/base32.js';
 import { decryptToBuffer, encryptToBuffer } from '../../crypto/age-stream.js';
 import { CamveilError } from '../../errors.js';
-import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger, type VerifiedGuardianAttestation } from '../../policy/consent-ledger.js';
-import { destroyingWithdrawal, mayDestroy, UNSIGNED_ACTOR } from '../../policy/withdrawal.js';
+import { LOCAL_OPERATOR, requireGuardianAttestation, type ConsentLedger } from '../../policy/consent-ledger.js';
+import { UNSIGNED_ACTOR } from '../../policy/withdrawal.js';
 import { migrate } from '../../store/database.js';
 import type { FaceEngine } from './face-engine.js';
-import { readImageFile, type FaceImage } from './image-input.js';
+import { MAX_PHOTO_TEMPLATES, photoBytes, templateOf, type ChangeOrigin, type EnrolRequest, type Photo } from './enrolment-request.js';
 import { KeptPhotos } from './kept-photos.js';
 import type { EnrolledPerson } from './matcher.js';
+import { checkName, matcherViewOf, toB64, withCorrection, type SealedPerson } from './sealed-person.js';
 import { SightingStore } from './sightings.js';
 
 /**
@@ -33,13 +33,6 @@ const STEPS: readonly string[] = [
   `ALTER TABLE faces_people ADD COLUMN negatives INTEGER NOT NULL DEFAULT 0 CHECK (negatives >= 0);`,
 ];
 
-/** Longest name accepted, in characters. */
-export const MAX_NAME_LENGTH = 100;
-/** Templates from photos per person: more add little and slow every match. */
-export const MAX_PHOTO_TEMPLATES = 20;
-/** Corrections ("this is X" / "this is not X") kept per person. */
-export const MAX_CORRECTIONS = 200;
-
 export interface EnrolmentStoreOptions {
   db: Database.Database;
   /** The hub's own age identity and recipient (loadOrCreateHubKeys). */
@@ -52,35 +45,6 @@ export interface EnrolmentStoreOptions {
   /** Who asked (a paired key id); default the local operator. */
   actor?: string;
   now?: () => Date;
-}
-
-export interface EnrolRequest {
-  name: string;
-  /**
-   * Each showing the person's face and no other usable face: image files, or images already in memory
-   * (photos sent sealed by the app, a crop made on the hub) — those never touch the disk.
-   */
-  photos: readonly Photo[];
-  minor: boolean;
-  /**
-   * For a minor: the guardian's attestation, verified — signed by a paired key (control/guardian-attestation.ts)
-   * or vouched for at the hub's console. An attestation nobody checked is refused.
-   */
-  guardianAttestation?: VerifiedGuardianAttestation;
-  /** Keep the photos' bytes, sealed to the hub (default: not kept). */
-  keepPhotos?: boolean;
-  /** Who asked: the paired key that signed the request and its digest (recorded as the ledger's actor); default the console. */
-  origin?: ChangeOrigin;
-}
-
-/** An image file, or an image in memory with its encoded bytes (needed only when the photo is kept). */
-export type Photo = string | { label: string; image: FaceImage; bytes?: Uint8Array };
-
-/** Who asked for a change, recorded in the audit log: a paired key id and the request's digest. */
-export interface ChangeOrigin {
-  /** A paired key id; `unsigned-request` only for held data deleted past its retention (purgeAfterWithdrawal). */
-  keyId?: string;
-  requestDigest?: string;
 }
 
 /** A person as the household sees them (names decrypted). Not for logs. */
@@ -97,22 +61,6 @@ export interface PersonSummary {
   enrolledAt: string;
 }
 
-interface Correction {
-  sightingId: string;
-  verdict: 'is' | 'is-not';
-  /** The sighting's descriptor, as templates are stored. */
-  descriptor: string;
-}
-
-interface Sealed {
-  v: 1;
-  name: string;
-  /** From photos: little-endian float32 bytes, base64. */
-  templates: string[];
-  /** The household's corrections, one per sighting (a later one for the same sighting replaces it). */
-  corrections?: Correction[];
-}
-
 interface Row {
   person_id: string;
   minor: number;
@@ -123,76 +71,6 @@ interface Row {
 }
 
 const COLUMNS = 'person_id, minor, templates, negatives, enrolled_at, sealed';
-
-const toB64 = (t: Float32Array): string => Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('base64');
-function fromB64(s: string): Float32Array {
-  const bytes = Buffer.from(s, 'base64');
-  const out = new Float32Array(bytes.length / 4);
-  new Uint8Array(out.buffer).set(bytes);
-  return out;
-}
-
-function checkName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed === '' || [...trimmed].length > MAX_NAME_LENGTH) {
-    throw new CamveilError('CAMVEIL_E_USAGE', `a name must be 1–${MAX_NAME_LENGTH} characters`, { where: 'name' });
-  }
-  return trimmed;
-}
-
-/**
- * The template of the one usable face in a photo. Refuses, naming the photo (by its position, and its
- * path for the local operator), when it holds no face, only unusable ones, or several usable ones.
- */
-async function templateOf(engine: FaceEngine, photo: Photo, index: number): Promise<Float32Array> {
-  const file = typeof photo === 'string' ? photo : photo.label;
-  const where = `photo ${index + 1} (${file})`;
-  const image = typeof photo === 'string' ? await readImageFile(photo) : photo.image;
-  const faces = await engine.detect(image, { pad: 'auto' });
-  const usable = faces.filter((f) => f.quality.ok);
-  if (usable.length > 1) {
-    throw new CamveilError('CAMVEIL_E_SEVERAL_FACES', `${where}: ${usable.length} usable faces; use a photo or crop showing only the person`, { where: file });
-  }
-  const face = usable[0];
-  if (face === undefined) {
-    const why = faces.length === 0 ? 'no face found' : `face ${[...new Set(faces.map((f) => f.quality.reason))].join(', ').replace('too-small', `too small (under 40 px)`)}`;
-    throw new CamveilError('CAMVEIL_E_NO_FACE', `${where}: ${why}`, { where: file });
-  }
-  return engine.describe(image, face);
-}
-
-/** The bytes of photos to keep, read only when the household asked to keep them. */
-async function photoBytes(photos: readonly Photo[]): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  for (const [i, p] of photos.entries()) {
-    if (typeof p === 'string') out.push(await readFile(p));
-    else if (p.bytes !== undefined) out.push(p.bytes);
-    else throw new CamveilError('CAMVEIL_E_INTERNAL', `photo ${i + 1}: its encoded bytes are needed to keep it`, { where: 'photos' });
-  }
-  return out;
-}
-
-/** Templates (photos, then "is" corrections) and negatives as the matcher needs them. */
-function matcherViewOf(sealed: Sealed): { templates: Float32Array[]; negatives: Float32Array[] } {
-  const corrections = sealed.corrections ?? [];
-  return {
-    templates: [...sealed.templates, ...corrections.filter((c) => c.verdict === 'is').map((c) => c.descriptor)].map(fromB64),
-    negatives: corrections.filter((c) => c.verdict === 'is-not').map((c) => fromB64(c.descriptor)),
-  };
-}
-
-/**
- * `sealed` with `correction` in place of any earlier one for the same sighting. At MAX_CORRECTIONS the
- * household's own verdict is refused (CAMVEIL_E_USAGE); one the hub infers drops the oldest instead.
- */
-function withCorrection(sealed: Sealed, correction: Correction, whenFull: 'refuse' | 'drop-oldest'): Sealed {
-  let others = (sealed.corrections ?? []).filter((c) => c.sightingId !== correction.sightingId);
-  if (others.length >= MAX_CORRECTIONS) {
-    if (whenFull === 'refuse') throw new CamveilError('CAMVEIL_E_USAGE', `at most ${MAX_CORRECTIONS} corrections per person`, { where: 'personId' });
-    others = others.slice(-(MAX_CORRECTIONS - 1));
-  }
-  return { ...sealed, corrections: [...others, correction] };
-}
 
 /** The store of enrolled people and their face templates, in the hub's database. */
 export class EnrolmentStore {
@@ -224,12 +102,12 @@ export class EnrolmentStore {
     this.#db.prepare('UPDATE faces_revision SET revision = revision + 1 WHERE id = 1').run();
   }
 
-  async #seal(content: Sealed): Promise<Buffer> {
+  async #seal(content: SealedPerson): Promise<Buffer> {
     return encryptToBuffer([this.#o.hub.recipient], Buffer.from(JSON.stringify(content), 'utf8'));
   }
 
-  async #open(row: Row): Promise<Sealed> {
-    return JSON.parse((await decryptToBuffer(this.#o.hub.identity, row.sealed)).toString('utf8')) as Sealed;
+  async #open(row: Row): Promise<SealedPerson> {
+    return JSON.parse((await decryptToBuffer(this.#o.hub.identity, row.sealed)).toString('utf8')) as SealedPerson;
   }
 
   /**
@@ -339,7 +217,7 @@ export class EnrolmentStore {
    * meanwhile (another command, the CLI in another process), else it starts again. `also` runs in the same
    * transaction as the write.
    */
-  async #update(personId: string, change: (sealed: Sealed) => Sealed, also: () => void): Promise<void> {
+  async #update(personId: string, change: (sealed: SealedPerson) => SealedPerson, also: () => void): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const row = this.#row(personId);
       const next = change(await this.#open(row));
@@ -493,36 +371,4 @@ export class EnrolmentStore {
     if (row === undefined) throw new CamveilError('CAMVEIL_E_PERSON_NOT_FOUND', `no enrolled person ${personId}`, { where: 'personId' });
     return row;
   }
-}
-
-/**
- * Enforces a faceRecognition withdrawal on the templates and sightings — only one with the authority to
- * destroy (policy/withdrawal.ts): signed by a paired key, or made at the hub's console. Then every sighting
- * is deleted (none can be newer: the gate stops face work at the withdrawal) and everyone enrolled before
- * that withdrawal is deleted (audited `unenrolled`). An unsigned withdrawal only stops face work: templates
- * and sightings are held, sealed to the hub, until a signed withdrawal deletes them or a signed grant uses
- * them again — but no longer than the region's template retention (`heldMaxDays`: `maxTemplateRetentionDays`,
- * DEFAULT_HELD_DAYS where the law names none), so held is not kept forever. Derived from the ledger each
- * time, so a withdrawal made while the hub was off (or by the CLI) is enforced at the next check; someone
- * enrolled after the withdrawal is left alone. Returns how many people
- * were deleted. An unreadable ledger deletes nothing (and the gate already refuses all face work).
- */
-export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedger, options: { heldMaxDays?: number | null; now?: Date } = {}): number {
-  let records;
-  try {
-    if (ledger.currentConsent().faceRecognition) return 0;
-    records = ledger.records();
-  } catch {
-    return 0;
-  }
-  const withdrawal = destroyingWithdrawal(records, 'faceRecognition', { maxDays: options.heldMaxDays, now: options.now ?? new Date() });
-  if (withdrawal === undefined) return 0;
-  store.sightings.deleteAll();
-  const enrolledAt = new Map(records.filter((r) => r.kind === 'enrol' && r.subject !== undefined).map((r) => [r.subject!, r.seq]));
-  const stale = store.ids().filter((id) => (enrolledAt.get(id) ?? 0) < withdrawal.seq);
-  // Each unenrolment names the withdrawal's actor — the paired key that signed it, or the console — and its
-  // request digest, as faces/delete does. Data an unsigned stop held past its retention names that stop's
-  // actor (`unsigned-request`), with the reason: the retention deleted it, not the unsigned request.
-  const origin: ChangeOrigin = { requestDigest: withdrawal.requestDigest, ...(withdrawal.actor === LOCAL_OPERATOR ? {} : { keyId: withdrawal.actor }) };
-  return store.deleteMany(stale, origin, mayDestroy(withdrawal) ? undefined : 'held-retention');
 }
