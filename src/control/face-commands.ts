@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { ChangeOrigin, EnrolmentStore, Photo } from '../analysis/faces/enrolment.js';
+import type { ChangeOrigin, Photo } from '../analysis/faces/enrolment-request.js';
+import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import type { FaceEngine } from '../analysis/faces/face-engine.js';
 import { SIGHTING_ID_PATTERN } from '../analysis/faces/sightings.js';
 import { encryptToBuffer } from '../crypto/age-stream.js';
