@@ -213,13 +213,13 @@ export interface ConsentLedgerOptions {
 
 /** An append-only consent ledger in the caller's SQLite database (tables are created if missing). */
 export class ConsentLedger {
-  private readonly db: Database;
-  private readonly now: () => Date;
-  private readonly written = new Set<() => void>();
+  readonly #db: Database;
+  readonly #now: () => Date;
+  readonly #written = new Set<() => void>();
 
   constructor(db: Database, options: ConsentLedgerOptions = {}) {
-    this.db = db;
-    this.now = options.now ?? (() => new Date());
+    this.#db = db;
+    this.#now = options.now ?? (() => new Date());
     db.exec(CONSENT_LEDGER_SCHEMA);
   }
 
@@ -229,29 +229,29 @@ export class ConsentLedger {
    * `data_version`). Returns the function that unsubscribes.
    */
   onWrite(listener: () => void): () => void {
-    this.written.add(listener);
-    return () => void this.written.delete(listener);
+    this.#written.add(listener);
+    return () => void this.#written.delete(listener);
   }
 
-  private told(): void {
-    for (const listener of [...this.written]) listener();
+  #told(): void {
+    for (const listener of [...this.#written]) listener();
   }
 
   /** Records a grant. @throws CamveilError `CAMVEIL_E_CONSENT_INVALID` on malformed input. */
   grant(consent: ConsentName, ctx: AppendContext): ConsentRecord {
     if (!isConsentName(consent)) throw invalid('unknown consent name');
-    return this.append({ kind: 'grant', consent, policyVersion: ctx.policyVersion }, ctx);
+    return this.#append({ kind: 'grant', consent, policyVersion: ctx.policyVersion }, ctx);
   }
 
   /** Records a withdrawal; always possible, even when the ledger cannot be read. @throws like grant. */
   withdraw(consent: ConsentName, ctx: AppendContext): ConsentRecord {
     if (!isConsentName(consent)) throw invalid('unknown consent name');
-    return this.append({ kind: 'withdraw', consent, policyVersion: ctx.policyVersion }, ctx);
+    return this.#append({ kind: 'withdraw', consent, policyVersion: ctx.policyVersion }, ctx);
   }
 
   /** Records that the household accepted `version` (which becomes the record's policyVersion). @throws like grant. */
   acceptPolicy(version: string, ctx: Omit<AppendContext, 'policyVersion'>): ConsentRecord {
-    return this.append({ kind: 'accept-policy', policyVersion: version }, ctx);
+    return this.#append({ kind: 'accept-policy', policyVersion: version }, ctx);
   }
 
   /**
@@ -267,13 +267,13 @@ export class ConsentLedger {
     if (!SUBJECT.test(person.subject)) throw invalid('bad subject pseudonym');
     const guardian = person.minor ? attestation : undefined;
     if (guardian !== undefined && !isIso(guardian.at)) throw invalid('guardian attestation time must be ISO 8601 UTC (toISOString)');
-    return this.append({ kind: 'enrol', policyVersion: ctx.policyVersion, subject: person.subject, minor: person.minor, guardian }, ctx);
+    return this.#append({ kind: 'enrol', policyVersion: ctx.policyVersion, subject: person.subject, minor: person.minor, guardian }, ctx);
   }
 
   /** Records that a person's face templates were removed. @throws CamveilError `CAMVEIL_E_CONSENT_INVALID`. */
   recordUnenrolment(subject: string, ctx: AppendContext): ConsentRecord {
     if (!SUBJECT.test(subject)) throw invalid('bad subject pseudonym');
-    return this.append({ kind: 'unenrol', policyVersion: ctx.policyVersion, subject }, ctx);
+    return this.#append({ kind: 'unenrol', policyVersion: ctx.policyVersion, subject }, ctx);
   }
 
   /**
@@ -285,7 +285,7 @@ export class ConsentLedger {
   records(): ConsentRecord[] {
     let rows: Row[];
     try {
-      rows = this.db.prepare('SELECT * FROM policy_consent_ledger ORDER BY seq').all() as Row[];
+      rows = this.#db.prepare('SELECT * FROM policy_consent_ledger ORDER BY seq').all() as Row[];
     } catch (error) {
       throw new CamveilError('CAMVEIL_E_CONSENT_UNREADABLE', 'the consent ledger cannot be read', { where: 'consent ledger', cause: error });
     }
@@ -304,13 +304,13 @@ export class ConsentLedger {
    * which are dropped and recreated in the same transaction. Returns how many records were erased.
    */
   eraseAll(): number {
-    const erased = this.db.transaction(() => {
-      this.db.exec('DROP TRIGGER IF EXISTS policy_consent_ledger_no_update; DROP TRIGGER IF EXISTS policy_consent_ledger_no_delete;');
-      const changes = this.db.prepare('DELETE FROM policy_consent_ledger').run().changes;
-      this.db.exec(CONSENT_LEDGER_SCHEMA);
+    const erased = this.#db.transaction(() => {
+      this.#db.exec('DROP TRIGGER IF EXISTS policy_consent_ledger_no_update; DROP TRIGGER IF EXISTS policy_consent_ledger_no_delete;');
+      const changes = this.#db.prepare('DELETE FROM policy_consent_ledger').run().changes;
+      this.#db.exec(CONSENT_LEDGER_SCHEMA);
       return changes;
     })();
-    this.told();
+    this.#told();
     return erased;
   }
 
@@ -332,18 +332,18 @@ export class ConsentLedger {
     return [...out.values()];
   }
 
-  private append(
+  #append(
     rec: { kind: RecordKind; consent?: ConsentName; policyVersion: string; subject?: string; minor?: boolean; guardian?: GuardianAttestation },
     ctx: { actor: string; requestDigest: string },
   ): ConsentRecord {
     if (!ACTOR.test(ctx.actor)) throw invalid('bad actor (a paired key id or local-operator)');
     if (!DIGEST.test(ctx.requestDigest)) throw invalid('request digest must be 64 lowercase hex characters (SHA-256)');
     if (!POLICY_VERSION_LABEL.test(rec.policyVersion)) throw invalid('bad policy version label');
-    const at = this.now().toISOString();
+    const at = this.#now().toISOString();
     // IMMEDIATE: take the write lock before reading max(seq), so two writers cannot pick the same seq.
-    const insert = this.db.transaction((): number => {
-      const { next } = this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM policy_consent_ledger').get() as { next: number };
-      this.db
+    const insert = this.#db.transaction((): number => {
+      const { next } = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM policy_consent_ledger').get() as { next: number };
+      this.#db
         .prepare(
           `INSERT INTO policy_consent_ledger
              (seq, at, actor, kind, consent, policy_version, request_digest, subject, minor, guardian_key_id, guardian_statement, guardian_at)
@@ -366,7 +366,7 @@ export class ConsentLedger {
       return next;
     });
     const seq = insert.immediate();
-    this.told();
+    this.#told();
     return {
       seq,
       at,
