@@ -632,17 +632,16 @@ export class Gateway {
       uploads = { enqueue: (item) => void queue(item), prepare: (item) => staged.prepare(item) };
     }
     // Face albums are sealed to the same household recipients, stored and queued the same way.
+    const publisher = new SealedPublisher({ recipients: () => household.recipients, writer: store, ...(uploads === undefined ? {} : { uploads }) });
     this.#albums = new FaceAlbums({
       db,
       bus: this.bus,
       logger,
       hub: this.#keys!,
-      recipients: () => household.recipients,
+      publisher,
       store,
       people: this.#enrolment!,
-      ledger: this.#ledger!,
-      mayUpload: (dataKind) => this.#gate!.ask({ kind: 'upload', dataKind }),
-      ...(stage === undefined ? {} : { uploads: { stage } }),
+      gate: this.#gate!,
       ...(this.#outbox === undefined ? {} : { outbox: this.#outbox }),
       flushDeletions: () => this.#flushDeletions?.(),
       cameraPseudonym: (id) => this.pseudonymise('cam', id),
@@ -653,11 +652,10 @@ export class Gateway {
         intervalMs: config.faceRecognition.albumIntervalSeconds * 1000,
       },
       retentionDays: () => this.#o.config.storage.retentionDays,
-      heldMaxDays: () => rulesFor(this.#o.config.hub.region).maxTemplateRetentionDays,
       audit: this.#audit!,
     });
     return new SealedMediaSink({
-      publisher: new SealedPublisher({ recipients: () => household.recipients, writer: store, ...(uploads === undefined ? {} : { uploads }) }),
+      publisher,
       events: store,
       cameraPseudonym: (id) => this.pseudonymise('cam', id),
       policyVersion: () => config.privacy.policyVersion,

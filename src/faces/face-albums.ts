@@ -2,15 +2,16 @@ import type Database from 'better-sqlite3';
 import type { AuditLog } from '../audit/audit-log.js';
 import { monotonicMs } from '../clock.js';
 import type { Manifest } from '../crypto/manifest.js';
-import { newObjectId, sealObject } from '../crypto/sealed-object.js';
+import { newObjectId } from '../crypto/sealed-object.js';
 import type { CamveilEvents, EventBus } from '../events.js';
 import type { Logger } from '../log.js';
-import type { ConsentLedger } from '../policy/consent-ledger.js';
-import { isHeld } from '../policy/withdrawal.js';
+import type { PolicyGate } from '../policy/gate.js';
+import type { SealedPublisher } from '../publishing/sealed-publisher.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { DeletionRequests } from '../uplink/deletion-requests.js';
-import type { Outbox, OutboxEntry } from '../uplink/outbox.js';
+import type { Outbox } from '../uplink/outbox.js';
 import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
+import { AlbumRetirement } from './album-retirement.js';
 import { FaceAlbumRows, type AlbumSighting, type AlbumState } from './face-album-rows.js';
 
 const DAY_MS = 86_400_000;
@@ -42,21 +43,21 @@ export interface FaceAlbumsOptions {
   logger: Logger;
   /** The hub's own keys: the per-person rows are sealed to its recipient. */
   hub: { identity: string; recipient: string };
-  /** The household's recipients now: album objects are sealed to them, as clips are. */
-  recipients: () => readonly string[];
-  store: Pick<ObjectStore, 'put' | 'delete' | 'list'>;
+  /**
+   * Seals album objects to the household's recipients (as clips are), stores and stages them for upload;
+   * while it stages nothing (uploads off), no album object is made.
+   */
+  publisher: Pick<SealedPublisher, 'publish' | 'stagesUploads'>;
+  /** The local store, where retired and orphaned album objects are deleted. */
+  store: Pick<ObjectStore, 'delete' | 'list'>;
   people: Pick<EnrolmentStore, 'ids' | 'revision' | 'load'>;
   /**
-   * Read at every check: a faceRecognition withdrawal signed by a paired key or made at the console (or an
-   * erased ledger) deletes every album; an unsigned one holds them (policy/withdrawal.ts).
+   * The judge, asked at every sighting, check and publication: whether face data may be made now (region,
+   * policy acceptance, consent), what becomes of the albums after a withdrawal (a signed or console one, or
+   * an erased ledger, deletes them; an unsigned one holds them: policy/withdrawal.ts), and whether an
+   * album or a template may be uploaded.
    */
-  ledger: Pick<ConsentLedger, 'currentConsent' | 'records'>;
-  /** How long albums may be held after an unsigned stop, in days: the region's template retention (null: the default). */
-  heldMaxDays?: () => number | null;
-  /** The gate's answer for an upload of this data kind now. */
-  mayUpload: (dataKind: 'face-album' | 'face-embedding') => { allowed: boolean; reason: string };
-  /** Stages an object for upload and resolves once it is queued (or left out); absent while uploads are off. */
-  uploads?: { stage(item: OutboxEntry): Promise<void> };
+  gate: Pick<PolicyGate, 'faceData' | 'ask'>;
   /** The outbox, to tell whether a replaced album reached the cloud, and to withdraw one still queued. */
   outbox?: Pick<Outbox, 'get' | 'destroyIfQueued'>;
   /** Sends pending deletion requests soon (they are recorded in the database first). */
@@ -81,13 +82,14 @@ export interface FaceAlbumsOptions {
  * allows face-album uploads — sealed to the household as a `face-album` object, stored and queued for the
  * cloud at most once per interval per person. The app builds albums from them; the cloud holds only
  * ciphertext. Each new album object supersedes the person's previous one, which is deleted on the hub and,
- * once it is known to have reached the cloud, there too. Deleting a person, withdrawing faceRecognition
- * or erasing the ledger deletes the albums the same way. All work runs one step at a time.
+ * once it is known to have reached the cloud, there too (AlbumRetirement). Deleting a person, withdrawing
+ * faceRecognition or erasing the ledger deletes the albums the same way; what the albums may do is the
+ * gate's answer, never their own reading of the consents. All work runs one step at a time.
  */
 export class FaceAlbums {
   readonly #o: FaceAlbumsOptions;
   readonly #rows: FaceAlbumRows;
-  readonly #deletions: DeletionRequests;
+  readonly #retirement: AlbumRetirement;
   readonly #now: () => number;
   readonly #monotonic: () => number;
   #albums = new Map<string, AlbumState>();
@@ -108,9 +110,16 @@ export class FaceAlbums {
   constructor(options: FaceAlbumsOptions) {
     this.#o = options;
     this.#rows = new FaceAlbumRows(options.db, options.hub);
-    this.#deletions = new DeletionRequests(options.db);
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? monotonicMs;
+    this.#retirement = new AlbumRetirement({
+      rows: this.#rows,
+      store: options.store,
+      ...(options.outbox === undefined ? {} : { outbox: options.outbox }),
+      deletions: new DeletionRequests(options.db),
+      ...(options.flushDeletions === undefined ? {} : { flushDeletions: options.flushDeletions }),
+      now: this.#now,
+    });
   }
 
   /** Loads the albums, settles what an earlier run left, and starts listening. */
@@ -132,7 +141,7 @@ export class FaceAlbums {
       this.#check();
       this.#retireOrphans();
       await this.#sweep();
-      this.#settle();
+      this.#retirement.settle();
       await this.#resend();
     });
     const { bus } = this.#o;
@@ -142,7 +151,7 @@ export class FaceAlbums {
         if (e.mode === 'cloud') void this.#run(() => this.#resend());
       }),
       bus.on('upload.result', (e) => {
-        if (e.kind === 'face-album' && this.#rows.isRetired(e.objectId)) void this.#run(() => this.#settle());
+        if (e.kind === 'face-album' && this.#rows.isRetired(e.objectId)) void this.#run(() => this.#retirement.settle());
       }),
     ];
     const sweep = setInterval(() => void this.#run(() => this.#sweep()), this.#o.sweepMs ?? HOUR_MS);
@@ -162,10 +171,7 @@ export class FaceAlbums {
     await this.#run(() => this.#publishDue(true));
   }
 
-  /**
-   * Looks for deletions and withdrawals now. The gateway calls it from the face housekeeping tick that
-   * already watches the ledger (every unenrolment and every consent change moves the ledger's sequence).
-   */
+  /** Looks for deletions and withdrawals now: call it when people or consents change. */
   check(): Promise<void> {
     return this.#run(() => this.#check());
   }
@@ -176,8 +182,9 @@ export class FaceAlbums {
   }
 
   async #record(e: CamveilEvents['face.known']): Promise<void> {
-    // A sighting reported just as the person was deleted, or the consent withdrawn, is not kept.
-    if (!this.#faceConsent() || !this.#o.people.ids().includes(e.personId)) return;
+    // A sighting reported just as the person was deleted, or while the gate refuses face data (consent
+    // withdrawn, a region that prohibits recognition, a policy not yet accepted), is not kept.
+    if (!this.#o.gate.faceData(new Date(this.#now())).use.allowed || !this.#o.people.ids().includes(e.personId)) return;
     const album = this.#albums.get(e.personId) ?? { v: 1, sightings: [], dirty: false };
     const distance = Math.round(e.distance * 10_000) / 10_000;
     const known = album.sightings.find((s) => s.sightingId === e.sightingId);
@@ -202,7 +209,7 @@ export class FaceAlbums {
   #schedule(): void {
     if (this.#publishTimer !== undefined) clearTimeout(this.#publishTimer);
     this.#publishTimer = undefined;
-    if (!this.#running || this.#o.uploads === undefined) return;
+    if (!this.#running || !this.#o.publisher.stagesUploads) return;
     let next = Infinity;
     for (const [personId, album] of this.#albums) if (album.dirty) next = Math.min(next, this.#dueAt(personId));
     if (next === Infinity) return;
@@ -225,11 +232,11 @@ export class FaceAlbums {
 
   /** Seals the person's album to the household, stores and queues it, and retires the one it replaces. */
   async #publish(personId: string, album: AlbumState): Promise<void> {
-    const { uploads, settings, logger } = this.#o;
-    if (uploads === undefined) return;
+    const { publisher, settings, logger } = this.#o;
+    if (!publisher.stagesUploads) return;
     const now = this.#now();
     const elapsed = this.#monotonic();
-    const gate = this.#o.mayUpload('face-album');
+    const gate = this.#mayUpload('face-album');
     if (!gate.allowed) {
       // Nothing is sealed for the household while it could not go out; the change waits, sealed to the hub.
       this.#notBefore.set(personId, elapsed + settings.intervalMs);
@@ -248,7 +255,7 @@ export class FaceAlbums {
         distance: s.distance,
       })),
     };
-    if (settings.embeddings && this.#o.mayUpload('face-embedding').allowed) {
+    if (settings.embeddings && this.#mayUpload('face-embedding').allowed) {
       const person = (await this.#o.people.load()).find((p) => p.personId === personId);
       if (person !== undefined) content.embeddings = person.templates.map((t) => Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('base64'));
     }
@@ -263,8 +270,8 @@ export class FaceAlbums {
     };
     let stored;
     try {
-      const body = sealObject(this.#o.recipients(), manifest, Buffer.from(JSON.stringify(content), 'utf8'));
-      stored = await this.#o.store.put({ objectId, kind: 'face-album', capturedAt: now, body });
+      // Stored and staged for upload in one transaction: a crash in between leaves an orphan that start() retires.
+      stored = await publisher.publish({ manifest, body: Buffer.from(JSON.stringify(content), 'utf8'), capturedAt: now });
     } catch (error) {
       this.#notBefore.set(personId, elapsed + settings.intervalMs);
       logger.error({ err: error, object: objectId }, 'face album not stored; will retry');
@@ -277,9 +284,8 @@ export class FaceAlbums {
     album.dirty = false;
     this.#notBefore.delete(personId);
     await this.#rows.save(personId, album);
-    await uploads.stage({ objectId, path: stored.path, bytes: stored.bytes, kind: 'face-album' });
     logger.debug({ object: objectId, bytes: stored.bytes, sightings: content.sightings.length, embeddings: content.embeddings?.length ?? 0 }, 'face album sealed and queued');
-    if (previous !== undefined) this.#retire([previous]);
+    if (previous !== undefined) this.#retirement.retire([previous]);
   }
 
   /**
@@ -288,7 +294,7 @@ export class FaceAlbums {
    */
   async #resend(): Promise<void> {
     const outbox = this.#o.outbox;
-    if (outbox === undefined || !this.#o.mayUpload('face-album').allowed) return;
+    if (outbox === undefined || !this.#mayUpload('face-album').allowed) return;
     for (const [personId, album] of this.#albums) {
       if (album.dirty || album.objectId === undefined || outbox.get(album.objectId) !== undefined) continue;
       album.dirty = true;
@@ -298,26 +304,21 @@ export class FaceAlbums {
   }
 
   /**
-   * Deletions and withdrawals, looked for when the enrolment store's revision or the ledger moves: without
-   * faceRecognition consent every album goes — unless only unsigned withdrawals stopped it, which hold the
-   * albums (sealed to the hub, not published) within the hold limit; otherwise those of people no longer
-   * enrolled. An unreadable ledger changes nothing (the gate already refuses every face upload then).
+   * Deletions and withdrawals, looked for when the enrolment store's revision or the gate's answer moves:
+   * when the gate says the face data is to be deleted, every album goes; while it is held (unsigned
+   * withdrawals only, within the hold limit) the albums stay, sealed to the hub and not published; while it
+   * is kept, the albums of people no longer enrolled go. An unreadable ledger changes nothing (the gate
+   * already refuses every face upload then).
    */
   #check(): void {
-    let consent;
-    let held = false;
-    try {
-      consent = this.#o.ledger.currentConsent();
-      if (!consent.faceRecognition) held = isHeld(this.#o.ledger.records(), 'faceRecognition', { maxDays: this.#o.heldMaxDays?.(), now: new Date(this.#now()) });
-    } catch {
-      return;
-    }
-    // The hold can end by time alone (its limit): `held` is part of what is compared.
-    const seen = `${this.#o.people.revision()}:${consent.seq}:${String(consent.faceRecognition)}:${String(held)}`;
+    const { fate } = this.#o.gate.faceData(new Date(this.#now()));
+    if (fate === 'unknown') return;
+    // The hold can end by time alone (its limit): the fate is part of what is compared.
+    const seen = `${this.#o.people.revision()}:${fate}`;
     if (seen === this.#seen) return;
     this.#seen = seen;
-    if (held) return;
-    if (!consent.faceRecognition) {
+    if (fate === 'hold') return;
+    if (fate === 'delete') {
       const people = new Set([...this.#albums.keys(), ...this.#rows.personIds()]);
       for (const personId of people) this.#deletePerson(personId, 'face-consent-withdrawn');
       this.#retireOrphans();
@@ -329,12 +330,8 @@ export class FaceAlbums {
     }
   }
 
-  #faceConsent(): boolean {
-    try {
-      return this.#o.ledger.currentConsent().faceRecognition;
-    } catch {
-      return false;
-    }
+  #mayUpload(dataKind: 'face-album' | 'face-embedding'): { allowed: boolean; reason: string } {
+    return this.#o.gate.ask({ kind: 'upload', dataKind });
   }
 
   #deletePerson(personId: string, reason: string): void {
@@ -344,7 +341,7 @@ export class FaceAlbums {
     this.#publishedElapsed.delete(personId);
     this.#rows.delete(personId);
     const ids = objectId === undefined ? [] : [objectId];
-    this.#retire(ids);
+    this.#retirement.retire(ids);
     this.#o.audit?.append('deletion', { scope: 'person', count: ids.length, reason, objectIds: ids, subject: personId });
     this.#o.logger.info({ objects: ids.length, reason }, 'face album deleted');
   }
@@ -353,7 +350,7 @@ export class FaceAlbums {
   #retireOrphans(): void {
     const current = new Set([...this.#albums.values()].map((a) => a.objectId));
     const orphans = this.#o.store.list({ kind: 'face-album', limit: 10_000 }).filter((o) => !current.has(o.objectId));
-    this.#retire(orphans.map((o) => o.objectId));
+    this.#retirement.retire(orphans.map((o) => o.objectId));
   }
 
   /** Drops sightings past retention; an album left empty is deleted, a shortened one sealed again. */
@@ -371,35 +368,5 @@ export class FaceAlbums {
       await this.#rows.save(personId, album);
     }
     this.#schedule();
-  }
-
-  /** Deletes album objects on the hub and records them as retired; then settles them. */
-  #retire(objectIds: readonly string[]): void {
-    if (objectIds.length === 0) return;
-    this.#rows.retire(objectIds, this.#now());
-    for (const id of objectIds) this.#o.store.delete(id);
-    this.#settle();
-  }
-
-  /**
-   * For each retired album object: uploaded → a deletion request to the cloud (sent even in local-only
-   * mode: it carries only the object id); still queued → withdrawn from the outbox with its staged file, so
-   * a superseded album never goes out; being uploaded → wait for the outcome; failed or never queued →
-   * nothing left to do.
-   */
-  #settle(): void {
-    const toDelete: string[] = [];
-    const settled: string[] = [];
-    for (const { objectId } of this.#rows.retired()) {
-      const item = this.#o.outbox?.get(objectId);
-      if (item?.state === 'uploading') continue;
-      if (item?.state === 'queued' && this.#o.outbox?.destroyIfQueued(objectId) !== true) continue;
-      if (item?.state === 'uploaded') toDelete.push(objectId);
-      settled.push(objectId);
-    }
-    // The request is recorded before the retired id is forgotten: a crash in between repeats, never loses, it.
-    if (toDelete.length > 0) this.#deletions.add(toDelete, this.#now());
-    settled.forEach((id) => this.#rows.forgetRetired(id));
-    if (toDelete.length > 0) this.#o.flushDeletions?.();
   }
 }

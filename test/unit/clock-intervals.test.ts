@@ -18,7 +18,7 @@ import { PolicyGate } from '../../src/policy/gate.js';
 import { SHIPPED_POLICY_VERSIONS } from '../../src/policy/policy-history.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ObjectStore } from '../../src/store/object-store.js';
-import type { OutboxEntry } from '../../src/uplink/outbox.js';
+import { SealedPublisher, type UploadItem } from '../../src/publishing/sealed-publisher.js';
 import { watchingAnalyser } from '../harness/analyser.js';
 import { CapturingSink } from '../harness/capturing-sink.js';
 import { describeWithPeers } from '../harness/peers.js';
@@ -65,7 +65,7 @@ describe('face albums: the publish interval', () => {
     const store = ObjectStore.open({ db, dataDir, logger: silentLogger() });
     const bus = new EventBus();
     const person = 'person_aaaaaaaaaaaaaaaa';
-    const staged: OutboxEntry[] = [];
+    const staged: UploadItem[] = [];
     let wall = Date.now();
     const albums = (): FaceAlbums =>
       new FaceAlbums({
@@ -73,12 +73,10 @@ describe('face albums: the publish interval', () => {
         bus,
         logger: silentLogger(),
         hub: { identity, recipient },
-        recipients: () => [recipient],
+        publisher: new SealedPublisher({ recipients: () => [recipient], writer: store, uploads: { enqueue: (item) => void staged.push(item) } }),
         store,
         people: { ids: () => [person], revision: () => 1, load: () => Promise.resolve([]) },
-        ledger,
-        mayUpload: (dataKind) => gate.ask({ kind: 'upload', dataKind }),
-        uploads: { stage: (item) => Promise.resolve(void staged.push(item)) },
+        gate,
         cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa',
         settings: { embeddings: false, maxSightings: 10, intervalMs: 1_000 },
         retentionDays: () => 30,
