@@ -4,7 +4,7 @@ import { CONSENT_NAMES } from '../policy/vocabulary.js';
 import { configOption, jsonOption, type CliContext } from './options.js';
 
 /** `cloudUpload, faceRecognition, crossBorderTransfer or localRecording` */
-export const CONSENT_NAMES_TEXT = `${CONSENT_NAMES.slice(0, -1).join(', ')} or ${CONSENT_NAMES.at(-1)!}`;
+const CONSENT_NAMES_TEXT = `${CONSENT_NAMES.slice(0, -1).join(', ')} or ${CONSENT_NAMES.at(-1)!}`;
 /** `cloudUpload | faceRecognition | crossBorderTransfer | localRecording` */
 export const CONSENT_ARGUMENT_TEXT = CONSENT_NAMES.join(' | ');
 

@@ -299,6 +299,4 @@ export type CameraConfig = z.output<typeof cameraSchema>;
 export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
-export type UplinkConfig = z.output<typeof uplinkSchema>;
 export type EndpointConfig = z.output<typeof endpointSchema>;
-export type HomeAssistantConfig = z.output<typeof homeAssistantSchema>;

@@ -40,7 +40,7 @@ const envelopeSchema = z.strictObject({
   sig: z.string().min(1).max(256).optional(),
 });
 
-export const payloadSchema = z.strictObject({
+const payloadSchema = z.strictObject({
   v: z.literal(2),
   hub: z.string().min(1).max(64),
   base: z.string().min(1).max(256),

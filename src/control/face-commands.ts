@@ -32,7 +32,6 @@ export const enrolmentPayloadSchema = z.strictObject({
   /** Keep the photos on the hub, sealed to its key (default: described and dropped). */
   keepPhotos: z.boolean().default(false),
 });
-export type EnrolmentPayload = z.infer<typeof enrolmentPayloadSchema>;
 
 /** The args of `faces/add-photos`. */
 export const addPhotosPayloadSchema = z.strictObject({

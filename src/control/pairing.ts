@@ -124,11 +124,6 @@ export function openLabel(key: Buffer, sealed: string): string | undefined {
   }
 }
 
-/** The app's proof of knowing `code` for `claim`, base64 (derives the key: use pairingKey + appProof for both proofs). */
-export async function pairingProof(code: string, claim: PairingClaim): Promise<string> {
-  return appProof(await pairingKey(code), claim);
-}
-
 interface CodeRow {
   code: string;
   expires_at: number;
