@@ -24,8 +24,11 @@ export interface HomeAssistantBridgeOptions {
   hubId: string;
   /** Home Assistant's discovery prefix (`homeAssistant.prefix`). */
   prefix: string;
-  /** The configured cameras; `name` is a display name chosen for the app, not personal data. */
-  cameras: ReadonlyArray<{ id: string; name?: string | undefined }>;
+  /**
+   * The cameras now (read at every announcement, so one added or removed over MQTT is announced or
+   * withdrawn); `name` is a display name chosen for the app, not personal data.
+   */
+  cameras: () => ReadonlyArray<{ id: string; name?: string | undefined }>;
   logger: ControlLogger;
   /** Unix milliseconds (tests inject one). */
   now?: () => number;
@@ -52,7 +55,7 @@ export function modeTopic(baseTopic: string, hubId: string): string {
  * The retained discovery configs for `options` (pure). `unique_id`s derive from the hub id and camera id
  * only, so they survive restarts and renames.
  */
-export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'baseTopic' | 'hubId' | 'prefix' | 'cameras'>): DiscoveryMessage[] {
+export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'baseTopic' | 'hubId' | 'prefix'> & { cameras: ReadonlyArray<{ id: string; name?: string | undefined }> }): DiscoveryMessage[] {
   const { baseTopic, hubId, prefix } = options;
   const topics = hubTopics(baseTopic, hubId);
   const node = `camveil_${hubId}`;
@@ -131,7 +134,8 @@ export class HomeAssistantBridge {
   readonly #o: HomeAssistantBridgeOptions;
   readonly #now: () => number;
   readonly #statusTopic: string;
-  readonly #cameras: Map<string, { motion: string; lastEvent: string }>;
+  /** The cameras last announced, by id: their discovery configs are withdrawn when they go. */
+  #announced = new Map<string, string[]>();
   #client: ControlClient | undefined;
   readonly #onMessage = (topic: string, payload: Buffer): void => {
     if (topic === this.#statusTopic && payload.toString('utf8').trim() === HA_BIRTH_ONLINE) void this.announce();
@@ -142,7 +146,6 @@ export class HomeAssistantBridge {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#statusTopic = `${options.prefix}/status`;
-    this.#cameras = new Map(options.cameras.map((c) => [c.id, cameraTopics(options.baseTopic, options.hubId, c.id)]));
   }
 
   /** Subscribes to Home Assistant's status, announces every entity, and sets every camera's motion to OFF. */
@@ -154,7 +157,7 @@ export class HomeAssistantBridge {
     await client.subscribeAsync(this.#statusTopic, { qos: 1 });
     await this.announce();
     // A hub that restarted is not in the middle of an event: clear an ON left retained by the last run.
-    await Promise.all([...this.#cameras.keys()].map((id) => this.#publish(this.#cameras.get(id)!.motion, HA_MOTION_OFF)));
+    await Promise.all(this.#o.cameras().map((c) => this.#publish(this.#topicsOf(c.id).motion, HA_MOTION_OFF)));
   }
 
   /** Stops listening. The retained configs stay: Home Assistant shows the entities unavailable via `availability`. */
@@ -171,9 +174,19 @@ export class HomeAssistantBridge {
     }
   }
 
-  /** Publishes every discovery config, retained. */
+  /**
+   * Publishes every discovery config, retained, for the cameras there are now; the configs of a camera
+   * announced before and gone since are withdrawn (an empty retained payload removes the entity).
+   */
   async announce(): Promise<void> {
-    const messages = discoveryMessages(this.#o);
+    const cameras = this.#o.cameras();
+    const messages = discoveryMessages({ ...this.#o, cameras });
+    const node = `camveil_${this.#o.hubId}`;
+    const { prefix } = this.#o;
+    const current = new Map(cameras.map((c) => [c.id, [`${prefix}/binary_sensor/${node}/${c.id}_motion/config`, `${prefix}/sensor/${node}/${c.id}_last_event/config`]]));
+    const gone = [...this.#announced].filter(([id]) => !current.has(id)).flatMap(([, topics]) => topics);
+    this.#announced = current;
+    await Promise.all(gone.map((topic) => this.#publish(topic, '')));
     await Promise.all(
       messages.map((m) => {
         assertNoSecrets(m.config);
@@ -190,10 +203,14 @@ export class HomeAssistantBridge {
 
   /** A camera's motion began (`on`) or ended; the start of motion is also its last event time. Unknown ids are ignored. */
   async motion(cameraId: string, on: boolean): Promise<void> {
-    const topics = this.#cameras.get(cameraId);
-    if (topics === undefined) return;
+    if (!this.#o.cameras().some((c) => c.id === cameraId)) return;
+    const topics = this.#topicsOf(cameraId);
     await this.#publish(topics.motion, on ? HA_MOTION_ON : HA_MOTION_OFF);
     if (on) await this.#publish(topics.lastEvent, new Date(this.#now()).toISOString());
+  }
+
+  #topicsOf(cameraId: string): { motion: string; lastEvent: string } {
+    return cameraTopics(this.#o.baseTopic, this.#o.hubId, cameraId);
   }
 
   async #publish(topic: string, payload: string): Promise<void> {

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { CamveilError } from '../errors.js';
-import type { ConsentLedger } from '../policy/consent-ledger.js';
 import { consentNameSchema } from '../policy/vocabulary.js';
 import type { ConsentService } from '../policy/consent-service.js';
 import { UNSIGNED_ACTOR } from '../policy/withdrawal.js';
@@ -18,7 +17,6 @@ export const MAX_SEALED_REPLY_BYTES = 2 ** 20;
  */
 export interface HubCommandDeps {
   consent: ConsentService;
-  ledger: ConsentLedger;
   policyInForce: string;
   /** `cameras/list`: ids, names, health and feature status (see `cameraSummaries`). */
   cameras?: () => CameraSummary[];

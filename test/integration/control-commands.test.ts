@@ -102,7 +102,6 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
       getState: () => gateway.state(),
       handlers: hubCommands({
         consent: hub.consent,
-        ledger: hub.ledger,
         policyInForce: config.privacy.policyVersion,
         cameras: () => cameraSummaries(config.cameras, gateway.state().cameras, hub.gate),
         getConfig: () => settingsOf(config),

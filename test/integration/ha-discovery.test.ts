@@ -39,7 +39,7 @@ function discoveryAgainst(kind: BrokerKind): void {
   beforeAll(async () => {
     broker = await startBroker(kind);
     hubMqtt = await mqtt.connectAsync(broker.url, connectOptions('camveil', HUB));
-    bridge = new HomeAssistantBridge({ baseTopic: 'camveil', hubId: HUB, prefix: 'homeassistant', cameras: CAMERAS, logger: silentLogger(), now });
+    bridge = new HomeAssistantBridge({ baseTopic: 'camveil', hubId: HUB, prefix: 'homeassistant', cameras: () => CAMERAS, logger: silentLogger(), now });
     await bridge.start(hubMqtt);
   });
 
@@ -155,7 +155,7 @@ function discoveryAgainst(kind: BrokerKind): void {
   });
 
   it('stops listening for the birth message after stop()', async () => {
-    const other = new HomeAssistantBridge({ baseTopic: 'camveil', hubId: 'other-hub', prefix: 'homeassistant', cameras: [], logger: silentLogger(), now });
+    const other = new HomeAssistantBridge({ baseTopic: 'camveil', hubId: 'other-hub', prefix: 'homeassistant', cameras: () => [], logger: silentLogger(), now });
     const otherMqtt = await mqtt.connectAsync(broker.url);
     await other.start(otherMqtt);
     await other.stop();
