@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { INCIDENT_REASONS } from '../../src/events.js';
 
-describe('docs/privacy-policies.md', () => {
-  const doc = readFileSync(new URL('../../docs/privacy-policies.md', import.meta.url), 'utf8');
+describe('docs/privacy.md', () => {
+  const doc = readFileSync(new URL('../../docs/privacy.md', import.meta.url), 'utf8');
 
   it('maps every security incident the hub reports to the policy promise to tell users of incidents (2021 §3.4)', () => {
     const row = doc.split('\n').find((line) => line.startsWith('| Users are told promptly about security incidents'));
