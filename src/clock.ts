@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 
 /**
- * The hub's two clocks, and which one each kind of time uses (the README's "Clocks" says the same):
+ * The hub's two clocks, and which one each kind of time uses (docs/reliability.md, "Clocks", says the same):
  *
  * - **Wall time** (`wallNow`, epoch ms of the system clock, which NTP or a person may step): for what other
  *   machines or people read, and for what must survive a restart — timestamps in records, events, states and

@@ -1,6 +1,6 @@
 /**
- * The catalogue of stable error codes. The CLI, the logs and MQTT error replies use these codes; the
- * README lists every one (a test keeps the two in step).
+ * The catalogue of stable error codes. The CLI, the logs and MQTT error replies use these codes;
+ * docs/errors.md lists every one (a test keeps the two in step).
  */
 export const ERROR_CODES = {
   CAMVEIL_E_USAGE: 'The command line is not valid',

@@ -45,7 +45,7 @@ export interface CamveilEvents {
   incident: { reason: IncidentReason; detail?: string; cameraId?: string };
 }
 
-/** Stable reason codes of security incidents (README, "Security events"). */
+/** Stable reason codes of security incidents (docs/mqtt-api.md, "Security events"). */
 export const INCIDENT_REASONS = [
   'model-tampered',
   'audit-chain-broken',

@@ -108,7 +108,7 @@ export const auditDetailSchemas = {
     requestDigest: requestDigest.optional(),
   }),
   incident: z.strictObject({
-    reason: z.enum(INCIDENT_REASONS).describe('The security incident (README, "Security events")'),
+    reason: z.enum(INCIDENT_REASONS).describe('The security incident (docs/mqtt-api.md, "Security events")'),
     suppressed: count.optional().describe('Incidents of this reason left out since the last record (rate limit)'),
     camera: cameraPseudonym.optional(),
   }),

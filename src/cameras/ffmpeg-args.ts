@@ -109,7 +109,7 @@ export function buildIngestArgs(o: IngestArgsOptions): IngestCommand {
   // Main stream, video only: audio is left out, since clips are evidence of motion and audio adds a
   // privacy burden (conversations) that the policies do not cover. Copied without re-encoding, unless the
   // camera has privacy masks: then they are painted in and the stream re-encoded, with a keyframe every
-  // second so that clips still cut on one-second fragments. That costs CPU (see the README).
+  // second so that clips still cut on one-second fragments. That costs CPU (docs/cameras.md).
   const main = masked
     ? ['-vf', `${maskFilter(o.maskBoxes!)},format=yuv420p`, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-crf', '23', '-force_key_frames', 'expr:gte(t,n_forced*1)']
     : ['-c:v', 'copy'];

@@ -7,7 +7,7 @@ import { isLoopbackHost } from '../uplink/endpoint.js';
 
 /**
  * The configuration file's schema. Every object is strict: an unknown key is an error, so a typo never
- * silently turns a privacy setting off. Defaults here are the ones the README documents.
+ * silently turns a privacy setting off. Defaults here are the ones docs/configuration.md documents.
  */
 
 /** ISO 3166-1 alpha-2 (`DE`) or ISO 3166-2 subdivision (`US-IL`, `CN-GD`). */
@@ -111,7 +111,7 @@ export const cameraSchema = z.strictObject({
   bystanderBlurClips: z
     .boolean()
     .default(false)
-    .describe('the same for clips: a clip in which a bystander was seen is re-encoded when it ends (CPU cost in the README); only while face recognition is allowed for the camera'),
+    .describe('the same for clips: a clip in which a bystander was seen is re-encoded when it ends (CPU cost in docs/faces.md); only while face recognition is allowed for the camera'),
 });
 
 export const recordingSchema = z

@@ -10,7 +10,7 @@ import { hubTopics } from './topics.js';
  * `sensor` for the last event; per hub: a `sensor` showing whether uploads are on (`cloud`/`local-only`),
  * on a topic of the bridge's own. These go out in clear: motion and event times are exactly what the hub's
  * signed, sealed state keeps from the broker, and turning discovery on is the household's explicit choice
- * for a broker on its own network (README, "MQTT API version 2"). Everything is read-only — no entity has a command topic, since turning
+ * for a broker on its own network (docs/mqtt-api.md). Everything is read-only — no entity has a command topic, since turning
  * uploads on needs the app's signature — and nothing names a person: the hub publishes no face identities.
  */
 

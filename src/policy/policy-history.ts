@@ -1,7 +1,7 @@
 import type { PolicyVersion } from './policy-version.js';
 
 /**
- * The privacy-policy versions this release knows (docs/privacy-policies.md): the 2014 policy (effective
+ * The privacy-policy versions this release knows (docs/privacy.md): the 2014 policy (effective
  * 2014-10-11) and the 2021 Privacy Notice (revision and effective date 2021-10-31). The 2021 notice
  * changed the purposes and recipients (facial recognition, regional data centres), so it is material:
  * a household that accepted 2014 must accept it again before any data flows.

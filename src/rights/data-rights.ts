@@ -98,7 +98,7 @@ export async function openHouseholdExport(deps: DataRightsDeps, now: Date = new 
   const trailer = deps.exportTrailer?.();
   const audit = deps.audit.entries({ limit: 10_000 });
   const last = audit.at(-1);
-  // The hub's signed heads for the audit section, as `camveil audit export` ends with them (README, "Audit log").
+  // The hub's signed heads for the audit section, as `camveil audit export` ends with them (docs/privacy.md, "Audit log").
   const heads = trailer?.(last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash });
   const lines: object[] = [
     {

@@ -58,7 +58,7 @@ export interface RetentionTarget {
  * most `quotaBytes`, then events that ended before the age cutoff and have no object left. Synchronous: no
  * `put` can commit in the middle of a run.
  *
- * Age is wall time, as the README's "Clocks" says: a day's retention is a day by the calendar, and a step
+ * Age is wall time, as docs/reliability.md's "Clocks" says: a day's retention is a day by the calendar, and a step
  * of the clock moves the cutoff by as much. The quota goes by the order of storing, not by capture time: a
  * step back would make the newest objects look the oldest, and the quota would take them first.
  */

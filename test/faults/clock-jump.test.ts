@@ -30,7 +30,7 @@ function rows<T>(dataDir: string, sql: string): T[] {
 /**
  * `camveil run` on a wall clock the test steps an hour back and then forward again (libfaketime; the
  * monotonic clock runs on, as when NTP or a person sets the time). The rule under test (src/clock.ts, the
- * README's "Clocks"): intervals run on elapsed time, so no upload waits out the step; records and the signed
+ * docs/reliability.md, "Clocks"): intervals run on elapsed time, so no upload waits out the step; records and the signed
  * request window are wall time, so an app with the right clock is refused while the hub's is an hour off and
  * answered again once it is right; consent is an ordered ledger, so no step re-orders it; retention ages by
  * wall time, and an hour deletes nothing a day's retention keeps.

@@ -112,7 +112,7 @@ describe('camveil app faces enroll: five phone-size photos', () => {
     }
     const request = requests[0]!;
     expect(request.length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
-    // Sealed: no JPEG and no name in it, and well under the cap (figures in the README).
+    // Sealed: no JPEG and no name in it, and well under the cap (figures in docs/mqtt-api.md).
     expect(findPlaintext(request, [{ label: 'name', bytes: Buffer.from('Five Photos') }])).toEqual([]);
     console.info(`faces enroll: 5 photos of ${sizes.map((s) => Math.round(s / 1024)).join(', ')} KiB sent as one request of ${Math.round(request.length / 1024)} KiB (cap ${Math.round(MAX_REQUEST_BYTES / 1024)} KiB)`);
   }, 240_000);
