@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import type { AnalysisFrame } from '../cameras/frame.js';
 import type { Polygon } from '../config/schema.js';
 import { CamveilError } from '../errors.js';
-import { rasterisePolygons, watchMask } from './mask.js';
+import { paintRuns, privacyMaskRuns, rasterisePolygons, watchMask } from './mask.js';
 
 /**
  * Frame-differencing motion detection against a slowly adapting background, in the spirit of Frigate's
@@ -60,11 +60,7 @@ export interface MotionDetectorOptions {
   height: number;
   /** Where to look for motion; empty = the whole frame. */
   zones: readonly Polygon[];
-  /**
-   * The camera's privacy masks, already painted black into every frame by the pipeline (CameraPipeline
-   * paints them as each frame arrives, before any analysis): the detector leaves them out of the watched
-   * area and of the picture a lighting change is judged on.
-   */
+  /** Painted black before anything else: what happens there can never count as motion. */
   privacyMasks: readonly Polygon[];
   /** 0 = only large, strong changes; 1 = the faintest. */
   sensitivity: number;
@@ -90,8 +86,8 @@ export function thresholdForSensitivity(sensitivity: number): number {
 }
 
 /**
- * Detects motion in a camera's analysis frames. One instance per camera; frames must arrive in order, with
- * the privacy masks painted. Calls to {@link MotionDetector.update} may overlap: they are processed one after another.
+ * Detects motion in a camera's analysis frames. One instance per camera; frames must arrive in order.
+ * Calls to {@link MotionDetector.update} may overlap: they are processed one after another.
  */
 export class MotionDetector {
   readonly #width: number;
@@ -100,6 +96,8 @@ export class MotionDetector {
   readonly #smallHeight: number;
   readonly #minArea: number;
   readonly #threshold: number;
+  /** Byte ranges of the full-size frame that the privacy masks cover. */
+  readonly #maskRuns: Uint32Array;
   /** 1 where motion counts, at the small size. */
   readonly #watch: Uint8Array;
   readonly #watchCount: number;
@@ -121,6 +119,7 @@ export class MotionDetector {
     this.#smallHeight = Math.max(1, Math.round((height * this.#smallWidth) / width));
     this.#minArea = minArea;
     this.#threshold = thresholdForSensitivity(sensitivity);
+    this.#maskRuns = privacyMaskRuns(options.privacyMasks, width, height);
     this.#watch = watchMask(options, this.#smallWidth, this.#smallHeight);
     this.#watchCount = this.#watch.reduce((sum, v) => sum + v, 0);
     const masked = rasterisePolygons(options.privacyMasks, this.#smallWidth, this.#smallHeight);
@@ -151,12 +150,14 @@ export class MotionDetector {
     return this.#compare(await this.#downscale(frame.data), frame.elapsedMs ?? frame.at);
   }
 
-  /**
-   * Greyscale, downscale and blur with sharp. The frame arrives with its privacy masks painted (see
-   * MotionDetectorOptions.privacyMasks): painting them again here cost a copy of every frame.
-   */
+  /** Privacy masks painted black first (on a copy), then greyscale, downscale and blur with sharp. */
   async #downscale(rgb: Buffer): Promise<Uint8Array> {
-    let pipeline = sharp(rgb, { raw: { width: this.#width, height: this.#height, channels: 3 } })
+    let input = rgb;
+    if (this.#maskRuns.length > 0) {
+      input = Buffer.from(rgb);
+      paintRuns(input, this.#maskRuns);
+    }
+    let pipeline = sharp(input, { raw: { width: this.#width, height: this.#height, channels: 3 } })
       .greyscale()
       .resize(this.#smallWidth, this.#smallHeight, { fit: 'fill' });
     if (this.#smallWidth >= 8) pipeline = pipeline.blur(BLUR_SIGMA);
