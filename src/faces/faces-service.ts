@@ -13,7 +13,6 @@ import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { ConsentLedger } from '../policy/consent-ledger.js';
 import type { PolicyGate } from '../policy/gate.js';
-import { readConsent, type ConsentSnapshot } from '../policy/read-consent.js';
 import { rulesFor } from '../policy/region-rules.js';
 
 /** The held data's retention can end by time alone, with no ledger change to announce it. */
@@ -100,7 +99,7 @@ export class FacesService {
     );
     this.#albums = this.#o.albums?.(enrolment);
     this.#enforce();
-    this.#offs = [stopSightings, bus.on('consent.changed', (e) => this.#enforce(e.consent))];
+    this.#offs = [stopSightings, bus.on('consent.changed', () => this.#enforce())];
     // Not a poll of the ledger (consent.changed tells every change): a hold's retention ends by time alone,
     // so held templates and albums are looked at again on this slow elapsed-time timer.
     this.#holdTimer = setInterval(() => this.#enforce(), HOLD_CHECK_MS);
@@ -145,10 +144,12 @@ export class FacesService {
    * (one held by an unsigned stop obeys the region's template retention). An unreadable ledger changes
    * nothing (the gate already refuses all face work).
    */
-  #enforce(consent: ConsentSnapshot = readConsent(this.#o.ledger)): void {
+  #enforce(): void {
     const enrolment = this.#enrolment;
-    if (enrolment === undefined || consent === 'unreadable') return;
-    if (!consent.faceRecognition) this.#bystanders.forget();
+    // The gate's answer on face data: `unknown` while the ledger cannot be read, `keep` while the consent stands.
+    const { fate } = this.#o.gate.faceData();
+    if (enrolment === undefined || fate === 'unknown') return;
+    if (fate !== 'keep') this.#bystanders.forget();
     const heldMaxDays = rulesFor(this.#o.config().hub.region).maxTemplateRetentionDays;
     const removed = purgeAfterWithdrawal(enrolment, this.#o.ledger, { heldMaxDays });
     if (removed > 0) this.#o.logger.info({ removed }, 'faceRecognition withdrawn: enrolled face templates deleted');
