@@ -15,6 +15,6 @@ export default tseslint.config(
     },
   },
   // Doc comments are TSDoc: a malformed tag or an unescaped `{`, `}`, `@` or `>` in prose is an error.
-  { files: ['src/**/*.ts'], plugins: { tsdoc }, rules: { 'tsdoc/syntax': 'warn' } },
+  { files: ['src/**/*.ts'], plugins: { tsdoc }, rules: { 'tsdoc/syntax': 'error' } },
   { files: ['eslint.config.js', 'vitest.config.ts'], ...tseslint.configs.disableTypeChecked },
 );

@@ -9,7 +9,7 @@ const require = createRequire(import.meta.url);
 export interface FfmpegBinaries {
   ffmpeg: string;
   ffprobe: string;
-  /** `system` when found on PATH (Debian's ffmpeg), `npm` when taken from @ffmpeg-installer / @ffprobe-installer. */
+  /** `system` when found on PATH (Debian's ffmpeg), `npm` when taken from `@ffmpeg-installer` / `@ffprobe-installer`. */
   origin: 'system' | 'npm';
 }
 
@@ -68,7 +68,7 @@ const majors = new Map<string, number>();
 
 /**
  * The major version of an ffmpeg or ffprobe binary (`-version`). Static builds report a git revision
- * (`N-47683-g…`) instead of a number; those come from @ffmpeg-installer, whose build is from 2018 (4.x).
+ * (`N-47683-g…`) instead of a number; those come from `@ffmpeg-installer`, whose build is from 2018 (4.x).
  */
 export function ffmpegMajorVersion(ffmpeg: string): number {
   let major = majors.get(ffmpeg);

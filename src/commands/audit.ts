@@ -118,8 +118,8 @@ function unreadableDatabase(file: string, error: InstanceType<typeof Database.Sq
 }
 
 /**
- * One JSON line per record: canonicalJson({seq, at, type, details, prevHash, hash}). A reader re-checks
- * the chain with hash = SHA-256(prevHash || '\n' || canonicalJson({seq, at, type, details})).
+ * One JSON line per record: `canonicalJson({seq, at, type, details, prevHash, hash})`. A reader re-checks
+ * the chain with `hash = SHA-256(prevHash || '\n' || canonicalJson({seq, at, type, details}))`.
  */
 export { exportLine };
 

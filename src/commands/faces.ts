@@ -63,7 +63,7 @@ async function bestFace(engine: FaceEngine, file: string): Promise<{ image: RgbI
 
 /**
  * `camveil faces compare IMAGE1 IMAGE2 [--json]`: the distance between the best usable face of each
- * image, the matching threshold and the verdict (same person when distance < threshold).
+ * image, the matching threshold and the verdict (same person when `distance < threshold`).
  *
  * @returns 0 whatever the verdict; 2 when an image is not a decodable image or holds no usable face;
  * 1 for other failures.

@@ -14,7 +14,7 @@ export interface BackendInfo {
 }
 
 /**
- * The wasm binaries ship inside @tensorflow/tfjs-backend-wasm/dist. Given as a file path, the backend's
+ * The wasm binaries ship inside `@tensorflow/tfjs-backend-wasm/dist`. Given as a file path, the backend's
  * Node build reads them with fs: nothing is fetched from the network.
  */
 export const WASM_DIR = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + sep;
