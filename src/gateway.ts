@@ -353,7 +353,7 @@ export class Gateway {
     }
     const anchored = this.#policy!.anchored.checked;
     if (!anchored.ok) {
-      // The anchor is left as found (the evidence) and no longer moved until someone looks: README, "Audit log".
+      // The anchor is left as found (the evidence) and no longer moved until someone looks: docs/privacy.md, "Audit log".
       logger.error({ code: 'CAMVEIL_E_AUDIT_ROLLBACK' }, anchored.reason);
       found.push({ reason: 'audit-chain-broken', detail: anchored.detail });
     }
