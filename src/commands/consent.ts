@@ -37,11 +37,9 @@ export async function runConsent(action: ConsentAction, opts: { config: string; 
       default:
         action satisfies never;
     }
-    let consent;
-    try {
-      consent = hub.ledger.currentConsent();
-    } catch (error) {
-      io.stderr(`camveil: the consent ledger cannot be read (${(error as Error).message}); the hub is in local-only mode`);
+    const consent = hub.consent.snapshot();
+    if (consent === 'unreadable') {
+      io.stderr('camveil: the consent ledger cannot be read (CAMVEIL_E_CONSENT_UNREADABLE); the hub is in local-only mode');
       return 1;
     }
     const mode = hub.gate.mode();

@@ -125,10 +125,10 @@ export async function runDemo(opts: { for?: number; dataDir?: string; region?: s
     await gateway.consent.grant('localRecording', localRequest('demo: grant localRecording'));
     await gateway.consent.grant('cloudUpload', localRequest('demo: grant cloudUpload'));
     await gateway.consent.grant('faceRecognition', localRequest('demo: grant faceRecognition'));
-    const enrolment = gateway.enrolmentDecision();
+    const enrolment = gateway.gate.mayEnrolFaces();
     const names = enrolment.allowed ? await enrolDemoPerson(gateway, io) : new Map<string, string>();
     if (!enrolment.allowed) io.stdout(`No one is enrolled: face enrolment is refused here (${enrolment.reason}).`);
-    const faces = gateway.faceDecision('sample-cam');
+    const faces = gateway.gate.mayRecogniseFaces('sample-cam');
     io.stdout(
       faces.allowed
         ? `Face recognition on sample-cam (region ${region}): allowed. Known faces are reported below; nothing else is kept of them.`

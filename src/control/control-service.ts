@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { HubPolicy } from '../policy/open-policy.js';
 import type { AlertKind } from '../policy/vocabulary.js';
 import type { DataRightsDeps } from '../rights/data-rights.js';
+import type { ObjectStore } from '../store/object-store.js';
 import { brokerProtocol } from './broker-protocol.js';
 import { cameraCommands, type CameraCommandDeps } from './camera-commands.js';
 import type { CameraRegistry } from './camera-registry.js';
@@ -44,7 +45,10 @@ export interface ControlServiceOptions {
   statuses: () => CameraStatus[];
   applyCamera: CameraCommandDeps['apply'];
   applySettings: (patch: SettingsPatch) => Promise<HubSettings>;
-  dataRights: () => DataRightsDeps;
+  /** The encrypted object store (data rights export and delete it); undefined without household recipients. */
+  store: () => ObjectStore | undefined;
+  /** The hub's keyed pseudonym of a value (data rights exports name the hub and cameras by them). */
+  pseudonymise: (kind: string, value: string) => string;
   /** The hub's state (sealed to the household in the retained state message). */
   state: () => object;
   cameraPseudonym: (cameraId: string) => string;
@@ -72,6 +76,22 @@ export class ControlService {
     this.#o = options;
     // Counts refused requests: bursts of bad signatures or pairing proofs are incidents.
     this.#incidentMonitor = new IncidentMonitor({ bus: options.bus });
+  }
+
+  /** What `data/export` and `data/delete` work on: the hub's database, store, ledger, audit log and enrolled people. */
+  #dataRights(): DataRightsDeps {
+    const { db, policy } = this.#o;
+    const store = this.#o.store();
+    return {
+      db,
+      config: this.#o.config(),
+      audit: policy.audit,
+      exportTrailer: () => policy.anchored.exportTrailer(),
+      ledger: policy.ledger,
+      pseudonymise: this.#o.pseudonymise,
+      ...(store === undefined ? {} : { store }),
+      people: this.#o.enrolment(),
+    };
   }
 
   /** The MQTT protocol in use with the broker; undefined before the connection (or without MQTT). */
@@ -144,7 +164,7 @@ export class ControlService {
         cameras: () => cameraSummaries(this.#o.config().cameras, this.#o.statuses(), policy.gate),
         getConfig: () => settingsOf(this.#o.config()),
         applyConfig: this.#o.applySettings,
-        dataRights: this.#o.dataRights,
+        dataRights: () => this.#dataRights(),
       }),
       },
       logger,

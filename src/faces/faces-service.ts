@@ -14,16 +14,11 @@ import type { Logger } from '../log.js';
 import type { ConsentLedger } from '../policy/consent-ledger.js';
 import type { PolicyGate } from '../policy/gate.js';
 import { rulesFor } from '../policy/region-rules.js';
+import type { FaceAlbums } from './face-albums.js';
+import { openFaceAlbums, type AlbumPublishing } from './open-face-albums.js';
 
 /** The held data's retention can end by time alone, with no ledger change to announce it. */
 const HOLD_CHECK_MS = 3_600_000;
-
-/** What FacesService needs of the face albums (H2's FaceAlbums). */
-export interface AlbumsLike {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  check(): Promise<void>;
-}
 
 export interface FacesServiceOptions {
   db: Database.Database;
@@ -37,8 +32,8 @@ export interface FacesServiceOptions {
   bus: EventBus;
   logger: Logger;
   cameraPseudonym: (cameraId: string) => string;
-  /** Builds the face albums once the enrolment store is open (absent without a store: memory-only media). */
-  albums?: (people: EnrolmentStore) => AlbumsLike | undefined;
+  /** Where face albums are published, asked once the enrolment store is open (no store, memory-only media: no albums). */
+  albumPublishing?: () => AlbumPublishing;
 }
 
 /**
@@ -55,7 +50,7 @@ export class FacesService {
   #enrolment: EnrolmentStore | undefined;
   #stage: FaceStage | undefined;
   #health: FaceModelHealth | undefined;
-  #albums: AlbumsLike | undefined;
+  #albums: FaceAlbums | undefined;
   #offs: Array<() => void> = [];
   #holdTimer: NodeJS.Timeout | undefined;
 
@@ -97,7 +92,8 @@ export class FacesService {
       (n) => logger.info({ deleted: n }, 'face sightings past retention deleted'),
       (error) => logger.warn({ err: error }, 'face sighting retention failed; will retry'),
     );
-    this.#albums = this.#o.albums?.(enrolment);
+    const publishing = this.#o.albumPublishing?.();
+    if (publishing !== undefined) this.#albums = openFaceAlbums(enrolment, { ...this.#o, ...publishing });
     this.#enforce();
     this.#offs = [stopSightings, bus.on('consent.changed', () => this.#enforce())];
     // Not a poll of the ledger (consent.changed tells every change): a hold's retention ends by time alone,

@@ -1,4 +1,5 @@
-import { LOCAL_OPERATOR, type ConsentRecord } from './consent-ledger.js';
+import { LOCAL_OPERATOR, type ConsentLedger, type ConsentRecord } from './consent-ledger.js';
+import { readConsent } from './read-consent.js';
 import type { ConsentName } from './vocabulary.js';
 
 /**
@@ -114,4 +115,22 @@ export function isHeld(records: readonly ConsentRecord[], consent: ConsentName, 
 export function heldUploadCutoff(records: readonly ConsentRecord[], retentionDays: number, now: number): number | undefined {
   if (!heldByUnsignedStop(records, 'cloudUpload')) return undefined;
   return now - retentionDays * 86_400_000;
+}
+
+/**
+ * The withdrawal of `consent` that face data must now be destroyed under, with the ledger's records (to
+ * tell who was enrolled before it); undefined while the consent is granted, the ledger is unreadable (it
+ * then destroys nothing), or the only withdrawal is an unsigned stop still within its hold.
+ */
+export function withdrawalToEnforce(ledger: Pick<ConsentLedger, 'currentConsent' | 'records'>, consent: ConsentName, limit: HoldLimit): { withdrawal: ConsentRecord; records: ConsentRecord[] } | undefined {
+  const state = readConsent(ledger);
+  if (state === 'unreadable' || state[consent]) return undefined;
+  let records: ConsentRecord[];
+  try {
+    records = ledger.records();
+  } catch {
+    return undefined;
+  }
+  const withdrawal = destroyingWithdrawal(records, consent, limit);
+  return withdrawal === undefined ? undefined : { withdrawal, records };
 }

@@ -75,7 +75,7 @@ describe('live cameras and one judge (gateway with embedded broker)', () => {
     await waitFor('discovery of the added camera', () => (discovery.get(motionConfig) ?? '') !== '', 60_000);
     expect(JSON.parse(discovery.get(motionConfig)!)).toMatchObject({ unique_id: 'camveil_live-hub_garage_motion' });
     // The gate knows the camera (household switch on, capable by the override); only consent is missing.
-    expect(gateway.faceDecision('garage').reason).not.toBe('camera-unknown');
+    expect(gateway.gate.mayRecogniseFaces('garage').reason).not.toBe('camera-unknown');
     expect((await app.request('cameras/remove', { cameraId: 'garage' }, { sign: true })).status).toBe('ok');
     await waitFor('the removed camera withdrawn from discovery', () => discovery.get(motionConfig) === '', 60_000);
     // Put back for the next test.
@@ -85,7 +85,7 @@ describe('live cameras and one judge (gateway with embedded broker)', () => {
   it('the console (hub-context) and the service give the same face answer for the same camera', async () => {
     expect((await app.request('consent/set', { action: 'accept-policy', version: '2021-10-31' }, { sign: true })).status).toBe('ok');
     expect((await app.request('consent/set', { action: 'grant', consent: 'faceRecognition' }, { sign: true })).status).toBe('ok');
-    const service = gateway.faceDecision('garage');
+    const service = gateway.gate.mayRecogniseFaces('garage');
     expect(service).toEqual({ allowed: true, reason: 'ok' });
     const hub = await openHubContext(configFile);
     try {
@@ -117,7 +117,7 @@ describe('live cameras and one judge (gateway with embedded broker)', () => {
       expect(seen).toEqual(['mode:local-only', 'consent']);
       expect(told!.mode).toEqual({ mode: 'local-only', reason: 'cloud-upload-withdrawn' });
       expect(told!.seq).toBe(gateway.consent.snapshot() === 'unreadable' ? -1 : (gateway.consent.snapshot() as { seq: number }).seq);
-      expect(gateway.faceDecision('garage').allowed).toBe(true);
+      expect(gateway.gate.mayRecogniseFaces('garage').allowed).toBe(true);
     } finally {
       offs.forEach((off) => off());
     }

@@ -186,7 +186,7 @@ describe('unsigned means stop, never destroy', () => {
     expect(gateway.state().mode).toEqual({ mode: 'local-only', reason: 'cloud-upload-withdrawn' });
     expect(results.some((r) => r.result === 'aborted')).toBe(true);
     await waitFor('the cloud to see the upload aborted', () => cloud.aborted > aborted, 30_000);
-    expect(gateway.enrolmentDecision()).toEqual({ allowed: false, reason: 'face-consent-missing' });
+    expect(gateway.gate.mayEnrolFaces()).toEqual({ allowed: false, reason: 'face-consent-missing' });
     expect(gateway.faceStats()).toMatchObject({ detectCalls: 0, describeCalls: 0 });
     // The household is told, sealed, and the incident is audited.
     await waitFor('the sealed security event', () => told.some((e) => (e as { type?: string; reason?: string }).reason === 'unsigned-stop'), 30_000);
@@ -199,7 +199,7 @@ describe('unsigned means stop, never destroy', () => {
     for (const c of clients.splice(0)) await c.endAsync();
     const again = await startGateway(dataDir);
     expect(again.state().mode).toEqual({ mode: 'local-only', reason: 'cloud-upload-withdrawn' });
-    expect(again.enrolmentDecision().allowed).toBe(false);
+    expect(again.gate.mayEnrolFaces().allowed).toBe(false);
     // start() ran the withdrawal checks (templates, albums, queue) before returning.
     expect(holdings(dataDir)).toEqual(before);
     expect(cloud.puts.length).toBe(putsBefore);

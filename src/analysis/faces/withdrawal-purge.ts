@@ -1,6 +1,5 @@
 import { LOCAL_OPERATOR, type ConsentLedger } from '../../policy/consent-ledger.js';
-import { readConsent } from '../../policy/read-consent.js';
-import { destroyingWithdrawal, mayDestroy } from '../../policy/withdrawal.js';
+import { mayDestroy, withdrawalToEnforce } from '../../policy/withdrawal.js';
 import type { ChangeOrigin } from './enrolment-request.js';
 import type { EnrolmentStore } from './enrolment.js';
 
@@ -17,16 +16,9 @@ import type { EnrolmentStore } from './enrolment.js';
  * were deleted. An unreadable ledger deletes nothing (and the gate already refuses all face work).
  */
 export function purgeAfterWithdrawal(store: EnrolmentStore, ledger: ConsentLedger, options: { heldMaxDays?: number | null; now?: Date } = {}): number {
-  const consent = readConsent(ledger);
-  if (consent === 'unreadable' || consent.faceRecognition) return 0;
-  let records;
-  try {
-    records = ledger.records();
-  } catch {
-    return 0;
-  }
-  const withdrawal = destroyingWithdrawal(records, 'faceRecognition', { maxDays: options.heldMaxDays, now: options.now ?? new Date() });
-  if (withdrawal === undefined) return 0;
+  const found = withdrawalToEnforce(ledger, 'faceRecognition', { maxDays: options.heldMaxDays, now: options.now ?? new Date() });
+  if (found === undefined) return 0;
+  const { withdrawal, records } = found;
   store.sightings.deleteAll();
   const enrolledAt = new Map(records.filter((r) => r.kind === 'enrol' && r.subject !== undefined).map((r) => [r.subject!, r.seq]));
   const stale = store.ids().filter((id) => (enrolledAt.get(id) ?? 0) < withdrawal.seq);
