@@ -15,7 +15,7 @@ export function registerApp(program: Command, ctx: CliContext): void {
   });
   const appConsent = app.command('consent').description("the household's consents: grant (signed), withdraw, accept-policy (signed)");
   const appCameras = app.command('cameras').description('cameras the app manages: add (password sealed to the hub), remove');
-  const appFaces = app.command('faces').description('enrolled people: enroll and add-photos (photos sealed to the hub), list, sightings, correct');
+  const appFaces = app.command('faces').description('enrolled people: enrol and add-photos (photos sealed to the hub), list, sightings, correct');
   const appDevices = app.command('devices').description('other phones: key (this device\'s public key), add (signed; gives the new device the pinned hub keys)');
   type AppGlobal = { broker: string; hub: string; state: string; baseTopic?: string; pinFrom?: string; timeout?: number };
   const appCommand = (name: string, description: string, parent: Command = app) =>
@@ -27,7 +27,7 @@ export function registerApp(program: Command, ctx: CliContext): void {
       .requiredOption('--state <file>', "the app's key and sequence number (created on first use, chmod 600)")
       .option('--base-topic <topic>', 'MQTT base topic', 'camveil')
       .option('--pin-from <file>', 'pin the hub keys in this bundle (from `devices add --out` on a paired device) before anything is sent')
-      .addOption(timeoutOption("how long to wait for the hub's reply (default 10; 120 for faces enroll and add-photos)"));
+      .addOption(timeoutOption("how long to wait for the hub's reply (default 10; 120 for faces enrol and add-photos)"));
   const runAppAction = async (action: AppAction, opts: AppGlobal) => {
     const { runApp } = await import('../commands/app.js');
     await ctx.run(() => runApp(action, opts.timeout === undefined ? opts : { ...opts, timeoutSeconds: opts.timeout }, ctx.io));
@@ -95,14 +95,14 @@ export function registerApp(program: Command, ctx: CliContext): void {
   appCommand('remove', 'remove a camera the app added (signed request)', appCameras)
     .requiredOption('--id <id>', 'camera id')
     .action((opts: AppGlobal & { id: string }) => runAppAction({ kind: 'cameras-remove', id: opts.id }, opts));
-  appCommand('enroll', 'enrol a person: name and photos sealed to the hub, the request signed', appFaces)
+  appCommand('enrol', 'enrol a person: name and photos sealed to the hub, the request signed', appFaces)
     .requiredOption('--name <name>', "the person's name")
     .requiredOption('--photo <file...>', 'one or more photos, each with exactly one face')
     .option('--minor', 'the person is under 18 (a guardian attestation is then required)')
     .option('--keep-photos', 'ask the hub to keep the photos, sealed to its key')
     .action((opts: AppGlobal & { name: string; photo: string[]; minor?: boolean; keepPhotos?: boolean }) =>
       runAppAction(
-        { kind: 'faces-enroll', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}), ...(opts.keepPhotos === true ? { keepPhotos: true } : {}) },
+        { kind: 'faces-enrol', name: opts.name, photos: opts.photo, ...(opts.minor === true ? { minor: true } : {}), ...(opts.keepPhotos === true ? { keepPhotos: true } : {}) },
         opts,
       ),
     );

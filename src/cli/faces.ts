@@ -26,7 +26,6 @@ export function registerFaces(program: Command, ctx: CliContext): void {
 
   faces
     .command('enrol')
-    .alias('enroll')
     .description('enrol a person from reference photos (each must hold exactly one usable face); name and templates are sealed to the hub key')
     .addOption(configOption())
     .requiredOption('--name <name>', "the person's name (stored encrypted)")

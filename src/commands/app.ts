@@ -38,7 +38,7 @@ export type AppAction =
   | { kind: 'status'; identity?: string }
   | { kind: 'consent'; action: 'grant' | 'withdraw' | 'accept-policy'; consent?: string; version?: string; unsigned?: boolean }
   | { kind: 'events'; identity: string; for?: number }
-  | { kind: 'faces-enroll'; name: string; photos: string[]; minor?: boolean; keepPhotos?: boolean }
+  | { kind: 'faces-enrol'; name: string; photos: string[]; minor?: boolean; keepPhotos?: boolean }
   | { kind: 'faces-list'; identity: string }
   | { kind: 'faces-add-photos'; personId: string; photos: string[]; keepPhotos?: boolean }
   | { kind: 'faces-correct'; sightingId: string; personId: string; verdict: 'is' | 'is-not'; unsigned?: boolean }
@@ -61,7 +61,7 @@ export type AppAction =
  * seconds to do; everything else is answered in milliseconds.
  */
 export function replyTimeoutSeconds(action: AppAction): number {
-  return action.kind === 'faces-enroll' || action.kind === 'faces-add-photos' ? 120 : 10;
+  return action.kind === 'faces-enrol' || action.kind === 'faces-add-photos' ? 120 : 10;
 }
 
 export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO): Promise<number> {
@@ -115,12 +115,12 @@ export async function runApp(action: AppAction, opts: AppOptions, io: CommandIO)
         response = await app.request('consent/set', args, { sign: action.unsigned !== true });
         break;
       }
-      case 'faces-enroll': {
+      case 'faces-enrol': {
         // The name and photos travel in the args, which the app client seals to the pinned hub recipient.
         const payload: Record<string, unknown> = { name: action.name, minor: action.minor === true, photos: await photosOf(action.photos), keepPhotos: action.keepPhotos === true };
         // A minor: this app's key signs the guardian's attestation for this hub, this name and these photos.
         if (action.minor === true) payload.guardianAttestation = signGuardianAttestation(app.key, { hubId: opts.hub, subject: enrolmentSubject(action.name, payload.photos as string[]) });
-        response = await app.request('faces/enroll', payload, { sign: true });
+        response = await app.request('faces/enrol', payload, { sign: true });
         break;
       }
       case 'faces-add-photos': {

@@ -183,7 +183,7 @@ async function enrolDemoPerson(gateway: Gateway, io: CommandIO): Promise<Map<str
       .extract({ left, top, width, height })
       .raw()
       .toBuffer();
-    const person = await gateway.enrolment.enroll(engine, {
+    const person = await gateway.enrolment.enrol(engine, {
       name: 'Demo person',
       photos: [{ label: 'sample1.jpg (crop)', image: { width, height, data: crop, channels: 3 } }],
       minor: false,

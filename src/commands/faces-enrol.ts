@@ -83,7 +83,7 @@ export async function runFacesEnrol(opts: FacesEnrolOptions, io: CommandIO): Pro
       }
       return FaceEngine.using(
         (engine) =>
-          store.enroll(engine, {
+          store.enrol(engine, {
             name: opts.name,
             photos: opts.photos,
             minor,

@@ -21,7 +21,7 @@ export interface FaceCommandDeps {
 
 const personId = z.string().regex(/^person_[a-z2-7]{16}$/, 'must be a person id (person_…)');
 
-/** The args of `faces/enroll` (sealed to the hub as a whole, like every request's: envelope.ts). */
+/** The args of `faces/enrol` (sealed to the hub as a whole, like every request's: envelope.ts). */
 export const enrolmentPayloadSchema = z.strictObject({
   name: z.string().min(1).max(128),
   minor: z.boolean().default(false),
@@ -101,7 +101,7 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
         };
       },
     }),
-    'faces/enroll': defineHandler({
+    'faces/enrol': defineHandler({
       requires: 'signature',
       args: enrolmentPayloadSchema,
       run: async (payload, ctx) => {
@@ -117,7 +117,7 @@ export function faceCommands(deps: FaceCommandDeps): Record<string, CommandHandl
           : undefined;
         const photos = await photosOf(payload.photos);
         const person = await withEngine((engine) =>
-          deps.people().enroll(engine, {
+          deps.people().enrol(engine, {
             name: payload.name,
             photos,
             minor: payload.minor,

@@ -18,11 +18,11 @@ import { decodeBase64, ed25519KeyObject, rawEd25519, type KeyRegistry } from './
  * is for (enrolmentSubject: the name and photos the app seals for the hub, so it cannot be moved to another
  * person), `at` ISO 8601 (accepted within GUARDIAN_FRESHNESS_MS of the hub clock, either way, so a captured
  * attestation is not good for ever). `canonicalJson` is audit/canonical.ts (keys sorted, no whitespace).
- * The app sends `{guardianKeyId, statement, at, sig}` inside the sealed `faces/enroll` payload.
+ * The app sends `{guardianKeyId, statement, at, sig}` inside the sealed `faces/enrol` payload.
  */
 export const GUARDIAN_CONTEXT = 'camveil-guardian-v1';
 export const GUARDIAN_FRESHNESS_MS = 10 * 60 * 1000;
-/** What `camveil app faces enroll --minor` signs when no other statement is given. */
+/** What `camveil app faces enrol --minor` signs when no other statement is given. */
 export const DEFAULT_GUARDIAN_STATEMENT = 'I am a parent or guardian of the person enrolled and consent to the enrolment of their face.';
 
 /** The attestation as it travels (sealed to the hub inside the enrolment payload). */
@@ -51,7 +51,7 @@ export function guardianAttestationBytes(fields: { hubId: string; subject: strin
 }
 
 /**
- * Signs an attestation with a paired app key (what `camveil app faces enroll --minor` does with the app's
+ * Signs an attestation with a paired app key (what `camveil app faces enrol --minor` does with the app's
  * own key). `at` defaults to now.
  */
 export function signGuardianAttestation(

@@ -1,5 +1,5 @@
 /**
- * How large an MQTT request may be, derived from the largest arguments a command has: `faces/enroll` and
+ * How large an MQTT request may be, derived from the largest arguments a command has: `faces/enrol` and
  * `faces/add-photos` with MAX_PHOTOS photos. The schema (face-commands.ts), the app's downscaling
  * (`camveil app faces …`) and the hub's caps all come from these numbers, so they cannot disagree.
  *
@@ -10,7 +10,7 @@
  * gives 110–222 KB each at quality 90.
  */
 
-/** Photos per `faces/enroll` or `faces/add-photos` request. */
+/** Photos per `faces/enrol` or `faces/add-photos` request. */
 export const MAX_PHOTOS = 5;
 /** The longer side, in pixels, `camveil app` scales a photo to before sealing (never enlarging). */
 export const PHOTO_MAX_SIDE = 1024;

@@ -32,7 +32,7 @@ export interface GuardianAttestation {
 /**
  * An attestation someone with authority checked: `paired-key` — signed by the guardian's paired app key
  * for this hub and this person, fresh (control/guardian-attestation.ts); `console` — vouched for at the
- * hub's own console by its operator. Only these enrol a minor (EnrolmentStore.enroll).
+ * hub's own console by its operator. Only these enrol a minor (EnrolmentStore.enrol).
  */
 export type VerifiedGuardianAttestation = GuardianAttestation & { verifiedBy: 'paired-key' | 'console' };
 

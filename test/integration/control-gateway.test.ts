@@ -119,11 +119,11 @@ describe('gateway control plane over MQTT (embedded broker)', () => {
     // The app client seals the args (name, photo) to the hub recipient it pinned at pairing.
     const args = { name: 'Ada Example', photos: [photo.toString('base64')] };
     // Without faceRecognition consent the hub refuses, and nothing is enrolled.
-    expect(await app.request('faces/enroll', args, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_CONSENT_REQUIRED' } });
+    expect(await app.request('faces/enrol', args, { sign: true })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_CONSENT_REQUIRED' } });
     expect((await app.request('consent/set', { action: 'grant', consent: 'faceRecognition' }, { sign: true })).status).toBe('ok');
     // Unsigned: refused at the door.
-    expect(await app.request('faces/enroll', args, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
-    const enrolled = await app.request('faces/enroll', args, { sign: true });
+    expect(await app.request('faces/enrol', args, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_NOT_AUTHORISED' } });
+    const enrolled = await app.request('faces/enrol', args, { sign: true });
     expect(enrolled, JSON.stringify(enrolled)).toMatchObject({ status: 'ok', data: { personId: expect.stringMatching(/^person_/) as string } });
     const listed = await app.request('faces/list', {}, { sign: true });
     const data = listed.data as { people: Array<{ personId: string }>; sealedNames: string };

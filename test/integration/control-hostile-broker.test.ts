@@ -315,10 +315,10 @@ function hostileBrokerSuite(kind: BrokerKind): void {
     // Enrolment: the hub has no face models configured, so it refuses; the name still crossed the broker.
     // A real photo: the app scales and re-encodes it before sealing (it refuses what is not an image).
     const photo = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo', 'sample2.jpg');
-    const enrol = await app({ kind: 'faces-enroll', name: PERSON, photos: [photo] }, 'hub-a');
+    const enrol = await app({ kind: 'faces-enrol', name: PERSON, photos: [photo] }, 'hub-a');
     expect(JSON.parse(enrol.out)).toMatchObject({ status: 'error', error: { code: expect.stringMatching(/UNKNOWN_COMMAND|CONSENT_REQUIRED/) as string } });
-    const sent = proxy.publishes().filter((p) => p.direction === 'toBroker' && /request\/(cameras\/add|config\/set|devices\/add|faces\/enroll|pair)$/.test(p.packet.topic));
-    expect(new Set(sent.map((p) => p.packet.topic.split('/request/')[1]))).toEqual(new Set(['cameras/add', 'config/set', 'devices/add', 'faces/enroll', 'pair']));
+    const sent = proxy.publishes().filter((p) => p.direction === 'toBroker' && /request\/(cameras\/add|config\/set|devices\/add|faces\/enrol|pair)$/.test(p.packet.topic));
+    expect(new Set(sent.map((p) => p.packet.topic.split('/request/')[1]))).toEqual(new Set(['cameras/add', 'config/set', 'devices/add', 'faces/enrol', 'pair']));
     for (const p of sent) {
       const payload = requestPayload(p.packet);
       if (p.packet.topic.endsWith('/pair')) expect(payload.args).toMatchObject({ publicKey: expect.any(String) as string });

@@ -141,7 +141,7 @@ function capture(): CommandIO & { out: string[] } {
 describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the household, deleted with the person', () => {
   it('uploads an album the household opens (person id, event ids, no name, no embeddings); a newer one replaces it and the cloud deletes the old; deleting the person deletes the album', async () => {
     const hub = await startHub('basic');
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const [e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now();
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: t0, distance: 0.41234, sightingId: 'sight_aaaaaaaaaaaaaaaa', eventId: e1 });
@@ -187,7 +187,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('keeps the last N sightings, and the list across restarts (sealed to the hub); the album before the restart is replaced and deleted', async () => {
     let hub = await startHub('restart');
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const events = Array.from({ length: 5 }, () => randomUUID());
     const t0 = Date.now();
     events.slice(0, 2).forEach((eventId, i) => hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: t0 + i, distance: 0.4, sightingId: newSightingId(), eventId }));
@@ -214,7 +214,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('puts the templates in the album only with the household opt-in', async () => {
     const hub = await startHub('embeddings', { embeddings: true });
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId: randomUUID() });
     await waitFor('an album', () => hub.albums.length >= 1, 10_000);
     const { content } = await openAlbum(hub, hub.albums[0]!);
@@ -228,7 +228,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('without faceRecognition consent no album is made or uploaded, and the hub holds no person→event plaintext', async () => {
     const hub = await startHub('no-consent', { face: false });
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const eventId = randomUUID();
     // The face stage would not run without the consent; the album refuses on its own all the same.
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: 'sight_dddddddddddddddd', eventId });
@@ -254,7 +254,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('while the gate refuses face-album uploads (local-only) nothing is sealed for the household; the album follows once uploads are allowed', async () => {
     const hub = await startHub('held', { cloud: false });
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const eventId = randomUUID();
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId });
     await new Promise((r) => setTimeout(r, 1500));
@@ -274,7 +274,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
     });
     const cloudDir = join(root, 'cloud-late');
     const hub = await startHub('resend', { endpoint: `http://127.0.0.1:${port}`, cloudDir });
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const eventId = randomUUID();
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId });
     // Nothing listens on the port yet: the album waits in the outbox.
@@ -303,7 +303,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
     });
     const cloudDir = join(root, 'cloud-replaced');
     const hub = await startHub('replaced', { endpoint: `http://127.0.0.1:${port}`, cloudDir });
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const [e1, e2] = [randomUUID(), randomUUID()];
     const queued = () => (hub.gateway.state().uplink?.outbox.queued ?? 0) + (hub.gateway.state().uplink?.outbox.uploading ?? 0);
     const storedAlbums = (): string[] => {
@@ -337,7 +337,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('withdrawing faceRecognition deletes the albums on the hub and in the cloud, in local-only mode too', async () => {
     const hub = await startHub('withdraw');
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId: randomUUID() });
     await waitFor('an album', () => hub.albums.length >= 1, 10_000);
     const album = hub.albums[0]!;
@@ -352,7 +352,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 
   it('camveil data delete drops the album rows and the cloud deletes the album', async () => {
     const hub = await startHub('data-delete');
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId: randomUUID() });
     await waitFor('an album', () => hub.albums.length >= 1, 10_000);
     await hub.gateway.stop();
@@ -368,7 +368,7 @@ describeWithPeers(['ffmpeg'], 'face albums: sealed person → events for the hou
 describeWithPeers(['ffmpeg', 'age'], "face albums open with Debian's age CLI", () => {
   it('decrypts an uploaded album with age -d and a household key file', async () => {
     const hub = await startHub('age-cli');
-    const person = await hub.gateway.enrolment.enroll(engine, { name: NAME, photos: [crop], minor: false });
+    const person = await hub.gateway.enrolment.enrol(engine, { name: NAME, photos: [crop], minor: false });
     const eventId = randomUUID();
     hub.gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId: newSightingId(), eventId });
     await waitFor('an album', () => hub.albums.length >= 1, 10_000);

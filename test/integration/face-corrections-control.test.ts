@@ -72,7 +72,7 @@ describe('faces/correct, faces/add-photos, faces/sightings over MQTT', () => {
       hub.acceptAndGrant();
       const keys = await loadOrCreateHubKeys(hub.dataDir);
       store = new EnrolmentStore({ db: hub.db, hub: keys, audit: hub.audit, policyVersion: hub.policyVersion, ledger: hub.ledger });
-      personId = (await store.enroll(engine, { name: 'A', photos: [crop], minor: false })).personId;
+      personId = (await store.enrol(engine, { name: 'A', photos: [crop], minor: false })).personId;
       stranger = newSightingId();
       await store.sightings.record({ sightingId: stranger, cameraId: 'front', eventId: 'evt-7', at: Date.now(), label: 'known', personId, descriptor: sightingDescriptor });
 

@@ -84,7 +84,7 @@ describe('faces/delete over MQTT records the signing key as the actor', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const enrol = async (name: string) => (await store.enroll(engine, { name, photos: [crop], minor: false })).personId;
+  const enrol = async (name: string) => (await store.enrol(engine, { name, photos: [crop], minor: false })).personId;
   const unenrolRecords = () => hub.ledger.records().filter((r) => r.kind === 'unenrol');
   const unenrolAudits = () => hub.audit.entries({ limit: 10_000 }).filter((e) => e.type === 'consent.changed' && (e.details as { state?: string }).state === 'unenrolled');
 

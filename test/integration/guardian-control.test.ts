@@ -97,7 +97,7 @@ describe('guardian consent over MQTT', () => {
 
   const enrolRequest = async (guardianAttestation: unknown, name = 'Kid') => {
     const payload = { name, minor: true, photos: [photo], ...(guardianAttestation === undefined ? {} : { guardianAttestation }) };
-    return app.request('faces/enroll', payload, { sign: true });
+    return app.request('faces/enrol', payload, { sign: true });
   };
   const enrolRecords = () => hub.ledger.records().filter((r) => r.kind === 'enrol');
 
@@ -123,9 +123,9 @@ describe('guardian consent over MQTT', () => {
     expect(enrolRecords()).toEqual([]);
   });
 
-  it('camveil app faces enroll --minor signs the attestation with the app key; the ledger names the signer, not the console', async () => {
+  it('camveil app faces enrol --minor signs the attestation with the app key; the ledger names the signer, not the console', async () => {
     const out: string[] = [];
-    const code = await runApp({ kind: 'faces-enroll', name: 'Kid', photos: [crop], minor: true }, { broker: broker.url, hub: HUB, state: stateFile, identity: phoneIdentityFile }, { stdout: (t) => out.push(t), stderr: (t) => out.push(t) });
+    const code = await runApp({ kind: 'faces-enrol', name: 'Kid', photos: [crop], minor: true }, { broker: broker.url, hub: HUB, state: stateFile, identity: phoneIdentityFile }, { stdout: (t) => out.push(t), stderr: (t) => out.push(t) });
     expect(code, out.join('\n')).toBe(0);
     expect(store.count()).toBe(1);
     const [record] = enrolRecords();

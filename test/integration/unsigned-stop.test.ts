@@ -159,7 +159,7 @@ async function hubWithData(name: string): Promise<{ gateway: Gateway; dataDir: s
   for (const c of ['cloudUpload', 'localRecording', 'faceRecognition'] as const) await gateway.consent.grant(c, WHO);
   const puts = cloud.puts.length;
   for (const who of ['A', 'B']) {
-    const person = await gateway.enrolment.enroll(engine, { name: who, photos: [crop], minor: false });
+    const person = await gateway.enrolment.enrol(engine, { name: who, photos: [crop], minor: false });
     const sightingId = newSightingId();
     await gateway.enrolment.sightings.record({ sightingId, cameraId: 'porch', at: Date.now(), label: 'known', personId: person.personId, descriptor: new Float32Array(128).fill(0.05) });
     gateway.bus.emit('face.known', { cameraId: 'porch', personId: person.personId, at: Date.now(), distance: 0.4, sightingId, eventId: randomUUID() });

@@ -108,7 +108,7 @@ describe('corrections with real descriptors', () => {
     cleanups.push(() => hub.close());
     hub.acceptAndGrant();
     const store = new EnrolmentStore({ db: hub.db, hub: await loadOrCreateHubKeys(hub.dataDir), audit: hub.audit, policyVersion: hub.policyVersion });
-    const x = await store.enroll(engine, { name: 'Xenia Testperson', photos: [xCropFile], minor: false });
+    const x = await store.enrol(engine, { name: 'Xenia Testperson', photos: [xCropFile], minor: false });
     return { hub, store, x };
   }
 
@@ -171,7 +171,7 @@ describe('corrections with real descriptors', () => {
     const { store, x } = await storeFor();
     const yFile = join(dir, 'y.jpg');
     await sharp(sCrop).jpeg().toFile(yFile);
-    const y = await store.enroll(engine, { name: 'Yara Testperson', photos: [yFile], minor: false });
+    const y = await store.enrol(engine, { name: 'Yara Testperson', photos: [yFile], minor: false });
     const sightingId = newSightingId();
     await store.sightings.record({ sightingId, cameraId: 'front', at: Date.now(), label: 'known', personId: y.personId, descriptor: await descriptorOf(await jpeg(sharp(xCrop).flop())) });
     expect(await store.correct(sightingId, x.personId, 'is')).toMatchObject({ templates: 2, negatives: 0 });

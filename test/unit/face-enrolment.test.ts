@@ -61,7 +61,7 @@ describe('enrolment store', () => {
     const hub = testHub();
     try {
       const store = await storeFor(hub);
-      const person = await store.enroll(engine, { name: NAME, photos: [crop], minor: false });
+      const person = await store.enrol(engine, { name: NAME, photos: [crop], minor: false });
       expect(person.personId).toMatch(/^person_[a-z2-7]{16}$/);
       expect(await store.list()).toEqual([{ personId: person.personId, name: NAME, minor: false, templates: 1, negatives: 0, photosKept: 0, enrolledAt: person.enrolledAt }]);
       const loaded = await store.load();
@@ -96,15 +96,15 @@ describe('enrolment store', () => {
     const hub = testHub();
     try {
       const store = await storeFor(hub);
-      const several = await refusal(store.enroll(engine, { name: NAME, photos: [crop, join(DEMO, 'sample1.jpg')], minor: false }));
+      const several = await refusal(store.enrol(engine, { name: NAME, photos: [crop, join(DEMO, 'sample1.jpg')], minor: false }));
       expect(several.code).toBe('CAMVEIL_E_SEVERAL_FACES');
       expect(several.message).toMatch(/^photo 2 \(.*sample1\.jpg\): 3 usable faces/);
-      const none = await refusal(store.enroll(engine, { name: NAME, photos: [blank], minor: false }));
+      const none = await refusal(store.enrol(engine, { name: NAME, photos: [blank], minor: false }));
       expect(none.code).toBe('CAMVEIL_E_NO_FACE');
       expect(none.message).toMatch(/^photo 1 \(.*wall\.png\): no face found/);
       const tiny = join(dir, 'tiny.jpg');
       await sharp(crop).resize(40).jpeg().toFile(tiny);
-      const small = await refusal(store.enroll(engine, { name: NAME, photos: [tiny], minor: false }));
+      const small = await refusal(store.enrol(engine, { name: NAME, photos: [tiny], minor: false }));
       expect(small.code).toBe('CAMVEIL_E_NO_FACE');
       expect(small.message).toMatch(/photo 1 .*(too small|no face found)/);
       expect(store.count()).toBe(0);
@@ -118,15 +118,15 @@ describe('enrolment store', () => {
     const hub = testHub();
     try {
       const store = await storeFor(hub);
-      const e = await refusal(store.enroll(engine, { name: 'Kid', photos: [crop], minor: true }));
+      const e = await refusal(store.enrol(engine, { name: 'Kid', photos: [crop], minor: true }));
       expect(e.code).toBe('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED');
       expect(store.count()).toBe(0);
       // An attestation nobody verified (a string, as protocol v1 took it) is refused too.
       const unverified = { guardianKeyId: 'nobody-at-all', statement: 'trust me', at: new Date().toISOString() };
-      const e2 = await refusal(store.enroll(engine, { name: 'Kid', photos: [crop], minor: true, guardianAttestation: unverified as never }));
+      const e2 = await refusal(store.enrol(engine, { name: 'Kid', photos: [crop], minor: true, guardianAttestation: unverified as never }));
       expect(e2.code).toBe('CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED');
       expect(store.count()).toBe(0);
-      const kid = await store.enroll(engine, {
+      const kid = await store.enrol(engine, {
         name: 'Kid',
         photos: [crop],
         minor: true,
@@ -147,11 +147,11 @@ describe('faceRecognition withdrawal', () => {
     try {
       const store = await storeFor(hub);
       hub.acceptAndGrant();
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
-      const b = await store.enroll(engine, { name: 'B', photos: [crop], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
+      const b = await store.enrol(engine, { name: 'B', photos: [crop], minor: false });
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(0); // consent granted: nothing to do
       hub.withdraw();
-      const later = await store.enroll(engine, { name: 'C', photos: [crop], minor: false });
+      const later = await store.enrol(engine, { name: 'C', photos: [crop], minor: false });
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(2);
       expect(store.ids()).toEqual([later.personId]);
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(0);
@@ -176,7 +176,7 @@ describe('faceRecognition withdrawal', () => {
 
       // Signed by a paired key (the shape of a key id: 16 base32 characters).
       const signedKey = 'abcdefghijklmnop';
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
       withdraw(signedKey, 'b'.repeat(64));
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(1);
       expect(unenrolment(a.personId)).toMatchObject({ actor: signedKey, requestDigest: 'b'.repeat(64) });
@@ -185,7 +185,7 @@ describe('faceRecognition withdrawal', () => {
 
       // At the console.
       grant();
-      const b = await store.enroll(engine, { name: 'B', photos: [crop], minor: false });
+      const b = await store.enrol(engine, { name: 'B', photos: [crop], minor: false });
       withdraw(LOCAL_OPERATOR, 'c'.repeat(64));
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(1);
       expect(unenrolment(b.personId)).toMatchObject({ actor: LOCAL_OPERATOR, requestDigest: 'c'.repeat(64) });
@@ -193,7 +193,7 @@ describe('faceRecognition withdrawal', () => {
 
       // Unsigned: held, then deleted by the retention, never in the name of a key or the console.
       grant();
-      const c = await store.enroll(engine, { name: 'C', photos: [crop], minor: false });
+      const c = await store.enrol(engine, { name: 'C', photos: [crop], minor: false });
       withdraw(UNSIGNED_ACTOR, 'd'.repeat(64));
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(0);
       expect(purgeAfterWithdrawal(store, hub.ledger, { heldMaxDays: 0 })).toBe(1);

@@ -83,7 +83,7 @@ describe('recognition with real photos through the face stage', () => {
     hub = testHub();
     hub.acceptAndGrant();
     store = new EnrolmentStore({ db: hub.db, hub: await loadOrCreateHubKeys(hub.dataDir), audit: hub.audit, policyVersion: hub.policyVersion });
-    personId = (await store.enroll(engine, { name: 'Ann', photos: [crop], minor: false })).personId;
+    personId = (await store.enrol(engine, { name: 'Ann', photos: [crop], minor: false })).personId;
     const people = await store.load();
     const sample1 = await readImageFile(join(DEMO, 'sample1.jpg'));
     const sample5 = await readImageFile(join(DEMO, 'sample5.jpg'));

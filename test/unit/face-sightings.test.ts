@@ -119,8 +119,8 @@ describe('sighting store', () => {
       }
 
       const store = await storeFor(hub);
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
-      const b = await store.enroll(engine, { name: 'B', photos: [other], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
+      const b = await store.enrol(engine, { name: 'B', photos: [other], minor: false });
       for (const p of [a, a, b]) await store.sightings.record({ sightingId: newSightingId(), cameraId: 'front', at: Date.now(), label: 'known', personId: p.personId, descriptor: descriptor(3) });
       expect(store.sightings.count()).toBe(4);
       store.delete(a.personId);
@@ -135,7 +135,7 @@ describe('sighting store', () => {
     try {
       const store = await storeFor(hub);
       hub.acceptAndGrant();
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
       await store.sightings.record({ sightingId: newSightingId(), cameraId: 'front', at: Date.now(), label: 'known', personId: a.personId, descriptor: descriptor(1) });
       await store.sightings.record({ sightingId: newSightingId(), cameraId: 'front', at: Date.now(), label: 'unknown', descriptor: descriptor(2) });
       expect(purgeAfterWithdrawal(store, hub.ledger)).toBe(0);
@@ -156,7 +156,7 @@ describe('adding photos and keeping photos', () => {
       const store = await storeFor(hub);
       const jpeg = readFileSync(crop);
       const probe = jpeg.subarray(600, 664);
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
       expect(a.photosKept).toBe(0);
       for (const bytes of dbBytes(hub)) expect(bytes.includes(probe)).toBe(false);
       expect(hub.db.prepare('SELECT count(*) AS n FROM faces_photos').get()).toEqual({ n: 0 });
@@ -174,7 +174,7 @@ describe('adding photos and keeping photos', () => {
         { subject: a.personId, change: 'photos-added', count: 1, kept: 1, policyVersion: hub.policyVersion },
       ]);
 
-      const b = await store.enroll(engine, { name: 'B', photos: [other], minor: false, keepPhotos: true });
+      const b = await store.enrol(engine, { name: 'B', photos: [other], minor: false, keepPhotos: true });
       expect((await store.list()).map((p) => p.photosKept)).toEqual([1, 1]);
       store.delete(a.personId);
       expect(hub.db.prepare('SELECT person_id FROM faces_photos').all()).toEqual([{ person_id: b.personId }]);
@@ -187,7 +187,7 @@ describe('adding photos and keeping photos', () => {
     const hub = testHub();
     try {
       const store = await storeFor(hub);
-      const a = await store.enroll(engine, { name: 'A', photos: [crop], minor: false });
+      const a = await store.enrol(engine, { name: 'A', photos: [crop], minor: false });
       const revision = store.revision();
       const e = await store.addPhotos(engine, a.personId, [crop2, blank], { keepPhotos: true }).then(
         () => undefined,

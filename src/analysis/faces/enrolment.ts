@@ -118,7 +118,7 @@ export class EnrolmentStore {
    * @throws CamveilError `CAMVEIL_E_GUARDIAN_CONSENT_REQUIRED`, `CAMVEIL_E_NO_FACE`, `CAMVEIL_E_SEVERAL_FACES`,
    * `CAMVEIL_E_IMAGE_INVALID` (naming the photo), `CAMVEIL_E_USAGE` (no photo, bad name). Nothing is stored then.
    */
-  async enroll(engine: FaceEngine, request: EnrolRequest): Promise<PersonSummary> {
+  async enrol(engine: FaceEngine, request: EnrolRequest): Promise<PersonSummary> {
     requireGuardianAttestation({ minor: request.minor }, request.guardianAttestation);
     const verifiedBy = request.guardianAttestation?.verifiedBy;
     if (request.minor && verifiedBy !== 'paired-key' && verifiedBy !== 'console') {

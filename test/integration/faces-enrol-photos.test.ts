@@ -19,11 +19,11 @@ import { waitFor } from '../harness/wait.js';
 const FACE_DEMO = path.join(process.cwd(), 'node_modules', '@vladmandic', 'face-api', 'demo');
 
 /**
- * `camveil app faces enroll` with the five photos the schema allows, each as large as a phone takes them: the
+ * `camveil app faces enrol` with the five photos the schema allows, each as large as a phone takes them: the
  * app scales them to what the face models use before sealing, so the request fits the hub's cap, and the hub
  * enrols a template from every one. A real gateway with its embedded broker, real face models.
  */
-describe('camveil app faces enroll: five phone-size photos', () => {
+describe('camveil app faces enrol: five phone-size photos', () => {
   let root: string;
   let gateway: Gateway;
   let url: string;
@@ -99,11 +99,11 @@ describe('camveil app faces enroll: five phone-size photos', () => {
     const watcher = await mqtt.connectAsync(url);
     const requests: Buffer[] = [];
     watcher.on('message', (topic, payload) => {
-      if (topic === 'camveil/photo-hub/request/faces/enroll') requests.push(payload);
+      if (topic === 'camveil/photo-hub/request/faces/enrol') requests.push(payload);
     });
-    await watcher.subscribeAsync('camveil/photo-hub/request/faces/enroll', { qos: 1 });
+    await watcher.subscribeAsync('camveil/photo-hub/request/faces/enrol', { qos: 1 });
     try {
-      const enrolled = await app({ kind: 'faces-enroll', name: 'Five Photos', photos, keepPhotos: true });
+      const enrolled = await app({ kind: 'faces-enrol', name: 'Five Photos', photos, keepPhotos: true });
       expect(enrolled.code, enrolled.out).toBe(0);
       expect(JSON.parse(enrolled.out)).toMatchObject({ status: 'ok', data: { personId: expect.stringMatching(/^person_/) as string, templates: 5, photosKept: 5 } });
       await waitFor('the watcher to see the request', () => requests.length === 1, 30_000);
@@ -114,13 +114,13 @@ describe('camveil app faces enroll: five phone-size photos', () => {
     expect(request.length).toBeLessThanOrEqual(MAX_REQUEST_BYTES);
     // Sealed: no JPEG and no name in it, and well under the cap (figures in docs/mqtt-api.md).
     expect(findPlaintext(request, [{ label: 'name', bytes: Buffer.from('Five Photos') }])).toEqual([]);
-    console.info(`faces enroll: 5 photos of ${sizes.map((s) => Math.round(s / 1024)).join(', ')} KiB sent as one request of ${Math.round(request.length / 1024)} KiB (cap ${Math.round(MAX_REQUEST_BYTES / 1024)} KiB)`);
+    console.info(`faces enrol: 5 photos of ${sizes.map((s) => Math.round(s / 1024)).join(', ')} KiB sent as one request of ${Math.round(request.length / 1024)} KiB (cap ${Math.round(MAX_REQUEST_BYTES / 1024)} KiB)`);
   }, 240_000);
 
   it('refuses a sixth photo before anything is sent, and a file that is not an image', async () => {
-    await expect(app({ kind: 'faces-enroll', name: 'Six', photos: [...photos, photos[0]!] })).rejects.toMatchObject({ code: 'CAMVEIL_E_USAGE' });
+    await expect(app({ kind: 'faces-enrol', name: 'Six', photos: [...photos, photos[0]!] })).rejects.toMatchObject({ code: 'CAMVEIL_E_USAGE' });
     const text = path.join(root, 'notes.jpg');
     writeFileSync(text, 'not a photo');
-    await expect(app({ kind: 'faces-enroll', name: 'Text', photos: [text] })).rejects.toMatchObject({ code: 'CAMVEIL_E_IMAGE_INVALID', message: expect.stringContaining('notes.jpg') as string });
+    await expect(app({ kind: 'faces-enrol', name: 'Text', photos: [text] })).rejects.toMatchObject({ code: 'CAMVEIL_E_IMAGE_INVALID', message: expect.stringContaining('notes.jpg') as string });
   });
 });
