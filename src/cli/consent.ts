@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ConsentAction } from '../commands/consent.js';
 import { CONSENT_NAMES } from '../policy/vocabulary.js';
-import { configOption, jsonOption, type CliContext } from './options.js';
+import { configOption, jsonOption, type CliContext, consoleCommand } from './options.js';
 
 /** `cloudUpload, faceRecognition, crossBorderTransfer or localRecording` */
 const CONSENT_NAMES_TEXT = `${CONSENT_NAMES.slice(0, -1).join(', ')} or ${CONSENT_NAMES.at(-1)!}`;
@@ -15,11 +15,7 @@ export function registerConsent(program: Command, ctx: CliContext): void {
     const { runConsent } = await import('../commands/consent.js');
     await ctx.run(() => runConsent(build(arg), opts, ctx.io));
   };
-  consent
-    .command('show')
-    .description('the consents, the accepted policy version and the mode')
-    .addOption(configOption())
-    .addOption(jsonOption())
+  consoleCommand(consent, 'show', 'the consents, the accepted policy version and the mode', { json: true })
     .action(async (opts: { config: string; json?: boolean }) => {
       const { runConsent } = await import('../commands/consent.js');
       await ctx.run(() => runConsent({ kind: 'show' }, opts, ctx.io));

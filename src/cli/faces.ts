@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { configOption, jsonOption, positiveNumber, type CliContext } from './options.js';
+import { configOption, jsonOption, positiveNumber, type CliContext, consoleCommand } from './options.js';
 
 /** `camveil faces …`: the face model on photos, and the people enrolled on this hub (at its console). */
 export function registerFaces(program: Command, ctx: CliContext): void {
@@ -24,10 +24,7 @@ export function registerFaces(program: Command, ctx: CliContext): void {
       await ctx.run(() => runFacesCompare(image1, image2, opts, ctx.io));
     });
 
-  faces
-    .command('enrol')
-    .description('enrol a person from reference photos (each must hold exactly one usable face); name and templates are sealed to the hub key')
-    .addOption(configOption())
+  consoleCommand(faces, 'enrol', 'enrol a person from reference photos (each must hold exactly one usable face); name and templates are sealed to the hub key')
     .requiredOption('--name <name>', "the person's name (stored encrypted)")
     .requiredOption('--photo <file...>', 'one or more reference photos (not kept unless --keep-photos)')
     .option('--keep-photos', 'keep the photos on the hub, sealed to its key')
@@ -40,29 +37,19 @@ export function registerFaces(program: Command, ctx: CliContext): void {
       const { photo, ...rest } = opts;
       await ctx.run(() => runFacesEnrol({ ...rest, photos: photo }, ctx.io));
     });
-  faces
-    .command('list')
-    .description('the people enrolled on this hub')
-    .addOption(configOption())
-    .addOption(jsonOption())
+  consoleCommand(faces, 'list', 'the people enrolled on this hub', { json: true })
     .action(async (opts: { config: string; json?: boolean }) => {
       const { runFacesList } = await import('../commands/faces-enrol.js');
       await ctx.run(() => runFacesList(opts, ctx.io));
     });
-  faces
-    .command('rename')
-    .description("correct an enrolled person's name")
-    .addOption(configOption())
+  consoleCommand(faces, 'rename', "correct an enrolled person's name")
     .requiredOption('--person <id>', 'the person id (see faces list)')
     .requiredOption('--name <name>', 'the new name (stored encrypted)')
     .action(async (opts: { config: string; person: string; name: string }) => {
       const { runFacesRename } = await import('../commands/faces-enrol.js');
       await ctx.run(() => runFacesRename({ config: opts.config, personId: opts.person, name: opts.name }, ctx.io));
     });
-  faces
-    .command('delete')
-    .description('delete an enrolled person (templates gone at once), or everyone with --all')
-    .addOption(configOption())
+  consoleCommand(faces, 'delete', 'delete an enrolled person (templates gone at once), or everyone with --all')
     .option('--person <id>', 'the person id (see faces list)')
     .option('--all', 'delete every enrolled person')
     .action(async (opts: { config: string; person?: string; all?: boolean }) => {
@@ -93,10 +80,7 @@ export function registerFaces(program: Command, ctx: CliContext): void {
       const { runFacesCorrect } = await import('../commands/faces-enrol.js');
       await ctx.run(() => runFacesCorrect({ ...opts, sightingId: sighting }, ctx.io));
     });
-  faces
-    .command('sightings')
-    .description('recent confirmed face sightings (id, time, camera, event, person or unknown), newest first')
-    .addOption(configOption())
+  consoleCommand(faces, 'sightings', 'recent confirmed face sightings (id, time, camera, event, person or unknown), newest first')
     .option('--limit <n>', 'at most this many', positiveNumber)
     .addOption(jsonOption())
     .action(async (opts: { config: string; limit?: number; json?: boolean }) => {

@@ -47,3 +47,9 @@ export function jsonOption(): Option {
 export function timeoutOption(description: string): Option {
   return new Option('--timeout <seconds>', description).argParser(positiveNumber);
 }
+
+/** A console command on `parent` that reads the hub's configuration (`--config`) and, with `json`, can print JSON (`--json`). */
+export function consoleCommand(parent: Command, name: string, description: string, options: { json?: boolean } = {}): Command {
+  const command = parent.command(name).description(description).addOption(configOption());
+  return options.json === true ? command.addOption(jsonOption()) : command;
+}
