@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
+import type { Box } from './analysis/box.js';
 import type { ConsentSnapshot } from './policy/read-consent.js';
+import type { ObjectLabel } from './policy/vocabulary.js';
 import type { ClipSummary } from './recording/sink.js';
 
 /**
@@ -30,6 +32,14 @@ export interface CamveilEvents {
   'cameras.changed': { cameraIds: readonly string[] };
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
+  /**
+   * A tracked object confirmed (seen in 2 of 3 consecutive analysed frames): once per track. `trackId` is a
+   * random id, `cocoClass` the model's class name (`car`), `label` its group (`vehicle`), `box` in the
+   * analysis frame's pixels, `score` the best so far; `eventId` the motion event open on the camera.
+   */
+  'object.confirmed': { cameraId: string; trackId: string; label: ObjectLabel; cocoClass: string; score: number; box: Box; at: number; eventId?: string };
+  /** A confirmed track was lost (not seen for a while): Home Assistant's sensor for its label may go off. */
+  'object.ended': { cameraId: string; trackId: string; label: ObjectLabel; at: number };
   /**
    * An enrolled person, confirmed over several frames; `personId` is the `person_…` pseudonym, never a name.
    * `sightingId` (`sight_…`) names the sighting for corrections; `eventId` the motion event open on the camera.

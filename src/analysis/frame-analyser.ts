@@ -1,4 +1,19 @@
 import type { AnalysisFrame } from '../cameras/frame.js';
+import type { ObjectLabel } from '../policy/vocabulary.js';
+import type { Box } from './box.js';
+
+/** One object the objects analyser found in a frame, after its thresholds, classes and zones. */
+export interface DetectedObject {
+  /** The group (`vehicle`). */
+  label: ObjectLabel;
+  /** The model's COCO class name (`car`). */
+  cocoClass: string;
+  score: number;
+  /** In the analysis frame's pixels. */
+  box: Box;
+  /** The track this detection was matched to. */
+  trackId?: string;
+}
 
 /** One analysed frame of a camera, as every analyser is offered it. */
 export interface AnalysedFrame {
@@ -13,6 +28,18 @@ export interface AnalysedFrame {
   motion: boolean;
   /** The motion event open on the camera when the frame was analysed, if any. */
   eventId?: string;
+  /** Where the motion detector saw change (analysis-frame pixels): the objects analyser looks around these. */
+  motionRegions?: readonly Box[];
+  /**
+   * Given only to the objects analyser: it calls this exactly once per frame, with what it found (possibly
+   * nothing), or with undefined when it did not look (gate, queue full, failure, stopped).
+   */
+  onObjects?: (objects: readonly DetectedObject[] | undefined) => void;
+  /**
+   * Set when the frame reaches an analyser after the objects analyser: the boxes of the people in it. The
+   * face stage then looks for faces only inside these (grown to hold the head).
+   */
+  people?: readonly Box[];
 }
 
 /**

@@ -149,7 +149,7 @@ function uploadGate(q: Extract<Question, { kind: 'upload' }>, facts: Facts): Dec
  * - face-recognition (on the hub): region, policy acceptance, camera capability and switch, consent.
  * - local-recording: readable ledger and localRecording consent. Not tied to policy acceptance or cloud
  *   mode: local-only mode keeps recording to the hub's encrypted store, that is its point.
- * - alert: known-face / unknown-face alerts carry identity and follow the face rules. Motion and
+ * - alert: known-face / unknown-face alerts carry identity and follow the face rules. Motion, object and
  *   camera-offline alerts are age-sealed events to the household's own phones over MQTT: no cloud upload,
  *   no biometric data, so neither cloudUpload nor faceRecognition consent applies, and they are allowed
  *   even when the ledger is unreadable (a damaged ledger should not hide that a camera went offline).
@@ -166,6 +166,7 @@ export function decide(question: Question, facts: Facts): Decision {
     case 'alert':
       switch (question.alertKind) {
         case 'motion':
+        case 'object':
         case 'camera-offline':
           return ok;
         case 'known-face':

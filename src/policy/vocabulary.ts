@@ -21,7 +21,7 @@ export const objectKindSchema = z.enum(OBJECT_KINDS);
 export const CAMERA_OBJECT_KINDS: readonly ObjectKind[] = ['clip', 'snapshot', 'event'];
 
 /** Alerts the hub seals to the household's phones; each one asks the gate first (decide.ts). */
-export const ALERT_KINDS = ['motion', 'known-face', 'unknown-face', 'camera-offline'] as const;
+export const ALERT_KINDS = ['motion', 'object', 'known-face', 'unknown-face', 'camera-offline'] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 /** Data-residency zones: the region rules pick one, and it picks the upload endpoint. */
@@ -33,3 +33,12 @@ export const residencyZoneSchema = z.enum(RESIDENCY_ZONES);
 export const CONSENT_NAMES = ['cloudUpload', 'faceRecognition', 'crossBorderTransfer', 'localRecording'] as const;
 export type ConsentName = (typeof CONSENT_NAMES)[number];
 export const consentNameSchema = z.enum(CONSENT_NAMES);
+
+/**
+ * What the objects analyser reports, by group: each label stands for a set of COCO classes
+ * (analysis/objects/object-classes.ts). In priority order: an event's snapshot shows its best object of
+ * the first label present (a person before an animal before a vehicle).
+ */
+export const OBJECT_LABELS = ['person', 'animal', 'vehicle'] as const;
+export type ObjectLabel = (typeof OBJECT_LABELS)[number];
+export const objectLabelSchema = z.enum(OBJECT_LABELS);
