@@ -7,7 +7,7 @@ import * as faceapi from '@vladmandic/face-api/dist/face-api.node-wasm.js';
 import sharp from 'sharp';
 import { distance, FaceEngine, MIN_DETECTION_SCORE, TINY_INPUT_SIZE, TINY_MIN_DETECTION_SCORE, type FaceDetector } from '../src/analysis/faces/face-engine.js';
 import { readImageFile, type RgbImage } from '../src/analysis/faces/image-input.js';
-import { verifyModels } from '../src/analysis/faces/model-files.js';
+import { verifyModels } from '../src/analysis/model-files.js';
 import { decodeWeightMap, NET_MANIFESTS } from '../src/analysis/faces/nets.js';
 import { MATCH_THRESHOLD } from '../src/analysis/faces/threshold.js';
 
@@ -213,7 +213,7 @@ async function accuracyOf(engine: FaceEngine): Promise<object> {
 
 async function speedOf(engine: FaceEngine): Promise<object> {
   // Speed. The bare face-api pipeline uses face-api's global nets, loaded from the same verified bytes.
-  const models = await verifyModels();
+  const models = await verifyModels('faces');
   faceapi.nets.ssdMobilenetv1.loadFromWeightMap(decodeWeightMap(models, NET_MANIFESTS.detector) as unknown as faceapi.tf.NamedTensorMap);
   faceapi.nets.tinyFaceDetector.loadFromWeightMap(decodeWeightMap(models, NET_MANIFESTS.tinyDetector) as unknown as faceapi.tf.NamedTensorMap);
   faceapi.nets.faceLandmark68Net.loadFromWeightMap(decodeWeightMap(models, NET_MANIFESTS.landmarks) as unknown as faceapi.tf.NamedTensorMap);

@@ -38,7 +38,7 @@ export const ERROR_CODES = {
   CAMVEIL_E_CONSENT_UNREADABLE: 'The consent ledger cannot be read (bad row, unknown consent, sequence gap); everything consent-governed is refused',
   CAMVEIL_E_CONSENT_INVALID: 'A consent record to append is malformed (actor, digest, consent name, time or version)',
   CAMVEIL_E_POLICY_VERSION: 'A privacy-policy version is malformed, unknown or listed twice with different content',
-  CAMVEIL_E_MODEL_INVALID: 'A face model file is missing or differs from models/manifest.json (size or SHA-256), or the manifest is invalid',
+  CAMVEIL_E_MODEL_INVALID: 'A model file (face or object nets) is missing or differs from models/manifest.json (size or SHA-256), or the manifest is invalid',
   CAMVEIL_E_IMAGE_INVALID: 'An image is empty, not an image, in an unsupported format, or its pixel buffer does not match its size',
   CAMVEIL_E_NO_FACE: 'An image holds no usable face (none found, or too small, low-score or cut off at the edge)',
   CAMVEIL_E_SEVERAL_FACES: 'An enrolment photo holds more than one usable face: it cannot say whose face to enrol',

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DEFAULT_MANIFEST_PATH, DEFAULT_MODEL_DIR } from '../../src/analysis/faces/model-files.js';
+import { DEFAULT_MANIFEST_PATH, defaultModelDir } from '../../src/analysis/model-files.js';
 import { runConsent } from '../../src/commands/consent.js';
 import type { CommandIO } from '../../src/commands/io.js';
 import { validateConfig } from '../../src/config/load.js';
@@ -35,8 +35,8 @@ describeWithPeers(['ffmpeg'], 'a tampered face model disables faces, not the hub
     root = mkdtempSync(path.join(os.tmpdir(), 'camveil-tamper-'));
     models = path.join(root, 'models');
     mkdirSync(models);
-    const manifest = JSON.parse(readFileSync(DEFAULT_MANIFEST_PATH, 'utf8')) as { files: Array<{ name: string }> };
-    for (const { name } of manifest.files) copyFileSync(path.join(DEFAULT_MODEL_DIR, name), path.join(models, name));
+    const manifest = JSON.parse(readFileSync(DEFAULT_MANIFEST_PATH, 'utf8')) as { nets: { faces: { files: Array<{ name: string }> } } };
+    for (const { name } of manifest.nets.faces.files) copyFileSync(path.join(defaultModelDir('faces'), name), path.join(models, name));
     appendFileSync(path.join(models, 'tiny_face_detector_model.bin'), Buffer.from([0]));
     const recipient = await identityToRecipient(await generateX25519Identity());
     raw = {

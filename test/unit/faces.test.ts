@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/analysis/faces/backend.js';
 import { distance, FaceEngine, type Face } from '../../src/analysis/faces/face-engine.js';
 import { decodeImage, readImageFile, type RgbImage } from '../../src/analysis/faces/image-input.js';
-import { DEFAULT_MANIFEST_PATH, DEFAULT_MODEL_DIR, verifyModels } from '../../src/analysis/faces/model-files.js';
+import { DEFAULT_MANIFEST_PATH, defaultModelDir, verifyModels } from '../../src/analysis/model-files.js';
 import { MATCH_THRESHOLD } from '../../src/analysis/faces/threshold.js';
 import { runFacesCompare, runFacesDetect } from '../../src/commands/faces.js';
 import type { CommandIO } from '../../src/commands/io.js';
@@ -206,12 +206,12 @@ describe('verifyModels', () => {
   async function copyModels(): Promise<string> {
     const to = join(dir, `models-${Math.random().toString(36).slice(2)}`);
     await mkdir(to);
-    for (const f of MANIFEST_FILES) await copyFile(join(DEFAULT_MODEL_DIR, f), join(to, f));
+    for (const f of MANIFEST_FILES) await copyFile(join(defaultModelDir('faces'), f), join(to, f));
     return to;
   }
 
   it('accepts the pinned files and returns their bytes', async () => {
-    const models = await verifyModels();
+    const models = await verifyModels('faces');
     expect([...models.files.keys()].sort()).toEqual([...MANIFEST_FILES].sort());
   });
 
@@ -221,7 +221,7 @@ describe('verifyModels', () => {
     const bytes = await readFile(file);
     bytes[1000] = bytes[1000]! ^ 0x01;
     await writeFile(file, bytes);
-    const error = await verifyModels(to).catch((e: unknown) => e);
+    const error = await verifyModels('faces', to).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CAMVEIL_E_MODEL_INVALID' });
     expect((error as Error).message).toMatch(/face_recognition_model\.bin: SHA-256 [0-9a-f]{64}, manifest says b413e420/);
     await expect(new FaceEngine({ modelDir: to }).load()).rejects.toMatchObject({ code: 'CAMVEIL_E_MODEL_INVALID' });
@@ -231,15 +231,15 @@ describe('verifyModels', () => {
     const to = await copyModels();
     await rm(join(to, 'ssd_mobilenetv1_model.bin'));
     await writeFile(join(to, 'face_landmark_68_model.bin'), Buffer.alloc(10));
-    const error = await verifyModels(to).catch((e: unknown) => e);
+    const error = await verifyModels('faces', to).catch((e: unknown) => e);
     expect((error as Error).message).toContain('ssd_mobilenetv1_model.bin: missing');
     expect((error as Error).message).toContain('face_landmark_68_model.bin: size 10 bytes, manifest says 356840');
-    const manifest = JSON.parse(await readFile(DEFAULT_MANIFEST_PATH, 'utf8')) as { files: Array<{ name: string }> };
-    manifest.files[0]!.name = '../escape.json';
+    const manifest = JSON.parse(await readFile(DEFAULT_MANIFEST_PATH, 'utf8')) as { nets: { faces: { files: Array<{ name: string }> } } };
+    manifest.nets.faces.files[0]!.name = '../escape.json';
     await writeFile(join(to, 'manifest.json'), JSON.stringify({ ...manifest, extra: 1 }));
-    const bad = await verifyModels(DEFAULT_MODEL_DIR, join(to, 'manifest.json')).catch((e: unknown) => e);
+    const bad = await verifyModels('faces', defaultModelDir('faces'), join(to, 'manifest.json')).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 'CAMVEIL_E_MODEL_INVALID' });
-    expect((bad as Error).message).toContain('files.0.name');
+    expect((bad as Error).message).toContain('nets.faces.files.0.name');
   });
 });
 

@@ -3,7 +3,7 @@ import * as faceapi from '@vladmandic/face-api/dist/face-api.node-wasm.js';
 import { CamveilError } from '../../errors.js';
 import { initBackend, type BackendInfo } from './backend.js';
 import { toRgb, type FaceImage, type RgbImage } from './image-input.js';
-import { DEFAULT_MANIFEST_PATH, modelDir, verifyModels } from './model-files.js';
+import { DEFAULT_MANIFEST_PATH, modelDir, verifyModels } from '../model-files.js';
 import { disposeNets, loadNets, type FaceNets } from './nets.js';
 
 /**
@@ -186,7 +186,7 @@ export class FaceEngine {
    */
   async load(): Promise<void> {
     if (this.#nets !== undefined) return;
-    const models = await verifyModels(this.#options.modelDir ?? modelDir(), this.#options.manifestPath ?? DEFAULT_MANIFEST_PATH);
+    const models = await verifyModels('faces', this.#options.modelDir ?? modelDir('faces'), this.#options.manifestPath ?? DEFAULT_MANIFEST_PATH);
     this.#backendInfo = await initBackend();
     this.#nets ??= loadNets(models);
   }

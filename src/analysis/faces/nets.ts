@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as faceapi from '@vladmandic/face-api/dist/face-api.node-wasm.js';
 import { CamveilError } from '../../errors.js';
-import type { VerifiedModels } from './model-files.js';
+import type { VerifiedModels } from '../model-files.js';
 
 // face-api's node-wasm build requires @tensorflow/tfjs, which re-exports the one @tensorflow/tfjs-core
 // module imported above: one engine, one tensor class. Its typings bundle their own copy of the tfjs
