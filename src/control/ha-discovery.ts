@@ -1,22 +1,37 @@
 import { asCamveilError } from '../errors.js';
+import type { ObjectLabel } from '../policy/vocabulary.js';
 import type { ControlLogger } from './command.js';
 import type { ControlClient } from './dispatcher.js';
+import { ObjectPresence } from './object-presence.js';
 import { assertNoSecrets } from './state-guard.js';
 import { hubTopics } from './topics.js';
 
 /**
  * Home Assistant MQTT discovery (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery), opt-in
- * for a broker on the household's network. Per camera: a `binary_sensor` for motion and a timestamp
- * `sensor` for the last event; per hub: a `sensor` showing whether uploads are on (`cloud`/`local-only`),
- * on a topic of the bridge's own. These go out in clear: motion and event times are exactly what the hub's
- * signed, sealed state keeps from the broker, and turning discovery on is the household's explicit choice
- * for a broker on its own network (docs/mqtt-api.md). Everything is read-only — no entity has a command topic, since turning
- * uploads on needs the app's signature — and nothing names a person: the hub publishes no face identities.
+ * for a broker on the household's network. Per camera: a `binary_sensor` for motion, a timestamp `sensor`
+ * for the last event and, where the camera detects objects, an `occupancy` `binary_sensor` per tracked label
+ * (person, animal, vehicle: on while a confirmed object of that label is in view); per hub: a `sensor`
+ * showing whether uploads are on (`cloud`/`local-only`), on a topic of the bridge's own. These go out in
+ * clear: motion, object presence and event times are exactly what the hub's signed, sealed state keeps from
+ * the broker, and turning discovery on is the household's explicit choice for a broker on its own network
+ * (docs/mqtt-api.md). Everything is read-only — no entity has a command topic, since turning uploads on needs
+ * the app's signature — and nothing names a person: the hub publishes no face identities, and an object
+ * sensor says "a person", never who.
  */
 
 export const HA_MOTION_ON = 'ON';
 export const HA_MOTION_OFF = 'OFF';
 export const HA_BIRTH_ONLINE = 'online';
+
+/**
+ * A camera as the bridge sees it: `name` is a display name chosen for the app, not personal data;
+ * `objectLabels` the labels it tracks while its objects analyser is on (none, or absent, when it is off).
+ */
+export interface HomeAssistantCamera {
+  id: string;
+  name?: string | undefined;
+  objectLabels?: readonly ObjectLabel[] | undefined;
+}
 
 export interface HomeAssistantBridgeOptions {
   /** The control plane's base topic (`mqtt.baseTopic`) and hub id: the entities read from under them. */
@@ -26,24 +41,30 @@ export interface HomeAssistantBridgeOptions {
   prefix: string;
   /**
    * The cameras now (read at every announcement, so one added or removed over MQTT is announced or
-   * withdrawn); `name` is a display name chosen for the app, not personal data.
+   * withdrawn, and so are its object sensors when objects are turned on or off).
    */
-  cameras: () => ReadonlyArray<{ id: string; name?: string | undefined }>;
+  cameras: () => ReadonlyArray<HomeAssistantCamera>;
   logger: ControlLogger;
   /** Unix milliseconds (tests inject one). */
   now?: () => number;
 }
 
-/** One retained discovery config: where, and the JSON it carries. */
+/** One retained discovery config: where, the JSON it carries, and the entity's state topic (its `state_topic`). */
 export interface DiscoveryMessage {
   topic: string;
   config: Record<string, unknown>;
+  stateTopic: string;
 }
 
 /** Topics the entities read from, under `<baseTopic>/<hubId>/`. */
 export function cameraTopics(baseTopic: string, hubId: string, cameraId: string): { motion: string; lastEvent: string } {
   const root = `${baseTopic}/${hubId}/camera/${cameraId}`;
   return { motion: `${root}/motion`, lastEvent: `${root}/last_event` };
+}
+
+/** Where a camera's object sensor for `label` reads `ON`/`OFF`, under `<baseTopic>/<hubId>/`. */
+export function objectTopic(baseTopic: string, hubId: string, cameraId: string, label: ObjectLabel): string {
+  return `${baseTopic}/${hubId}/camera/${cameraId}/object/${label}`;
 }
 
 /** Where the bridge publishes the upload mode (`cloud` / `local-only`) in clear, retained. */
@@ -55,7 +76,7 @@ export function modeTopic(baseTopic: string, hubId: string): string {
  * The retained discovery configs for `options` (pure). `unique_id`s derive from the hub id and camera id
  * only, so they survive restarts and renames.
  */
-export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'baseTopic' | 'hubId' | 'prefix'> & { cameras: ReadonlyArray<{ id: string; name?: string | undefined }> }): DiscoveryMessage[] {
+export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'baseTopic' | 'hubId' | 'prefix'> & { cameras: ReadonlyArray<HomeAssistantCamera> }): DiscoveryMessage[] {
   const { baseTopic, hubId, prefix } = options;
   const topics = hubTopics(baseTopic, hubId);
   const node = `camveil_${hubId}`;
@@ -65,23 +86,23 @@ export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'bas
     payload_not_available: 'offline',
   };
   const origin = { name: 'camveil' };
+  // Every entity reads one retained topic of the bridge's and is unavailable while the hub is offline.
+  const entity = (topic: string, stateTopic: string, config: Record<string, unknown>): DiscoveryMessage => ({
+    topic,
+    stateTopic,
+    config: { ...config, state_topic: stateTopic, ...availability, origin },
+  });
   const hubDevice = { identifiers: [node], name: `camveil ${hubId}`, manufacturer: 'camveil', model: 'privacy gateway' };
   const messages: DiscoveryMessage[] = [
-    {
-      topic: `${prefix}/sensor/${node}/cloud_uploads/config`,
-      config: {
-        name: 'Cloud uploads',
-        unique_id: `${node}_cloud_uploads`,
-        // Not the hub's state: since MQTT API version 2 it is signed and mostly sealed. The bridge publishes
-        // the mode on a topic of its own, only when the household turned discovery on.
-        state_topic: modeTopic(baseTopic, hubId),
-        icon: 'mdi:cloud-lock',
-        entity_category: 'diagnostic',
-        ...availability,
-        device: hubDevice,
-        origin,
-      },
-    },
+    // Not the hub's state: since MQTT API version 2 it is signed and mostly sealed. The bridge publishes
+    // the mode on a topic of its own, only when the household turned discovery on.
+    entity(`${prefix}/sensor/${node}/cloud_uploads/config`, modeTopic(baseTopic, hubId), {
+      name: 'Cloud uploads',
+      unique_id: `${node}_cloud_uploads`,
+      icon: 'mdi:cloud-lock',
+      entity_category: 'diagnostic',
+      device: hubDevice,
+    }),
   ];
   for (const camera of options.cameras) {
     const cam = cameraTopics(baseTopic, hubId, camera.id);
@@ -93,49 +114,56 @@ export function discoveryMessages(options: Pick<HomeAssistantBridgeOptions, 'bas
       via_device: node,
     };
     messages.push(
-      {
-        topic: `${prefix}/binary_sensor/${node}/${camera.id}_motion/config`,
-        config: {
-          name: 'Motion',
-          unique_id: `${node}_${camera.id}_motion`,
-          device_class: 'motion',
-          state_topic: cam.motion,
+      entity(`${prefix}/binary_sensor/${node}/${camera.id}_motion/config`, cam.motion, {
+        name: 'Motion',
+        unique_id: `${node}_${camera.id}_motion`,
+        device_class: 'motion',
+        payload_on: HA_MOTION_ON,
+        payload_off: HA_MOTION_OFF,
+        device,
+      }),
+      entity(`${prefix}/sensor/${node}/${camera.id}_last_event/config`, cam.lastEvent, {
+        name: 'Last event',
+        unique_id: `${node}_${camera.id}_last_event`,
+        device_class: 'timestamp',
+        device,
+      }),
+    );
+    for (const label of camera.objectLabels ?? []) {
+      // Home Assistant's class for "something is there" (on: detected, off: clear), as against `motion`,
+      // which the camera's motion sensor already is.
+      messages.push(
+        entity(`${prefix}/binary_sensor/${node}/${camera.id}_${label}/config`, objectTopic(baseTopic, hubId, camera.id, label), {
+          name: LABEL_NAMES[label],
+          unique_id: `${node}_${camera.id}_${label}`,
+          device_class: 'occupancy',
           payload_on: HA_MOTION_ON,
           payload_off: HA_MOTION_OFF,
-          ...availability,
           device,
-          origin,
-        },
-      },
-      {
-        topic: `${prefix}/sensor/${node}/${camera.id}_last_event/config`,
-        config: {
-          name: 'Last event',
-          unique_id: `${node}_${camera.id}_last_event`,
-          device_class: 'timestamp',
-          state_topic: cam.lastEvent,
-          ...availability,
-          device,
-          origin,
-        },
-      },
-    );
+        }),
+      );
+    }
   }
   return messages;
 }
 
+/** An object sensor's name; Home Assistant shows it after the camera's (`Porch Person`). */
+const LABEL_NAMES: Record<ObjectLabel, string> = { person: 'Person', animal: 'Animal', vehicle: 'Vehicle' };
+
 /**
  * Publishes the discovery configs on `start`, again whenever Home Assistant announces itself
  * (`<prefix>/status` = `online`, its birth message, which it sends after a restart that may have lost
- * them) and on every reconnect; and each camera's motion state. Publishing never throws: a lost broker is
+ * them) and on every reconnect; and each camera's motion state and object presence. Publishing never throws: a lost broker is
  * logged, and the retained configs are re-sent on the next birth or connect.
  */
 export class HomeAssistantBridge {
   readonly #o: HomeAssistantBridgeOptions;
   readonly #now: () => number;
   readonly #statusTopic: string;
-  /** The cameras last announced, by id: their discovery configs are withdrawn when they go. */
-  #announced = new Map<string, string[]>();
+  /** The config topics last announced, each with its entity's state topic: those no longer announced are withdrawn. */
+  #announced = new Map<string, string>();
+  /** Confirmed objects in view now, per camera and label (the object sensors' state). */
+  readonly #presence = new ObjectPresence();
   #client: ControlClient | undefined;
   readonly #onMessage = (topic: string, payload: Buffer): void => {
     if (topic === this.#statusTopic && payload.toString('utf8').trim() === HA_BIRTH_ONLINE) void this.announce();
@@ -175,23 +203,29 @@ export class HomeAssistantBridge {
   }
 
   /**
-   * Publishes every discovery config, retained, for the cameras there are now; the configs of a camera
-   * announced before and gone since are withdrawn (an empty retained payload removes the entity).
+   * Publishes every discovery config, retained, for the cameras there are now, and each object sensor's
+   * state; the configs announced before and not now (a camera gone, its objects turned off, a label no
+   * longer tracked) are withdrawn with their retained states (an empty retained payload removes the entity).
    */
   async announce(): Promise<void> {
     const cameras = this.#o.cameras();
     const messages = discoveryMessages({ ...this.#o, cameras });
-    const node = `camveil_${this.#o.hubId}`;
-    const { prefix } = this.#o;
-    const current = new Map(cameras.map((c) => [c.id, [`${prefix}/binary_sensor/${node}/${c.id}_motion/config`, `${prefix}/sensor/${node}/${c.id}_last_event/config`]]));
-    const gone = [...this.#announced].filter(([id]) => !current.has(id)).flatMap(([, topics]) => topics);
+    const current = new Map(messages.map((m) => [m.topic, m.stateTopic]));
+    // Withdrawn with its retained state, so nothing about a gone entity stays on the broker.
+    const gone = [...this.#announced].filter(([topic]) => !current.has(topic)).flat();
     this.#announced = current;
+    const tracked = new Map(cameras.map((c) => [c.id, new Set(c.objectLabels ?? [])]));
+    this.#presence.retain((cameraId, label) => tracked.get(cameraId)?.has(label) === true);
     await Promise.all(gone.map((topic) => this.#publish(topic, '')));
     await Promise.all(
       messages.map((m) => {
         assertNoSecrets(m.config);
         return this.#publish(m.topic, JSON.stringify(m.config));
       }),
+    );
+    // Each object sensor's state now: also clears an ON left retained by the last run.
+    await Promise.all(
+      cameras.flatMap((c) => (c.objectLabels ?? []).map((label) => this.#publishPresence(c.id, label))),
     );
     this.#o.logger.debug({ entities: messages.length }, 'home assistant: discovery published');
   }
@@ -207,6 +241,31 @@ export class HomeAssistantBridge {
     const topics = this.#topicsOf(cameraId);
     await this.#publish(topics.motion, on ? HA_MOTION_ON : HA_MOTION_OFF);
     if (on) await this.#publish(topics.lastEvent, new Date(this.#now()).toISOString());
+  }
+
+  /** A tracked object was confirmed on a camera: its label's sensor turns ON. Cameras or labels not announced are ignored. */
+  async objectConfirmed(cameraId: string, label: ObjectLabel, trackId: string): Promise<void> {
+    if (!this.#tracks(cameraId, label)) return;
+    if (this.#presence.confirm(cameraId, label, trackId)) await this.#publishPresence(cameraId, label);
+  }
+
+  /** A confirmed object was lost: its label's sensor turns OFF when it was the last of that label on the camera. */
+  async objectEnded(cameraId: string, label: ObjectLabel, trackId: string): Promise<void> {
+    if (this.#presence.end(cameraId, label, trackId)) await this.#publishPresence(cameraId, label);
+  }
+
+  /** The camera stopped seeing (stopped, failed, reconnecting): its object sensors turn OFF. */
+  async cameraBlind(cameraId: string): Promise<void> {
+    await Promise.all(this.#presence.clearCamera(cameraId).map((label) => this.#publishPresence(cameraId, label)));
+  }
+
+  #tracks(cameraId: string, label: ObjectLabel): boolean {
+    return this.#o.cameras().some((c) => c.id === cameraId && (c.objectLabels ?? []).includes(label));
+  }
+
+  async #publishPresence(cameraId: string, label: ObjectLabel): Promise<void> {
+    const on = this.#presence.present(cameraId, label);
+    await this.#publish(objectTopic(this.#o.baseTopic, this.#o.hubId, cameraId, label), on ? HA_MOTION_ON : HA_MOTION_OFF);
   }
 
   #topicsOf(cameraId: string): { motion: string; lastEvent: string } {
