@@ -2,6 +2,7 @@ import type { FaceStageStats } from './analysis/faces/face-stage.js';
 import type { SignedAuditHead } from './audit/audit-anchor.js';
 import type { CameraStatus } from './cameras/camera-pipeline.js';
 import type { Config } from './config/schema.js';
+import type { DetectionCountsState } from './control/detection-counts.js';
 import type { ErrorCode } from './errors.js';
 import type { PolicyGate } from './policy/gate.js';
 import type { RetentionReport } from './store/retention.js';
@@ -28,6 +29,11 @@ export interface GatewayState {
   cameras: Array<CameraStatus & { features: { motion: boolean; faceRecognition: { allowed: boolean; reason: string }; localRecording: { allowed: boolean; reason: string } } }>;
   /** The audit log's head, signed by the hub now: the app remembers the highest it saw and reports a rollback. */
   audit?: SignedAuditHead;
+  /**
+   * Objects confirmed since the start, per camera pseudonym and label, with the last one's time. Sealed
+   * like the rest of this state; never in the clear health (the broker must not learn what a camera sees).
+   */
+  detections?: DetectionCountsState;
 }
 
 /** What each service reports, read when the state is asked for; undefined parts are left out. */
@@ -45,6 +51,7 @@ export interface HubStateParts {
   storage: GatewayState['storage'] | undefined;
   uplink: GatewayState['uplink'] | undefined;
   audit: SignedAuditHead | undefined;
+  detections?: DetectionCountsState | undefined;
 }
 
 const NOT_STARTED = { allowed: false, reason: 'not-started' } as const;
@@ -73,5 +80,6 @@ export function hubState(parts: HubStateParts): GatewayState {
     ...(parts.storage === undefined ? {} : { storage: parts.storage }),
     ...(parts.uplink === undefined ? {} : { uplink: parts.uplink }),
     ...(parts.audit === undefined ? {} : { audit: parts.audit }),
+    ...(parts.detections === undefined ? {} : { detections: parts.detections }),
   };
 }
