@@ -1,3 +1,5 @@
+import type { Box } from './box.js';
+
 /**
  * Messages between the main thread (ModelWorkerClient) and the model worker (model-worker.ts). Nets are
  * named (`faces`, …: see net-hosts.ts); every request carries a sequence number its answer repeats. Pixels
@@ -9,6 +11,11 @@ export interface NetInput {
   width: number;
   height: number;
   pixels: ArrayBuffer;
+  /**
+   * Square regions of the frame (frame pixels; they may reach past its edges) to look in, for nets that
+   * look at parts of a frame (`objects`); the others ignore it.
+   */
+  crops?: Box[];
 }
 
 /** How often each of a net's calls ran since it was loaded: proof that it did (not) run. */
