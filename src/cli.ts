@@ -8,6 +8,7 @@ import { registerDemo } from './cli/demo.js';
 import { registerDiscover } from './cli/discover.js';
 import { registerFaces } from './cli/faces.js';
 import { registerKeygen } from './cli/keygen.js';
+import { registerObjects } from './cli/objects.js';
 import { registerOpen } from './cli/open.js';
 import type { CliContext, GlobalOptions, RegisterCommand } from './cli/options.js';
 import { registerPair } from './cli/pair.js';
@@ -28,6 +29,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerKeygen,
   registerConsent,
   registerFaces,
+  registerObjects,
   registerPair,
   registerApp,
   registerData,
