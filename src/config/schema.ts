@@ -1,8 +1,17 @@
 import { z } from 'zod';
+import {
+  DEFAULT_MIN_SCORE,
+  DEFAULT_TRACK,
+  classesOf,
+  isTrackName,
+  resolveTrack,
+  trackNameSchema,
+  unknownTrackNameMessage,
+} from '../analysis/objects/object-classes.js';
 import { recipientsSchema } from '../crypto/recipients.js';
 import { knownPolicyVersions } from '../policy/policy-history.js';
 import { rulesFor } from '../policy/region-rules.js';
-import { residencyZoneSchema } from '../policy/vocabulary.js';
+import { objectLabelSchema, residencyZoneSchema } from '../policy/vocabulary.js';
 import { isLoopbackHost } from '../uplink/endpoint.js';
 
 /**
@@ -90,6 +99,50 @@ export const motionSchema = z.strictObject({
   zones: z.array(polygon).default([]).describe('where to look; empty = the whole frame'),
 });
 
+/**
+ * What the objects analyser looks for on a camera (analysis/objects/). Names in `track` and the keys of
+ * `zones` are the group labels (`person`, `animal`, `vehicle`) or COCO classes of those groups (`car`);
+ * anything else is refused with the list of valid names.
+ */
+export const objectsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('detect people, animals and vehicles in frames with motion (only where the region rules allow it)'),
+    track: z
+      .array(trackNameSchema)
+      .min(1, 'name at least one class to track (to track nothing, set objects.enabled to false)')
+      .default([...DEFAULT_TRACK])
+      .describe('the groups (person, animal, vehicle) or COCO classes of those groups (car, dog, …) reported'),
+    minScore: z.number().min(0).max(1).default(DEFAULT_MIN_SCORE).describe("the model's confidence below which a detection is dropped"),
+    minArea: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.0005)
+      .describe("smallest box, as a fraction of the frame's area, that counts (0.0005 is about 11×11 px at 640×360)"),
+    zones: z
+      .record(z.string(), z.array(polygon).min(1, 'give at least one polygon (leave the name out to count it anywhere)'))
+      .default({})
+      .describe('per tracked label or class: where an object of it counts (the bottom centre of its box inside a polygon); absent: anywhere'),
+  })
+  .superRefine((o, ctx) => {
+    const tracked = resolveTrack(o.track);
+    for (const name of Object.keys(o.zones)) {
+      if (!isTrackName(name)) {
+        ctx.addIssue({ code: 'custom', path: ['zones', name], message: unknownTrackNameMessage(name) });
+      } else if (!classesOf(name).some((cocoClass) => tracked.has(cocoClass))) {
+        ctx.addIssue({ code: 'custom', path: ['zones', name], message: `"${name}" is not tracked: add it to objects.track (now ${o.track.join(', ')})` });
+      }
+    }
+  });
+
+/** Which of a camera's events raise an alert on the household's phones. */
+export const alertsSchema = z.strictObject({
+  onlyFor: z
+    .array(objectLabelSchema)
+    .default([])
+    .describe('alert only for events with objects of these labels (others are still recorded and uploaded); empty: every event alerts'),
+});
+
 export const cameraSchema = z.strictObject({
   id: identifier,
   name: z.string().max(64).optional().describe('display name for the app; not personal data'),
@@ -112,6 +165,10 @@ export const cameraSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('the same for clips: a clip in which a bystander was seen is re-encoded when it ends (CPU cost in docs/faces.md); only while face recognition is allowed for the camera'),
+  objects: objectsSchema.prefault({}),
+  alerts: alertsSchema.prefault({}),
+}).superRefine((camera, ctx) => {
+  for (const message of onlyForProblems(camera)) ctx.addIssue({ code: 'custom', path: ['alerts', 'onlyFor'], message });
 });
 
 export const recordingSchema = z
@@ -294,8 +351,24 @@ export const configSchema = z
     });
   });
 
+/**
+ * Why a camera's `alerts.onlyFor` could never pass an event, if it could not: it names labels while objects
+ * are off, or a label its `objects.track` does not report. Such a camera would record silently, never alerting.
+ */
+export function onlyForProblems(camera: { objects: ObjectsConfig; alerts: AlertsConfig }): string[] {
+  const { onlyFor } = camera.alerts;
+  if (onlyFor.length === 0) return [];
+  if (!camera.objects.enabled) return ['needs objects.enabled: without object detection no event carries a label, so none would alert'];
+  const tracked = resolveTrack(camera.objects.track);
+  return onlyFor
+    .filter((label) => !classesOf(label).some((cocoClass) => tracked.has(cocoClass)))
+    .map((label) => `"${label}" is not in objects.track (${camera.objects.track.join(', ')}): events would never carry it`);
+}
+
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = z.output<typeof cameraSchema>;
+export type ObjectsConfig = z.output<typeof objectsSchema>;
+export type AlertsConfig = z.output<typeof alertsSchema>;
 export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
