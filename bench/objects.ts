@@ -1,0 +1,202 @@
+import { performance } from 'node:perf_hooks';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../src/analysis/faces/backend.js';
+import { verifyModels } from '../src/analysis/model-files.js';
+import { MotionDetector } from '../src/analysis/motion.js';
+import { CenterNet, NATIVE_SIDE } from '../src/analysis/objects/centernet.js';
+import { planCrops } from '../src/analysis/objects/crop-planner.js';
+import { COCO_CLASSES, DEFAULT_MIN_SCORE, DEFAULT_TRACK, labelOf, resolveTrack } from '../src/analysis/objects/object-classes.js';
+import { ObjectWorkerClient } from '../src/analysis/objects/object-worker-client.js';
+import { detectObjects } from '../src/commands/objects-detect.js';
+import { cameraScaleFrames, type CameraFrame } from './objects-frames.js';
+import { countsAt, evaluate, thresholdForPrecision, type ImageDetections, type ScoredBox } from './objects-eval.js';
+import { loadObjectSet, OBJECT_GROUPS, readLabels, setSummary, type LabelledImage } from './objects-set.js';
+
+/**
+ * `npm run bench -- objects`: speed and accuracy of the object detection, the hub's path next to the bare
+ * model in the same run, on the labelled set (bench/objects-set/labels.json, photos from npm packages).
+ *
+ * - Whole images: the hub's path is `camveil objects detect`'s (detectObjects: the image no larger than
+ *   1280 px, one full-frame pass letterboxed into the model's square input); the bare model is MB3-CenterNet
+ *   called once on the image squashed to 512×512.
+ * - Camera scale: each image shrunk into a 640×360 frame over a landscape (objects-frames.ts); the hub's
+ *   path is motion regions (the real MotionDetector, the scene alone seen first) → planCrops → the object
+ *   worker → the tracked classes; the bare model sees the whole frame squashed to 512×512.
+ * - Speed: ms per camera-scale frame (all of them, ROUNDS times) for both; the hub's path is timed from
+ *   the crop plan to the answer (the frame's copy to the worker thread included), the bare call from the
+ *   tensor to its boxes, on the main thread with the same wasm backend.
+ * - Accuracy: precision and recall per group at the operating threshold and AP50 (objects-eval.ts), a
+ *   sweep of thresholds, and the lowest threshold at which person precision reaches 0.9 on both halves.
+ */
+const ROUNDS = Number(process.env.CAMVEIL_BENCH_ROUNDS ?? 3);
+/** The set's own landscape is the scene the camera-scale pictures are pasted into. */
+const SCENE_ID = 'stdlib-french-alpine-landscape';
+/** Person precision the operating threshold must reach (issue 13's target). */
+const TARGET_PERSON_PRECISION = 0.9;
+const SWEEP = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];
+/** The floor both paths report down to (object-net-host.ts SCORE_FLOOR): AP needs the low scores. */
+const FLOOR = 0.1;
+
+const round = (x: number | undefined, digits = 3): number | undefined => (x === undefined ? undefined : Number(x.toFixed(digits)));
+const tracked = resolveTrack(DEFAULT_TRACK);
+
+interface Rgb {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** The bare model: the whole frame squashed to the net's native 512×512, one call, boxes scaled back. */
+async function bareDetect(net: CenterNet, frame: Rgb): Promise<ScoredBox[]> {
+  const input = tf.tensor4d(frame.data, [1, frame.height, frame.width, 3], 'float32');
+  const squashed = tf.image.resizeBilinear(input, [NATIVE_SIDE, NATIVE_SIDE]);
+  input.dispose();
+  try {
+    const found = await net.detect(squashed, { minScore: FLOOR });
+    const sx = frame.width / NATIVE_SIDE;
+    const sy = frame.height / NATIVE_SIDE;
+    return found.flatMap((d) => {
+      const group = labelOf(COCO_CLASSES[d.classIndex] ?? '');
+      return group === undefined ? [] : [{ group, score: d.score, box: { x: d.box.x * sx, y: d.box.y * sy, width: d.box.width * sx, height: d.box.height * sy } }];
+    });
+  } finally {
+    squashed.dispose();
+  }
+}
+
+/** The hub's path on one camera frame with its motion regions: crops, the worker, the tracked classes. */
+async function hubDetect(client: ObjectWorkerClient, frame: Rgb, regions: readonly { x: number; y: number; width: number; height: number }[]): Promise<{ detections: ScoredBox[]; crops: number }> {
+  const crops = planCrops(regions, frame);
+  const { detections } = await client.detect(frame, crops);
+  return {
+    crops: crops.length,
+    detections: detections.filter((d) => tracked.has(d.cocoClass)).map((d) => ({ group: labelOf(d.cocoClass)!, score: d.score, box: d.box })),
+  };
+}
+
+/** The motion regions the hub would crop around: the scene seeds a fresh detector (config defaults), then the frame. */
+async function motionRegionsOf(frame: CameraFrame): Promise<{ x: number; y: number; width: number; height: number }[]> {
+  const detector = new MotionDetector({ width: frame.width, height: frame.height, zones: [], privacyMasks: [], sensitivity: 0.5, minArea: 0.005 });
+  const base = { cameraId: 'bench', seq: 0, width: frame.width, height: frame.height };
+  await detector.update({ ...base, at: 0, data: frame.background });
+  const result = await detector.update({ ...base, seq: 1, at: 500, data: frame.data });
+  return result.regions;
+}
+
+function stats(ms: number[]): { median: number | undefined; mean: number | undefined; p90: number | undefined } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number): number | undefined => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return { median: round(at(0.5), 1), mean: round(ms.reduce((s, x) => s + x, 0) / Math.max(1, ms.length), 1), p90: round(at(0.9), 1) };
+}
+
+function report(images: readonly ImageDetections[], minScore: number): object {
+  const r = evaluate(images, OBJECT_GROUPS, minScore);
+  return Object.fromEntries(
+    Object.entries(r).map(([g, v]) => [g, { positives: v.positives, tp: v.truePositives, fp: v.falsePositives, precision: round(v.precision), recall: round(v.recall), ap50: round(v.ap50) }]),
+  );
+}
+
+function sweep(images: readonly ImageDetections[]): object[] {
+  return SWEEP.map((minScore) => ({
+    minScore,
+    ...Object.fromEntries(
+      OBJECT_GROUPS.map((g) => {
+        const c = countsAt(images, g, minScore);
+        return [g, { precision: round(c.precision), recall: round(c.recall) }];
+      }),
+    ),
+  }));
+}
+
+export async function benchObjects(): Promise<object> {
+  const set = await loadObjectSet();
+  const scene = set.find((i) => i.id === SCENE_ID);
+  if (scene === undefined) throw new Error(`the set has no ${SCENE_ID}`);
+  const client = new ObjectWorkerClient();
+  await client.load();
+  const backend = await initBackend();
+  const net = await CenterNet.load(await verifyModels('objects'), [NATIVE_SIDE]);
+  try {
+    // Whole images.
+    const wholeHub: ImageDetections[] = [];
+    const wholeBare: ImageDetections[] = [];
+    for (const image of set) {
+      const rgb = { width: image.width, height: image.height, data: image.data, channels: 3 as const };
+      const hub = await detectObjects(client, rgb, 0);
+      wholeHub.push({ truth: image.truth, detections: hub.map((o) => ({ group: o.label, score: o.score, box: o.box })) });
+      wholeBare.push({ truth: image.truth, detections: await bareDetect(net, image) });
+    }
+
+    // Camera scale: accuracy once per frame, then speed over ROUNDS passes.
+    const frames = await cameraScaleFrames(set, scene);
+    const regions = await Promise.all(frames.map(motionRegionsOf));
+    const cameraHub: ImageDetections[] = [];
+    const cameraBare: ImageDetections[] = [];
+    let crops = 0;
+    for (const [i, frame] of frames.entries()) {
+      const hub = await hubDetect(client, frame, regions[i]!);
+      crops += hub.crops;
+      cameraHub.push({ truth: frame.truth, detections: hub.detections });
+      cameraBare.push({ truth: frame.truth, detections: await bareDetect(net, frame) });
+    }
+    const hubMs: number[] = [];
+    const bareMs: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, frame] of frames.entries()) {
+        let t = performance.now();
+        await hubDetect(client, frame, regions[i]!);
+        hubMs.push(performance.now() - t);
+        t = performance.now();
+        await bareDetect(net, frame);
+        bareMs.push(performance.now() - t);
+      }
+    }
+
+    // The operating threshold: the lowest at which the hub's path keeps person precision ≥ 0.9 on both halves.
+    const wholeAt = thresholdForPrecision(wholeHub, 'person', TARGET_PERSON_PRECISION);
+    const cameraAt = thresholdForPrecision(cameraHub, 'person', TARGET_PERSON_PRECISION);
+    const proposed = wholeAt === undefined || cameraAt === undefined ? undefined : Math.ceil(Math.max(wholeAt.minScore, cameraAt.minScore) * 20) / 20;
+    const hubSpeed = stats(hubMs);
+    const bareSpeed = stats(bareMs);
+    return {
+      set: { ...setSummary(set), sources: Object.keys(readLabels().sources) },
+      backend,
+      operatingThreshold: DEFAULT_MIN_SCORE,
+      speed: {
+        frames: frames.length,
+        rounds: ROUNDS,
+        frameSize: `${frames[0]?.width}x${frames[0]?.height}`,
+        motionRegionsPerFrame: round(regions.reduce((s, r) => s + r.length, 0) / frames.length, 2),
+        cropsPerFrame: round(crops / frames.length, 2),
+        hubPathMs: hubSpeed,
+        bareModelMs: bareSpeed,
+        hubOverBare: round((hubSpeed.mean ?? 0) / (bareSpeed.mean ?? 1), 2),
+      },
+      accuracy: {
+        atOperatingThreshold: DEFAULT_MIN_SCORE,
+        whole: { hubPath: report(wholeHub, DEFAULT_MIN_SCORE), bareModel: report(wholeBare, DEFAULT_MIN_SCORE) },
+        cameraScale: { hubPath: report(cameraHub, DEFAULT_MIN_SCORE), bareModel: report(cameraBare, DEFAULT_MIN_SCORE) },
+      },
+      sweep: { whole: { hubPath: sweep(wholeHub), bareModel: sweep(wholeBare) }, cameraScale: { hubPath: sweep(cameraHub), bareModel: sweep(cameraBare) } },
+      proposedMinScore: {
+        targetPersonPrecision: TARGET_PERSON_PRECISION,
+        lowestForWhole: wholeAt,
+        lowestForCameraScale: cameraAt,
+        minScore: proposed,
+        ...(proposed === undefined
+          ? {}
+          : { whole: { hubPath: report(wholeHub, proposed), bareModel: report(wholeBare, proposed) }, cameraScale: { hubPath: report(cameraHub, proposed), bareModel: report(cameraBare, proposed) } }),
+      },
+      perImage: set.map((image: LabelledImage, i) => ({
+        id: image.id,
+        truth: image.truth.filter((t) => t.difficult !== true).length,
+        wholeHubAtThreshold: wholeHub[i]!.detections.filter((d) => d.score >= DEFAULT_MIN_SCORE).length,
+        cameraHubAtThreshold: cameraHub[i]!.detections.filter((d) => d.score >= DEFAULT_MIN_SCORE).length,
+        motionRegions: regions[i]!.length,
+      })),
+    };
+  } finally {
+    net.dispose();
+    await client.close();
+  }
+}
