@@ -21,13 +21,17 @@ export const CLASS_COUNT = 80;
  * S/8 and S/4, and the heat map's side S/4 and cell count (S/4)², which decode the peaks) and the input's
  * declared shape tie it to 512. With those set for S (a multiple of 32) the same weights run at S.
  *
- * Measured 2026-12-05 on the wasm backend with SIMD, one thread, 2 busy cores (other work at load 1.5–2.8):
- * per call 150–175 ms at 512, 110–140 at 448, 82–118 at 384, 52–74 at 320, 39–53 at 256. Quality on
- * face-api's six demo photos (20 people; the photo shrunk to 100, 160 or 240 px high inside a 640×360 frame
- * and a square crop of 182–360 px around it): at 320 the people scored 0.05–0.1 lower than at 512 and as
- * many were found above 0.3; at 256 scores fell by 0.1–0.2 and people were lost on sample5. On the whole
- * photos (1920 px wide) 320 still found every person 512 found. Hence sides from 320 (small crops are
- * upscaled to it) to 512 (a crop is never upscaled past 512; larger crops are shrunk to it).
+ * Measured 2026-12-05 on the wasm backend with SIMD, one thread, on 640×360 frames, bare model calls
+ * interleaved, 2 cores shared with other work (load 3–5): 60 ms a call at 320, 85 at 384, 117 at 448, 151
+ * at 512 (about in proportion to the pixels). Persons found (duplicates merged) on face-api's six demo
+ * photos (22 people), at score ≥ 0.4 / ≥ 0.3:
+ *   whole photo squared:        256: 12/18  320: 15/19  384: 16/20  448: 18/20  512: 14/19
+ *   photo 120 px high in a 640×360 frame, a 240 px crop around it:
+ *                               256: 10/18  320: 12/21  384: 13/21  448: 15/20  512: 14/19
+ * At 320 scores run 0.05–0.1 below 512 on the small case; 256 loses more, so it is not offered. Hence sides
+ * from 320 (smaller crops are upscaled to it) to 512 (a crop is never upscaled past its own side rounded
+ * up to the next of these; larger crops are shrunk to 512). The operating threshold is tuned on this path
+ * (`npm run bench -- objects`).
  */
 export const MODEL_SIDES = [320, 384, 448, 512] as const;
 export type ModelSide = (typeof MODEL_SIDES)[number];
@@ -128,7 +132,7 @@ export interface CenterNetDetectOptions {
 /**
  * MB3-CenterNet (COCO 80 classes) from `@vladmandic/human`, built from verified bytes (never read from
  * disk again: its wasm build cannot load `file://` URLs anyway). One graph per side in MODEL_SIDES, built
- * at load (4 MB of weights each).
+ * at load (8 MB of float32 weights each, 32 MB for the four).
  */
 export class CenterNet {
   readonly #models: ReadonlyMap<number, GraphModel>;
