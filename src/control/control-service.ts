@@ -10,21 +10,25 @@ import type { EnrolmentStore } from '../analysis/faces/enrolment.js';
 import type { CamveilEvents, EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { HubPolicy } from '../policy/open-policy.js';
-import type { AlertKind } from '../policy/vocabulary.js';
+import type { AlertKind, ObjectLabel } from '../policy/vocabulary.js';
 import type { DataRightsDeps } from '../rights/data-rights.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { passesOnlyFor } from './alert-rules.js';
 import { brokerProtocol } from './broker-protocol.js';
 import { cameraCommands, type CameraCommandDeps } from './camera-commands.js';
+import { onlyForOf, trackedLabels } from './camera-objects.js';
 import type { CameraRegistry } from './camera-registry.js';
+import { DetectionCounts, type DetectionCountsState } from './detection-counts.js';
 import { ControlPlane } from './dispatcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { faceCommands } from './face-commands.js';
-import { HomeAssistantBridge } from './ha-discovery.js';
+import { HomeAssistantBridge, type HomeAssistantCamera } from './ha-discovery.js';
 import { hubCommands } from './hub-commands.js';
 import type { HubHealth } from './hub-message.js';
 import { IncidentMonitor } from './incident-monitor.js';
 import { KeyRegistry } from './key-registry.js';
 import { PendingIncidents } from './pending-incidents.js';
+import { RecentIds } from './recent-ids.js';
 import { CoverTraffic, IncidentLimiter, type SecurityEvent } from './sealed-events.js';
 import { cameraSummaries, settingsOf, type HubSettings, type SettingsPatch } from './settings.js';
 import { connectOptions } from './topics.js';
@@ -59,8 +63,9 @@ export interface ControlServiceOptions {
 /**
  * The MQTT side of the hub: the embedded broker when configured, the client (MQTT 5 where the broker
  * speaks it), the control plane with its commands, Home Assistant discovery over the cameras in force,
- * the state, alerts routed through the gate, and security incidents told to the household (kept while
- * the broker cannot take them, rate-limited, with cover traffic when configured).
+ * the state, alerts routed through the gate and each camera's `alerts.onlyFor`, the detection counts of
+ * the sealed state, and security incidents told to the household (kept while the broker cannot take them,
+ * rate-limited, with cover traffic when configured).
  */
 export class ControlService {
   readonly #o: ControlServiceOptions;
@@ -71,11 +76,18 @@ export class ControlService {
   #mqttProtocol: 4 | 5 | undefined;
   #stopControl: (() => void) | undefined;
   #incidentMonitor: IncidentMonitor;
+  readonly #detections: DetectionCounts;
 
   constructor(options: ControlServiceOptions) {
     this.#o = options;
     // Counts refused requests: bursts of bad signatures or pairing proofs are incidents.
     this.#incidentMonitor = new IncidentMonitor({ bus: options.bus });
+    this.#detections = new DetectionCounts({ bus: options.bus, cameraPseudonym: options.cameraPseudonym });
+  }
+
+  /** Confirmed objects per camera pseudonym and label since the start (the sealed state's `detections`); undefined before start. */
+  detections(): DetectionCountsState | undefined {
+    return this.#detections.snapshot();
   }
 
   /** What `data/export` and `data/delete` work on: the hub's database, store, ledger, audit log and enrolled people. */
@@ -101,6 +113,7 @@ export class ControlService {
 
   /** Stops listening, says goodbye within a few seconds each, and closes the embedded broker. */
   async stop(): Promise<void> {
+    this.#detections.stop();
     this.#stopControl?.();
     // The broker may be gone: a stop must not wait for it (systemd would SIGKILL the hub). The clips are
     // already stored; saying goodbye on MQTT gets a few seconds, then the connection is dropped.
@@ -118,6 +131,8 @@ export class ControlService {
    */
   async start(): Promise<void> {
     const { logger, keys, policy, bus } = this.#o;
+    // The state reports them with or without MQTT (`camveil run`'s state).
+    this.#detections.start();
     const config = this.#o.config();
     const m = config.mqtt;
     if (m === undefined) return;
@@ -178,7 +193,7 @@ export class ControlService {
       void ha?.mode(policy.consent.mode.mode);
     };
     const ha = config.homeAssistant.discovery
-      ? new HomeAssistantBridge({ baseTopic: m.baseTopic, hubId: config.hub.id, prefix: config.homeAssistant.prefix, cameras: () => this.#o.config().cameras.filter((c) => c.enabled), logger })
+      ? new HomeAssistantBridge({ baseTopic: m.baseTopic, hubId: config.hub.id, prefix: config.homeAssistant.prefix, cameras: () => this.#haCameras(), logger })
       : undefined;
     this.#ha = ha;
     client.once('connect', () => {
@@ -188,9 +203,11 @@ export class ControlService {
         .then(() => ha?.start(client))
         .catch((error: unknown) => logger.error({ err: error }, 'mqtt: control plane did not start'));
     });
-    const alert = (cameraId: string, fields: { type: AlertKind; at: number; reason?: string; person?: string; sighting?: string; event?: string }) => {
-      // Every alert asks the gate: motion and camera-offline alerts carry no biometric data; face alerts
-      // follow the face-recognition rules for that camera.
+    const alert = (cameraId: string, fields: { type: AlertKind; at: number; reason?: string; person?: string; sighting?: string; event?: string; label?: ObjectLabel; score?: number }) => {
+      // The household may want alerts only for some objects on this camera (read now: cameras change at run time).
+      if (!passesOnlyFor(onlyForOf(this.#o.config().cameras.find((c) => c.id === cameraId)), fields.type, fields.label)) return;
+      // Every alert asks the gate: motion, object and camera-offline alerts carry no biometric data; face
+      // alerts follow the face-recognition rules for that camera.
       if (!policy.gate.ask({ kind: 'alert', alertKind: fields.type }, cameraId).allowed) return;
       const event = { ...fields, camera: this.#o.cameraPseudonym(cameraId) };
       if (!client.connected) return;
@@ -253,6 +270,8 @@ export class ControlService {
       connectedBefore = true;
     };
     client.on('connect', onConnect);
+    // The bus tells each object once per track; should it tell one twice, the phones still hear it once.
+    const alertedTracks = new RecentIds(ALERTED_TRACKS);
     const offs = [
       () => void client.off('connect', onConnect),
       () => void client.off('connect', flushIncidents),
@@ -265,12 +284,20 @@ export class ControlService {
       bus.on('camera.state', (e) => {
         publishState();
         if (e.health === 'failed' || e.health === 'reconnecting') alert(e.cameraId, { type: 'camera-offline', at: Date.now(), reason: e.error?.code ?? e.health });
+        // A camera that does not stream sees nothing: its object sensors go OFF.
+        if (e.health === 'failed' || e.health === 'reconnecting' || e.health === 'stopped') void ha?.cameraBlind(e.cameraId);
       }),
       bus.on('motion.start', (e) => {
         alert(e.cameraId, { type: 'motion', at: e.at });
         void ha?.motion(e.cameraId, true);
       }),
       bus.on('motion.end', (e) => void ha?.motion(e.cameraId, false)),
+      bus.on('object.confirmed', (e) => {
+        void ha?.objectConfirmed(e.cameraId, e.label, e.trackId);
+        if (!alertedTracks.admit(`${e.cameraId}\n${e.trackId}`)) return;
+        alert(e.cameraId, { type: 'object', label: e.label, score: e.score, at: e.at, ...(e.eventId === undefined ? {} : { event: e.eventId }) });
+      }),
+      bus.on('object.ended', (e) => void ha?.objectEnded(e.cameraId, e.label, e.trackId)),
       // The person id is itself a random id; the name stays sealed on the hub and in the app.
       // The sighting id lets the app answer "this is X" / "this is not X" (faces/correct).
       bus.on('face.known', (e) => alert(e.cameraId, { type: 'known-face', at: e.at, person: e.personId, sighting: e.sightingId, ...(e.eventId === undefined ? {} : { event: e.eventId }) })),
@@ -287,6 +314,11 @@ export class ControlService {
     };
   }
 
+  /** The cameras Home Assistant is told of: the enabled ones, each with the object labels it tracks now. */
+  #haCameras(): HomeAssistantCamera[] {
+    return this.#o.config().cameras.filter((c) => c.enabled).map((c) => ({ id: c.id, name: c.name, objectLabels: trackedLabels(c) }));
+  }
+
   /** Each running camera's health under its pseudonym: the only per-camera fact the clear state carries. */
   #cameraHealth(): HubHealth['cameras'] {
     const health: HubHealth['cameras'] = {};
@@ -298,6 +330,9 @@ export class ControlService {
 
 
 }
+
+/** Track ids remembered so that an object is alerted at most once even if its confirmation were told twice. */
+const ALERTED_TRACKS = 1024;
 
 /** How long a stop waits for each network peer (broker) before going on without it. */
 const STOP_PEER_MS = 2_000;
