@@ -212,6 +212,7 @@ export class Gateway {
       storage: this.#mediaService?.storage(),
       uplink: open ? this.#uplink?.stats() : undefined,
       audit: policy !== undefined && open ? policy.anchored.signed(policy.audit.head()) : undefined,
+      detections: this.#control?.detections(),
     });
   }
 
