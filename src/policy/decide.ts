@@ -28,6 +28,8 @@ export type Question =
   | { kind: 'upload'; dataKind: ObjectKind; zone?: string }
   | { kind: 'face-recognition'; cameraId: string }
   | { kind: 'local-recording'; cameraId: string }
+  /** Labelling what moved on a camera (person, animal, vehicle) on the hub. */
+  | { kind: 'object-detection'; cameraId: string }
   | { kind: 'alert'; alertKind: AlertKind };
 
 export interface Facts {
@@ -54,6 +56,7 @@ export const DECISION_REASONS = [
   'cross-border-forbidden',
   'cross-border-consent-missing',
   'region-prohibits-face-recognition',
+  'region-prohibits-object-detection',
   'camera-unknown',
   'device-not-capable',
   'camera-face-off',
@@ -118,6 +121,15 @@ function faceGate(facts: Facts): Decision {
   return ok;
 }
 
+/**
+ * The object rule, shared by object detection and object alerts: only the region can refuse it. It
+ * identifies no one (region-rules-data.ts, OBJECT_DETECTION), so like motion detection it is tied to no
+ * consent and no policy acceptance, and an unreadable ledger does not stop it.
+ */
+function objectGate(facts: Facts): Decision {
+  return facts.region.objectDetection === 'prohibited' ? deny('region-prohibits-object-detection') : ok;
+}
+
 function uploadGate(q: Extract<Question, { kind: 'upload' }>, facts: Facts): Decision {
   const cloud = cloudGate(facts);
   if (!cloud.allowed || facts.consent === 'unreadable') return cloud;
@@ -149,10 +161,12 @@ function uploadGate(q: Extract<Question, { kind: 'upload' }>, facts: Facts): Dec
  * - face-recognition (on the hub): region, policy acceptance, camera capability and switch, consent.
  * - local-recording: readable ledger and localRecording consent. Not tied to policy acceptance or cloud
  *   mode: local-only mode keeps recording to the hub's encrypted store, that is its point.
- * - alert: known-face / unknown-face alerts carry identity and follow the face rules. Motion, object and
- *   camera-offline alerts are age-sealed events to the household's own phones over MQTT: no cloud upload,
- *   no biometric data, so neither cloudUpload nor faceRecognition consent applies, and they are allowed
- *   even when the ledger is unreadable (a damaged ledger should not hide that a camera went offline).
+ * - object-detection (on the hub): the region rules only (objectGate).
+ * - alert: known-face / unknown-face alerts carry identity and follow the face rules; an object alert is
+ *   only as allowed as object detection (the region). Motion, object and camera-offline alerts are
+ *   age-sealed events to the household's own phones over MQTT: no cloud upload, no biometric data, so
+ *   neither cloudUpload nor faceRecognition consent applies, and they are allowed even when the ledger is
+ *   unreadable (a damaged ledger should not hide that a camera went offline).
  */
 export function decide(question: Question, facts: Facts): Decision {
   switch (question.kind) {
@@ -163,12 +177,15 @@ export function decide(question: Question, facts: Facts): Decision {
     case 'local-recording':
       if (facts.consent === 'unreadable') return deny('consent-unreadable');
       return facts.consent.localRecording ? ok : deny('local-recording-withdrawn');
+    case 'object-detection':
+      return objectGate(facts);
     case 'alert':
       switch (question.alertKind) {
         case 'motion':
-        case 'object':
         case 'camera-offline':
           return ok;
+        case 'object':
+          return objectGate(facts);
         case 'known-face':
         case 'unknown-face':
           return faceGate(facts);

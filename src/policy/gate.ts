@@ -3,7 +3,7 @@ import type { ConsentLedger } from './consent-ledger.js';
 import { decide, modeOf, type Decision, type Facts, type Question } from './decide.js';
 import type { PolicyVersion } from './policy-version.js';
 import { readConsent } from './read-consent.js';
-import { rulesFor } from './region-rules.js';
+import { rulesFor, type MatchedRegionRule } from './region-rules.js';
 import { OBJECT_KINDS, type ObjectKind } from './vocabulary.js';
 import { isHeld } from './withdrawal.js';
 
@@ -49,6 +49,8 @@ export interface PolicyGateOptions {
   audit?: AuditLog;
   /** Camera ids are audited only as pseudonyms. */
   cameraPseudonym: (cameraId: string) => string;
+  /** The region table lookup; `rulesFor` (the shipped table) unless a test gives a region of its own. */
+  rulesFor?: (region: string) => MatchedRegionRule;
 }
 
 export class PolicyGate implements Gate {
@@ -61,7 +63,7 @@ export class PolicyGate implements Gate {
   /** The facts now. An unreadable ledger is a fact too: everything it guards is then refused. */
   facts(cameraId?: string): Facts {
     const consent = readConsent(this.#o.ledger);
-    const region = rulesFor(this.#o.region);
+    const region = (this.#o.rulesFor ?? rulesFor)(this.#o.region);
     const facts: Facts = {
       consent,
       region,
@@ -120,6 +122,14 @@ export class PolicyGate implements Gate {
   }
 
   /**
+   * Whether the objects analyser may label what moved on this camera: only the region rules decide
+   * (decide.ts); no consent, no withdrawal and no policy acceptance changes it, as for motion detection.
+   */
+  mayDetectObjects(cameraId: string): GateDecision {
+    return this.ask({ kind: 'object-detection', cameraId }, cameraId);
+  }
+
+  /**
    * Where the face data recognition has made (sightings, face albums) stands now. `use`: whether more may
    * be made, as for enrolment (region, policy acceptance, faceRecognition consent). `fate`: what becomes of
    * what exists — `keep` while the consent stands (also while the region or a policy not yet accepted
@@ -147,7 +157,7 @@ export class PolicyGate implements Gate {
     if (audit === undefined) return;
     const camera = item.cameraId === undefined ? {} : { camera: this.#o.cameraPseudonym(item.cameraId) };
     const policyVersion = this.#o.policy.inForce.version;
-    if (decision.allowed) audit.append('upload.allowed', { objectId: item.objectId, kind, ...camera, zone: rulesFor(this.#o.region).residencyZone, policyVersion });
+    if (decision.allowed) audit.append('upload.allowed', { objectId: item.objectId, kind, ...camera, zone: (this.#o.rulesFor ?? rulesFor)(this.#o.region).residencyZone, policyVersion });
     else audit.append('upload.denied', { objectId: item.objectId, kind, ...camera, reason: decision.reason, policyVersion });
   }
 }

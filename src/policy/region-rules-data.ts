@@ -17,6 +17,12 @@ import type { ResidencyZone } from './vocabulary.js';
 /** How a region treats face recognition of people who walk past a camera. */
 export type FaceRecognitionRule = 'prohibited' | 'explicit-consent' | 'allowed';
 
+/**
+ * How a region treats object detection on the hub: labelling what moved as a person, an animal or a
+ * vehicle, with a box and a score. Every shipped region allows it (see OBJECT_DETECTION below).
+ */
+export type ObjectDetectionRule = 'allowed' | 'prohibited';
+
 /** Whether personal data may leave the region's residency zone. */
 export type CrossBorderRule = 'allowed' | 'needs-consent' | 'forbidden';
 
@@ -30,6 +36,7 @@ export interface Citation {
 /** The rules for one region. */
 export interface RegionRule {
   faceRecognition: FaceRecognitionRule;
+  objectDetection: ObjectDetectionRule;
   /** Where uploads must be stored (picks the upload endpoint). */
   residencyZone: ResidencyZone;
   /** Uploads to any other zone than `residencyZone`. */
@@ -38,6 +45,27 @@ export interface RegionRule {
   maxTemplateRetentionDays: number | null;
   citation: Citation;
 }
+
+/**
+ * Object detection is allowed in every shipped region, including the strictest default, because it
+ * identifies no one. What it adds to footage the household already records is a group label (`person`,
+ * `animal`, `vehicle`), a COCO class, a score and a box: nothing that allows or confirms the unique
+ * identification of a person, no face template, nothing kept that describes what a person looks like.
+ * - GDPR: biometric data is data from technical processing of a person's physical characteristics "which
+ *   allow or confirm the unique identification" of that person (Art. 4(14)); only that is special-category
+ *   data under Art. 9. The EDPB's video guidelines say the same of video: footage is not biometric data
+ *   per se, and a system that tells categories of people apart without uniquely identifying anyone is not
+ *   Art. 9 processing (Guidelines 3/2019 on processing of personal data through video devices, §5.1).
+ * - BIPA's "biometric identifier" is a retina or iris scan, fingerprint, voiceprint, or scan of hand or
+ *   face geometry (740 ILCS 14/10); Texas CUBI (§503.001(a)) and Washington (RCW 19.375.010(1)) define it
+ *   the same way. A box around a person is none of those.
+ * - PIPL: the sensitive category is biometric recognition (Art. 28); a class label recognises no one.
+ * The footage itself stays under whatever rules cover the camera (recording consent, residency, uploads),
+ * unchanged: the label travels only in the age-sealed event. Like motion detection, it needs no consent of
+ * its own, and withdrawing one does not stop it; a region row can still say `prohibited`, and then the
+ * gate refuses it (decide.ts, reason `region-prohibits-object-detection`).
+ */
+const OBJECT_DETECTION: ObjectDetectionRule = 'allowed';
 
 const GDPR: Citation = {
   law: 'Regulation (EU) 2016/679 (GDPR)',
@@ -52,6 +80,7 @@ const GDPR: Citation = {
  */
 const GDPR_RULE: RegionRule = {
   faceRecognition: 'explicit-consent',
+  objectDetection: OBJECT_DETECTION,
   residencyZone: 'eu',
   crossBorder: 'needs-consent',
   maxTemplateRetentionDays: null,
@@ -73,6 +102,7 @@ const EU_EEA = [
  */
 const US_DEFAULT: RegionRule = {
   faceRecognition: 'explicit-consent',
+  objectDetection: OBJECT_DETECTION,
   residencyZone: 'us',
   crossBorder: 'allowed',
   maxTemplateRetentionDays: null,
@@ -163,6 +193,7 @@ export const REGION_RULES: Readonly<Record<string, Readonly<RegionRule>>> = Obje
   // of that, so: forbidden. Retention: shortest period necessary (Art. 19), no figure.
   CN: {
     faceRecognition: 'explicit-consent',
+    objectDetection: OBJECT_DETECTION,
     residencyZone: 'cn',
     crossBorder: 'forbidden',
     maxTemplateRetentionDays: null,
@@ -175,8 +206,11 @@ export const REGION_RULES: Readonly<Record<string, Readonly<RegionRule>>> = Obje
 } satisfies Record<string, RegionRule>);
 
 /**
- * The rule for a region the table does not know (or a malformed code). Strictest on every axis:
+ * The rule for a region the table does not know (or a malformed code). Strictest on every axis that
+ * identifies people or moves their data:
  * - face recognition prohibited (and no template may be kept: 0 days);
+ * - object detection allowed, as motion detection is: it identifies no one (see OBJECT_DETECTION), so no
+ *   law we know of restricts it, and refusing it would only bring back an alert for every passing cat;
  * - residency `global` with cross-border `forbidden`: we do not know which jurisdiction the hub is in, so
  *   no zone that belongs to a jurisdiction (eu, us, cn) is "home"; uploads, when consented, may only go
  *   to the `global` endpoint, the same place the uplink's old placeholder sent unknown regions. Denying
@@ -187,6 +221,7 @@ export const REGION_RULES: Readonly<Record<string, Readonly<RegionRule>>> = Obje
  */
 export const STRICTEST_RULE: Readonly<RegionRule> = Object.freeze({
   faceRecognition: 'prohibited',
+  objectDetection: OBJECT_DETECTION,
   residencyZone: 'global',
   crossBorder: 'forbidden',
   maxTemplateRetentionDays: 0,

@@ -1,6 +1,6 @@
 import { REGION_RULES, STRICTEST_RULE, type RegionRule } from './region-rules-data.js';
 
-export type { Citation, CrossBorderRule, FaceRecognitionRule, RegionRule } from './region-rules-data.js';
+export type { Citation, CrossBorderRule, FaceRecognitionRule, ObjectDetectionRule, RegionRule } from './region-rules-data.js';
 export { REGION_RULES, STRICTEST_RULE } from './region-rules-data.js';
 
 /** A region rule with the table key it came from (`US-IL`, `US`, or `ZZ` for the strictest default). */

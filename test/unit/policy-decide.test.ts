@@ -36,7 +36,10 @@ const clip: Question = { kind: 'upload', dataKind: 'clip' };
 const embedding: Question = { kind: 'upload', dataKind: 'face-embedding' };
 const faces: Question = { kind: 'face-recognition', cameraId: 'front' };
 const recording: Question = { kind: 'local-recording', cameraId: 'front' };
-const alert = (alertKind: 'motion' | 'known-face' | 'unknown-face' | 'camera-offline'): Question => ({ kind: 'alert', alertKind });
+const alert = (alertKind: 'motion' | 'object' | 'known-face' | 'unknown-face' | 'camera-offline'): Question => ({ kind: 'alert', alertKind });
+const objects: Question = { kind: 'object-detection', cameraId: 'front' };
+/** A region of the tests' own whose law forbids object detection (no shipped row does). */
+const forbidsObjects = (regionCode = 'DE'): Facts['region'] => ({ ...rulesFor(regionCode), objectDetection: 'prohibited' });
 
 describe('decide', () => {
   it.each<[string, Question, Facts, string]>([
@@ -80,6 +83,18 @@ describe('decide', () => {
     ['known-face alert, no face consent', alert('known-face'), facts({ consent: { faceRecognition: false } }), 'face-consent-missing'],
     ['unknown-face alert, region prohibits', alert('unknown-face'), facts({ regionCode: 'BR' }), 'region-prohibits-face-recognition'],
     ['known-face alert, all granted, no cloud', alert('known-face'), facts({ consent: { cloudUpload: false } }), 'ok'],
+    ['objects, all granted', objects, facts(), 'ok'],
+    ['objects, nothing granted, no policy accepted', objects, facts({ consent: { cloudUpload: false, faceRecognition: false, crossBorderTransfer: false, localRecording: false, acceptedPolicyVersion: undefined } }), 'ok'],
+    ['objects, unreadable ledger', objects, facts({ consent: 'unreadable' }), 'ok'],
+    ['objects, unknown region (strictest rule)', objects, facts({ regionCode: 'ZZ' }), 'ok'],
+    ['objects, forced local-only', objects, facts({ mode: { forcedLocalOnly: true } }), 'ok'],
+    ['objects, camera unknown', objects, facts({ camera: undefined }), 'ok'],
+    ['objects, region prohibits', objects, facts({ region: forbidsObjects() }), 'region-prohibits-object-detection'],
+    ['objects, region prohibits, unreadable ledger', objects, facts({ region: forbidsObjects(), consent: 'unreadable' }), 'region-prohibits-object-detection'],
+    ['object alert, nothing granted', alert('object'), facts({ consent: { cloudUpload: false, faceRecognition: false } }), 'ok'],
+    ['object alert, region prohibits object detection', alert('object'), facts({ region: forbidsObjects() }), 'region-prohibits-object-detection'],
+    ['motion alert, region prohibits object detection', alert('motion'), facts({ region: forbidsObjects() }), 'ok'],
+    ['faces, region prohibits object detection only', faces, facts({ region: forbidsObjects() }), 'ok'],
   ])('%s → %s', (_name, question, f, reason) => {
     const d = decide(question, f);
     expect(d).toEqual({ allowed: reason === 'ok', reason });
@@ -105,6 +120,7 @@ describe('consentErrorFor', () => {
     expect(consentErrorFor({ allowed: false, reason: 'consent-unreadable' })?.code).toBe('CAMVEIL_E_CONSENT_UNREADABLE');
     expect(consentErrorFor({ allowed: false, reason: 'face-consent-missing' })?.code).toBe('CAMVEIL_E_CONSENT_REQUIRED');
     expect(consentErrorFor({ allowed: false, reason: 'region-prohibits-face-recognition' })).toBeUndefined();
+    expect(consentErrorFor({ allowed: false, reason: 'region-prohibits-object-detection' })).toBeUndefined();
     expect(consentErrorFor({ allowed: true, reason: 'ok' })).toBeUndefined();
   });
 });

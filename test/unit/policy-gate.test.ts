@@ -8,6 +8,7 @@ import { ConsentLedger } from '../../src/policy/consent-ledger.js';
 import { ConsentService, localRequest, type ModeChange } from '../../src/policy/consent-service.js';
 import { PolicyGate } from '../../src/policy/gate.js';
 import { SHIPPED_POLICY_VERSIONS } from '../../src/policy/policy-history.js';
+import { rulesFor, type MatchedRegionRule } from '../../src/policy/region-rules.js';
 import { openDatabase } from '../../src/store/database.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -15,7 +16,7 @@ const OBJECT = 'a'.repeat(26);
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function hub(region = 'DE', dataDir = mkdtempSync(path.join(os.tmpdir(), 'camveil-gate-'))) {
+function hub(region = 'DE', dataDir = mkdtempSync(path.join(os.tmpdir(), 'camveil-gate-')), regionRules?: (region: string) => MatchedRegionRule) {
   dirs.push(dataDir);
   const db = openDatabase(dataDir);
   const audit = new AuditLog(db);
@@ -29,6 +30,7 @@ function hub(region = 'DE', dataDir = mkdtempSync(path.join(os.tmpdir(), 'camvei
     cameras: () => new Map([['front', { faceRecognitionEnabled: true, faceCapable: true }]]),
     audit,
     cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa',
+    ...(regionRules === undefined ? {} : { rulesFor: regionRules }),
   });
   const changes: ModeChange[] = [];
   const stops: string[] = [];
@@ -136,5 +138,24 @@ describe('PolicyGate and ConsentService', () => {
   it('the region decides: face recognition is refused where the region rules say so (unknown region: strictest)', () => {
     const h = hub('ZZ');
     expect(h.gate.mayRecogniseFaces('front')).toEqual({ allowed: false, reason: 'region-prohibits-face-recognition' });
+  });
+
+  it('object detection: allowed with nothing granted, a withdrawal or an unknown region; refused only by a region that forbids it', async () => {
+    const h = hub();
+    // nothing granted, no policy accepted
+    expect(h.gate.mayDetectObjects('front')).toEqual({ allowed: true, reason: 'ok' });
+    await h.consent.acceptPolicy('2021-10-31', localRequest('accept'));
+    for (const name of ['cloudUpload', 'faceRecognition', 'localRecording'] as const) {
+      await h.consent.grant(name, localRequest('grant'));
+      await h.consent.withdraw(name, localRequest('withdraw'));
+    }
+    expect(h.gate.mayDetectObjects('front')).toEqual({ allowed: true, reason: 'ok' });
+    expect(h.gate.mayDetectObjects('no-such-camera')).toEqual({ allowed: true, reason: 'ok' });
+    expect(hub('ZZ').gate.mayDetectObjects('front')).toEqual({ allowed: true, reason: 'ok' });
+    // a test region whose rules forbid it
+    const forbidding = hub('DE', undefined, (region) => ({ ...rulesFor(region), objectDetection: 'prohibited' }));
+    expect(forbidding.gate.mayDetectObjects('front')).toEqual({ allowed: false, reason: 'region-prohibits-object-detection' });
+    expect(forbidding.gate.ask({ kind: 'alert', alertKind: 'object' })).toEqual({ allowed: false, reason: 'region-prohibits-object-detection' });
+    expect(forbidding.gate.ask({ kind: 'alert', alertKind: 'motion' }).allowed).toBe(true);
   });
 });

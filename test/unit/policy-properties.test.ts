@@ -72,7 +72,10 @@ function oracle(q: Question, w: World): boolean {
       return faceOk;
     case 'local-recording':
       return c !== undefined && c.localRecording;
+    case 'object-detection':
+      return rule.objectDetection !== 'prohibited';
     case 'alert':
+      if (q.alertKind === 'object') return rule.objectDetection !== 'prohibited';
       return q.alertKind === 'motion' || q.alertKind === 'camera-offline' ? true : faceOk;
   }
 }
@@ -85,7 +88,8 @@ const QUESTIONS: Question[] = [
   ...OBJECT_KINDS.flatMap((dataKind) => [undefined, ...ZONES, 'mars'].map((zone): Question => (zone === undefined ? { kind: 'upload', dataKind } : { kind: 'upload', dataKind, zone }))),
   { kind: 'face-recognition', cameraId: 'front' },
   { kind: 'local-recording', cameraId: 'front' },
-  ...(['motion', 'known-face', 'unknown-face', 'camera-offline'] as const).map((alertKind): Question => ({ kind: 'alert', alertKind })),
+  { kind: 'object-detection', cameraId: 'front' },
+  ...(['motion', 'object', 'known-face', 'unknown-face', 'camera-offline'] as const).map((alertKind): Question => ({ kind: 'alert', alertKind })),
 ];
 
 const DAY = 86_400_000;

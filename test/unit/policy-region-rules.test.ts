@@ -19,6 +19,8 @@ describe('region table', () => {
       expect(US_STATES.has(sub)).toBe(true);
     }
     expect(['prohibited', 'explicit-consent', 'allowed']).toContain(rule.faceRecognition);
+    // it identifies no one: every shipped region allows it (region-rules-data.ts, OBJECT_DETECTION)
+    expect(rule.objectDetection).toBe('allowed');
     expect(RESIDENCY_ZONES).toContain(rule.residencyZone);
     expect(['allowed', 'needs-consent', 'forbidden']).toContain(rule.crossBorder);
     if (rule.maxTemplateRetentionDays !== null) expect(Number.isInteger(rule.maxTemplateRetentionDays) && rule.maxTemplateRetentionDays >= 0).toBe(true);
@@ -64,6 +66,8 @@ describe('rulesFor', () => {
       const rule = rulesFor(region);
       expect(rule).toEqual({ ...STRICTEST_RULE, matched: UNKNOWN_REGION });
       expect(rule).toMatchObject({ faceRecognition: 'prohibited', crossBorder: 'forbidden', residencyZone: 'global', maxTemplateRetentionDays: 0 });
+      // strictest on what identifies people or moves their data; object detection does neither
+      expect(rule.objectDetection).toBe('allowed');
     },
   );
 
