@@ -314,9 +314,16 @@ export class ControlService {
     };
   }
 
-  /** The cameras Home Assistant is told of: the enabled ones, each with the object labels it tracks now. */
+  /**
+   * The cameras Home Assistant is told of: the enabled ones, each with the object labels it tracks now
+   * (none where the region rules refuse object detection: the sensors would never turn on).
+   */
   #haCameras(): HomeAssistantCamera[] {
-    return this.#o.config().cameras.filter((c) => c.enabled).map((c) => ({ id: c.id, name: c.name, objectLabels: trackedLabels(c) }));
+    const gate = this.#o.policy.gate;
+    return this.#o
+      .config()
+      .cameras.filter((c) => c.enabled)
+      .map((c) => ({ id: c.id, name: c.name, objectLabels: gate.mayDetectObjects(c.id).allowed ? trackedLabels(c) : [] }));
   }
 
   /** Each running camera's health under its pseudonym: the only per-camera fact the clear state carries. */
