@@ -1,8 +1,10 @@
 import sharp from 'sharp';
-import type { AnalysisFrame } from '../cameras/frame.js';
+import type { AnalysisFrame, GreyImage } from '../cameras/frame.js';
 import type { Polygon } from '../config/schema.js';
 import { CamveilError } from '../errors.js';
+import type { Box } from './box.js';
 import { paintRuns, privacyMaskRuns, rasterisePolygons, watchMask } from './mask.js';
+import { motionRegions } from './motion-regions.js';
 
 /**
  * Frame-differencing motion detection against a slowly adapting background, in the spirit of Frigate's
@@ -17,6 +19,8 @@ import { paintRuns, privacyMaskRuns, rasterisePolygons, watchMask } from './mask
 const ANALYSIS_WIDTH = 160;
 /** A light blur after downscaling removes the remaining pixel noise and H.264 block edges. */
 const BLUR_SIGMA = 1;
+/** Below this width the small image is not blurred (a blur would smear the whole of it). */
+const MIN_BLURRED_WIDTH = 8;
 /**
  * Per-pixel threshold in grey levels at sensitivity 0 and 1; linear in between. 0.5 gives 28, close to
  * Frigate's default `motion.threshold` of 30. 6 keeps a margin of 3 over the noise measured on our test
@@ -74,6 +78,33 @@ export interface MotionResult {
   score: number;
   /** `score >= minArea`, with at least one changed pixel. */
   motion: boolean;
+  /**
+   * Where it changed, in the analysis frame's pixels: the connected areas of changed pixels (after the
+   * noise filter, inside the watched area), near ones merged, tiny ones dropped, biggest first (see
+   * motion-regions.ts). Empty when `motion` is false.
+   */
+  regions: Box[];
+}
+
+/**
+ * The grey image the detector compares, for analysis frames of `width × height`: its size (160 px wide,
+ * the height by aspect) and the Gaussian blur applied after downscaling (sigma in small-image pixels; 0 =
+ * none). The ingest asks ffmpeg for exactly this as a second output of the same decode
+ * (AnalysisFrame.motionGrey), so the detector does not have to make it from the RGB frame.
+ */
+export interface MotionGreySpec {
+  width: number;
+  height: number;
+  blurSigma: number;
+}
+
+export function motionGreySpec(width: number, height: number): MotionGreySpec {
+  const smallWidth = Math.min(width, ANALYSIS_WIDTH);
+  return {
+    width: smallWidth,
+    height: Math.max(1, Math.round((height * smallWidth) / width)),
+    blurSigma: smallWidth >= MIN_BLURRED_WIDTH ? BLUR_SIGMA : 0,
+  };
 }
 
 function fail(message: string): never {
@@ -92,8 +123,7 @@ export function thresholdForSensitivity(sensitivity: number): number {
 export class MotionDetector {
   readonly #width: number;
   readonly #height: number;
-  readonly #smallWidth: number;
-  readonly #smallHeight: number;
+  readonly #small: MotionGreySpec;
   readonly #minArea: number;
   readonly #threshold: number;
   /** Byte ranges of the full-size frame that the privacy masks cover. */
@@ -104,6 +134,8 @@ export class MotionDetector {
   /** Pixels outside every privacy mask at the small size: the picture a lighting change is judged on. */
   readonly #visibleCount: number;
   readonly #changed: Uint8Array;
+  /** 1 where a changed pixel survived the noise filter inside the watched area: what regions are made of. */
+  readonly #moving: Uint8Array;
   #background: Float32Array | undefined;
   #lastAt = 0;
   #queue: Promise<unknown> = Promise.resolve();
@@ -115,16 +147,22 @@ export class MotionDetector {
     if (!(minArea >= 0 && minArea <= 1)) fail(`minArea ${minArea} is outside 0..1`);
     this.#width = width;
     this.#height = height;
-    this.#smallWidth = Math.min(width, ANALYSIS_WIDTH);
-    this.#smallHeight = Math.max(1, Math.round((height * this.#smallWidth) / width));
+    this.#small = motionGreySpec(width, height);
+    const { width: smallWidth, height: smallHeight } = this.#small;
     this.#minArea = minArea;
     this.#threshold = thresholdForSensitivity(sensitivity);
     this.#maskRuns = privacyMaskRuns(options.privacyMasks, width, height);
-    this.#watch = watchMask(options, this.#smallWidth, this.#smallHeight);
+    this.#watch = watchMask(options, smallWidth, smallHeight);
     this.#watchCount = this.#watch.reduce((sum, v) => sum + v, 0);
-    const masked = rasterisePolygons(options.privacyMasks, this.#smallWidth, this.#smallHeight);
+    const masked = rasterisePolygons(options.privacyMasks, smallWidth, smallHeight);
     this.#visibleCount = masked.length - masked.reduce((sum, v) => sum + v, 0);
-    this.#changed = new Uint8Array(this.#smallWidth * this.#smallHeight);
+    this.#changed = new Uint8Array(smallWidth * smallHeight);
+    this.#moving = new Uint8Array(smallWidth * smallHeight);
+  }
+
+  /** The grey image this detector compares: what the ingest asks ffmpeg for (AnalysisFrame.motionGrey). */
+  get greySpec(): MotionGreySpec {
+    return { ...this.#small };
   }
 
   /**
@@ -147,7 +185,18 @@ export class MotionDetector {
     if (frame.width !== this.#width || frame.height !== this.#height || frame.data.length !== this.#width * this.#height * 3) {
       fail(`frame is ${frame.width}x${frame.height} (${frame.data.length} bytes), expected ${this.#width}x${this.#height} RGB24`);
     }
-    return this.#compare(await this.#downscale(frame.data), frame.elapsedMs ?? frame.at);
+    const at = frame.elapsedMs ?? frame.at;
+    if (frame.motionGrey !== undefined) return this.#compare(this.#checkedGrey(frame.motionGrey), at);
+    return this.#compare(await this.#downscale(frame.data), at);
+  }
+
+  /** The ingest's ready-made grey image, when it is the size this detector compares. */
+  #checkedGrey(grey: GreyImage): Uint8Array {
+    const { width, height } = this.#small;
+    if (grey.width !== width || grey.height !== height || grey.data.length !== width * height) {
+      fail(`motion grey image is ${grey.width}x${grey.height} (${grey.data.length} bytes), expected ${width}x${height} grey`);
+    }
+    return grey.data;
   }
 
   /** Privacy masks painted black first (on a copy), then greyscale, downscale and blur with sharp. */
@@ -157,10 +206,11 @@ export class MotionDetector {
       input = Buffer.from(rgb);
       paintRuns(input, this.#maskRuns);
     }
+    const { width, height, blurSigma } = this.#small;
     let pipeline = sharp(input, { raw: { width: this.#width, height: this.#height, channels: 3 } })
       .greyscale()
-      .resize(this.#smallWidth, this.#smallHeight, { fit: 'fill' });
-    if (this.#smallWidth >= 8) pipeline = pipeline.blur(BLUR_SIGMA);
+      .resize(width, height, { fit: 'fill' });
+    if (blurSigma > 0) pipeline = pipeline.blur(blurSigma);
     return pipeline.raw().toBuffer();
   }
 
@@ -171,9 +221,9 @@ export class MotionDetector {
     this.#lastAt = at;
     if (background === undefined) {
       this.#background = Float32Array.from(grey);
-      return { score: 0, motion: false };
+      return { score: 0, motion: false, regions: [] };
     }
-    const [w, h, changed, watch, threshold] = [this.#smallWidth, this.#smallHeight, this.#changed, this.#watch, this.#threshold];
+    const [w, h, changed, watch, threshold, moving] = [this.#small.width, this.#small.height, this.#changed, this.#watch, this.#threshold, this.#moving];
     const n = w * h;
     let changedCount = 0;
     for (let k = 0; k < n; k++) {
@@ -184,8 +234,9 @@ export class MotionDetector {
     // Masked pixels are black in both images and never change, so changedCount only covers visible pixels.
     if (this.#visibleCount > 0 && changedCount > GLOBAL_CHANGE_FRACTION * this.#visibleCount) {
       background.set(grey);
-      return { score: 0, motion: false };
+      return { score: 0, motion: false, regions: [] };
     }
+    moving.fill(0);
     let count = 0;
     for (let y = 0; y < h; y++) {
       const y0 = y > 0 ? y - 1 : 0;
@@ -199,7 +250,10 @@ export class MotionDetector {
         for (let yy = y0; yy <= y1; yy++) {
           for (let xx = x0, kk = yy * w + x0; xx <= x1; xx++, kk++) neighbours += changed[kk]!;
         }
-        if (neighbours >= MIN_CHANGED_NEIGHBOURS) count++;
+        if (neighbours >= MIN_CHANGED_NEIGHBOURS) {
+          moving[k] = 1;
+          count++;
+        }
       }
     }
     const alpha = 1 - Math.exp(-step / BACKGROUND_TAU_MS);
@@ -209,6 +263,7 @@ export class MotionDetector {
       background[k] = b + (changed[k] === 1 ? foregroundAlpha : alpha) * (grey[k]! - b);
     }
     const score = this.#watchCount === 0 ? 0 : count / this.#watchCount;
-    return { score, motion: count > 0 && score >= this.#minArea };
+    const motion = count > 0 && score >= this.#minArea;
+    return { score, motion, regions: motion ? motionRegions(moving, w, h, this.#width, this.#height) : [] };
   }
 }

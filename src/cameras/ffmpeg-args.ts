@@ -4,7 +4,11 @@
  *  - stdout (`pipe:1`): the main stream's H.264 copied without re-encoding, as fragmented MP4 whose
  *    fragments start at keyframes: the recorder's ring buffer cuts clips on those boundaries;
  *  - fd 3 (`pipe:3`): the analysis stream decoded, resampled to a few fps and scaled (letterboxed) to a
- *    small size, as packed RGB24 frames of a fixed size.
+ *    small size, as packed RGB24 frames of a fixed size;
+ *  - fd 6 (`pipe:6`), when asked for: the motion detector's input made from the same frames (split in one
+ *    filter graph): the privacy masks' boxes painted black, downscaled to a tiny grey image and blurred. The
+ *    hub's motion detection then costs ffmpeg a 640×360 → 160×90 scale instead of costing Node a sharp
+ *    greyscale, downscale and blur per frame.
  * Nothing here touches the disk: both outputs are pipes into this process's memory. Network sources come
  * in through pipes too (fd 4 for the main stream, fd 5 for the sub stream): their URLs hold the camera's
  * password and must never be arguments (see source-pipe.ts).
@@ -31,9 +35,15 @@ export interface IngestArgsOptions {
   ffmpegMajor: number;
   /**
    * Privacy masks, as their bounding boxes in normalised coordinates: painted black into the recorded
-   * stream, which is then re-encoded instead of copied (a mask cannot be drawn into compressed video).
+   * stream, which is then re-encoded instead of copied (a mask cannot be drawn into compressed video), and
+   * into the motion grey output before it is downscaled.
    */
   maskBoxes?: readonly MaskBox[];
+  /**
+   * Asks for the motion detector's grey image as a second raw output on {@link MOTION_GREY_FD}: this size
+   * (a downscale of the analysis frame, see MotionDetector's motionGreySpec), this Gaussian blur (0 = none).
+   */
+  motionGrey?: { width: number; height: number; blurSigma: number };
 }
 
 /** A rectangle in normalised frame coordinates (0..1). */
@@ -63,6 +73,8 @@ export function maskFilter(boxes: readonly MaskBox[]): string {
 export const FRAMES_FD = 3;
 /** The file descriptor ffmpeg reads the main stream's source list from; the sub stream's is the next one. */
 export const SOURCE_LIST_FD = 4;
+/** The file descriptor the motion grey images are written to (after the two source lists' fds). */
+export const MOTION_GREY_FD = 6;
 
 /** What one camera's ffmpeg is started with: its arguments, and the lists to write on its inherited pipes. */
 export interface IngestCommand {
@@ -86,10 +98,64 @@ function inputArgs(input: IngestInput, o: IngestArgsOptions, decoded: boolean, f
 }
 
 /** Letterboxes to exactly width×height so every frame has the same byte size, whatever the camera's aspect. */
+function letterboxFilter(a: IngestArgsOptions['analysis']): string {
+  return `fps=${a.fps},scale=${a.width}:${a.height}:force_original_aspect_ratio=decrease,pad=${a.width}:${a.height}:(ow-iw)/2:(oh-ih)/2`;
+}
+
+/** The analysis frames: letterboxed to the analysis size, RGB24. */
 export function analysisFilter(a: IngestArgsOptions['analysis']): string {
+  return `${letterboxFilter(a)},format=rgb24`;
+}
+
+/**
+ * The mask boxes in the pixels of a `width × height` picture, rounded outward so that every pixel whose
+ * centre is inside a mask polygon is inside its box; boxes that cover no pixel are left out (drawbox would
+ * read a width or height of 0 as the whole picture).
+ */
+export function maskBoxesInPixels(boxes: readonly MaskBox[], width: number, height: number): Array<{ x: number; y: number; w: number; h: number }> {
+  const out: Array<{ x: number; y: number; w: number; h: number }> = [];
+  // Pixel i belongs to a polygon when its centre i + 0.5 is inside, so a margin far below half a pixel
+  // keeps floating-point dust (0.3 * 640 = 192.00000000000003) from widening a box by a whole pixel.
+  const down = (v: number) => Math.floor(v + 1e-6);
+  const up = (v: number) => Math.ceil(v - 1e-6);
+  for (const b of boxes) {
+    const x = Math.max(0, down(b.x * width));
+    const y = Math.max(0, down(b.y * height));
+    const w = Math.min(width, up((b.x + b.w) * width)) - x;
+    const h = Math.min(height, up((b.y + b.h) * height)) - y;
+    if (w > 0 && h > 0) out.push({ x, y, w, h });
+  }
+  return out;
+}
+
+/**
+ * From the letterboxed analysis picture (`analysis` size, before its RGB conversion) to the motion grey
+ * image: mask boxes painted black at the analysis size (in pixels, so the motion image hides exactly what
+ * the boxes cover of the analysis frame), then an area-averaging downscale to grey (swscale maps limited-
+ * range luma to full-range grey), then the blur.
+ */
+export function motionGreyFilter(motion: NonNullable<IngestArgsOptions['motionGrey']>, analysis: IngestArgsOptions['analysis'], boxes: readonly MaskBox[]): string {
+  const steps = maskBoxesInPixels(boxes, analysis.width, analysis.height).map((b) => `drawbox=x=${b.x}:y=${b.y}:w=${b.w}:h=${b.h}:color=black:t=fill`);
+  steps.push(`scale=${motion.width}:${motion.height}:flags=area`, 'format=gray');
+  if (motion.blurSigma > 0) steps.push(`gblur=sigma=${motion.blurSigma}`);
+  return steps.join(',');
+}
+
+/**
+ * The filter graph for both raw outputs, from the stream `input` (`0:v:0`): labelled `[analysis]` (RGB24)
+ * and `[motion]` (grey). One fps filter and one letterbox, split after them, so frame n of each output is
+ * the same picture: the ingest pairs the two outputs by position.
+ */
+export function analysisGraph(
+  input: string,
+  analysis: IngestArgsOptions['analysis'],
+  motion: NonNullable<IngestArgsOptions['motionGrey']>,
+  boxes: readonly MaskBox[],
+): string {
   return (
-    `fps=${a.fps},scale=${a.width}:${a.height}:force_original_aspect_ratio=decrease,` +
-    `pad=${a.width}:${a.height}:(ow-iw)/2:(oh-ih)/2,format=rgb24`
+    `[${input}]${letterboxFilter(analysis)},split=2[rgb_in][grey_in];` +
+    `[rgb_in]format=rgb24[analysis];` +
+    `[grey_in]${motionGreyFilter(motion, analysis, boxes)}[motion]`
   );
 }
 
@@ -117,10 +183,16 @@ export function buildIngestArgs(o: IngestArgsOptions): IngestCommand {
     '-map', '0:v:0', ...main, '-an', '-sn', '-dn',
     '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
     'pipe:1',
-    '-map', `${analysisInput}:v:0`, '-an', '-sn', '-dn',
-    '-vf', analysisFilter(o.analysis),
-    '-f', 'rawvideo', '-pix_fmt', 'rgb24',
-    `pipe:${FRAMES_FD}`,
+  );
+  if (o.motionGrey === undefined) {
+    args.push('-map', `${analysisInput}:v:0`, '-an', '-sn', '-dn', '-vf', analysisFilter(o.analysis), '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${FRAMES_FD}`);
+    return { args, sourceLists };
+  }
+  const graph = analysisGraph(`${analysisInput}:v:0`, o.analysis, o.motionGrey, o.maskBoxes ?? []);
+  args.push(
+    '-filter_complex', graph,
+    '-map', '[analysis]', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${FRAMES_FD}`,
+    '-map', '[motion]', '-f', 'rawvideo', '-pix_fmt', 'gray', `pipe:${MOTION_GREY_FD}`,
   );
   return { args, sourceLists };
 }

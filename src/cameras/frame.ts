@@ -1,3 +1,18 @@
+/** An 8-bit grey image, `width * height` bytes, row-major. */
+export interface GreyImage {
+  width: number;
+  height: number;
+  data: Buffer;
+  /**
+   * The motion detector's input, made by ffmpeg from the same decoded picture as `data` (the ingest's
+   * second raw output): the letterboxed frame with the privacy masks' bounding boxes painted black,
+   * downscaled to MotionDetector's grey size (motionGreySpec), converted to grey and blurred. The detector
+   * compares it instead of making its own from `data`. Absent on frames not made by the ingest, and when
+   * the ingest was told not to make it (motion off).
+   */
+  motionGrey?: GreyImage;
+}
+
 /** A decoded analysis frame: packed RGB24, `width * height * 3` bytes. Lives in memory only. */
 export interface AnalysisFrame {
   cameraId: string;
@@ -20,4 +35,12 @@ export interface AnalysisFrame {
   width: number;
   height: number;
   data: Buffer;
+  /**
+   * The motion detector's input, made by ffmpeg from the same decoded picture as `data` (the ingest's
+   * second raw output): the letterboxed frame with the privacy masks' bounding boxes painted black,
+   * downscaled to MotionDetector's grey size (motionGreySpec), converted to grey and blurred. The detector
+   * compares it instead of making its own from `data`. Absent on frames not made by the ingest, and when
+   * the ingest was told not to make it (motion off).
+   */
+  motionGrey?: GreyImage;
 }

@@ -5,11 +5,13 @@ import { asCamveilError, CamveilError } from '../errors.js';
 import type { CameraHealth } from '../events.js';
 import type { Logger } from '../log.js';
 import { Fmp4Splitter } from '../recording/fmp4.js';
+import { motionGreySpec, type MotionGreySpec } from '../analysis/motion.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { buildIngestArgs, FRAMES_FD, frameBytes, type IngestInput, type MaskBox } from './ffmpeg-args.js';
+import { buildIngestArgs, FRAMES_FD, frameBytes, MOTION_GREY_FD, type IngestInput, type MaskBox } from './ffmpeg-args.js';
 import { classifyFfmpegFailure, StderrTail } from './ffmpeg-errors.js';
 import { FragmentFanOut, type FragmentSubscriber, type Unsubscribe } from './fragment-fan-out.js';
 import type { AnalysisFrame } from './frame.js';
+import { FramePairing } from './frame-pairing.js';
 import { RawFrameReader } from './raw-frame-reader.js';
 
 /** What one connection attempt opens. Resolved again before every attempt: ONVIF URIs may change on reboot. */
@@ -30,8 +32,14 @@ export interface CameraIngestOptions {
   cameraId: string;
   resolveSource: () => Promise<IngestSource>;
   analysis: { fps: number; width: number; height: number };
-  /** Privacy masks painted into the recorded stream (see buildIngestArgs). */
+  /** Privacy masks painted into the recorded stream and the motion grey images (see buildIngestArgs). */
   maskBoxes?: readonly MaskBox[];
+  /**
+   * The motion detector's grey image, made by ffmpeg beside each analysis frame (AnalysisFrame.motionGrey):
+   * its size and blur (MotionDetector.greySpec). By default the detector's for the analysis size
+   * (motionGreySpec); `false` for none (a camera without motion detection).
+   */
+  motionGrey?: MotionGreySpec | false;
   ffmpeg: string;
   ffmpegMajor: number;
   handlers: IngestHandlers;
@@ -72,6 +80,8 @@ export interface IngestStats {
 }
 
 const MAX_OUTAGES = 10;
+/** Frames one of ffmpeg's two raw outputs may run ahead of the other before the stream is restarted. */
+const MAX_FRAMES_AHEAD = 8;
 
 /**
  * One camera's ingest: runs its ffmpeg process, fans the main stream's fragments out to its subscribers,
@@ -156,21 +166,27 @@ export class CameraIngest {
   /** Runs ffmpeg once; resolves with the error that ended the stream. */
   #runOnce(source: IngestSource): Promise<CamveilError> {
     const where = `camera ${this.#o.cameraId}`;
+    const { analysis } = this.#o;
+    const motionGrey = this.#o.motionGrey ?? motionGreySpec(analysis.width, analysis.height);
     const { args, sourceLists } = buildIngestArgs({
       main: source.main,
       ...(source.sub === undefined ? {} : { sub: source.sub }),
-      analysis: this.#o.analysis,
+      analysis,
       ioTimeoutSeconds: this.#o.ioTimeoutSeconds ?? 10,
       ffmpegMajor: this.#o.ffmpegMajor,
       ...(this.#o.maskBoxes === undefined ? {} : { maskBoxes: this.#o.maskBoxes }),
+      ...(motionGrey === false ? {} : { motionGrey }),
     });
     const spawn = this.#o.spawn ?? nodeSpawn;
-    // fd 3 carries the analysis frames; fds 4 and up the source lists (URLs with credentials: never argv).
+    // fd 3 carries the analysis frames; fds 4 and 5 the source lists (URLs with credentials: never argv);
+    // fd 6 the motion grey images.
     const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe', 'pipe'];
-    for (const { fd } of sourceLists) {
+    const pipeFd = (fd: number) => {
       while (stdio.length <= fd) stdio.push('ignore');
       stdio[fd] = 'pipe';
-    }
+    };
+    for (const { fd } of sourceLists) pipeFd(fd);
+    if (motionGrey !== false) pipeFd(MOTION_GREY_FD);
     const child = spawn(this.#o.ffmpeg, args, { stdio });
     this.#child = child;
     for (const { fd, text } of sourceLists) {
@@ -213,20 +229,37 @@ export class CameraIngest {
       },
     });
     let connectionFrames = 0;
-    const frames = new RawFrameReader(frameBytes(this.#o.analysis), (data) => {
+    const deliver = (data: Buffer, grey?: Buffer) => {
       this.#stats.framesIn += 1;
-      const mediaMs = Math.round((connectionFrames++ * 1000) / this.#o.analysis.fps);
+      const mediaMs = Math.round((connectionFrames++ * 1000) / analysis.fps);
       this.#o.handlers.onFrame({
         cameraId: this.#o.cameraId,
         at: this.#now(),
         elapsedMs: monotonicMs(),
         seq: this.#frameSeq++,
         mediaMs,
-        width: this.#o.analysis.width,
-        height: this.#o.analysis.height,
+        width: analysis.width,
+        height: analysis.height,
         data,
+        ...(grey === undefined || motionGrey === false ? {} : { motionGrey: { width: motionGrey.width, height: motionGrey.height, data: grey } }),
       });
-    });
+    };
+    // With the motion output, an analysis frame waits for its grey image (or the reverse) and both go
+    // together. Should the two ever drift apart, nothing more is delivered from this run: it is restarted.
+    const pairing = motionGrey === false ? undefined : new FramePairing(MAX_FRAMES_AHEAD, deliver);
+    let desynced = false;
+    const pushPaired = (kind: 'rgb' | 'grey', frame: Buffer) => {
+      if (pairing === undefined || desynced) return;
+      try {
+        pairing.push(kind, frame);
+      } catch (e) {
+        desynced = true;
+        stderr.push(`\n${asCamveilError(e).message}`);
+        this.#kill();
+      }
+    };
+    const frames = new RawFrameReader(frameBytes(analysis), (data) => (pairing === undefined ? deliver(data) : pushPaired('rgb', data)));
+    const greyImages = motionGrey === false ? undefined : new RawFrameReader(motionGrey.width * motionGrey.height, (grey) => pushPaired('grey', grey));
 
     child.stdout?.on('data', (chunk: Buffer) => {
       onData();
@@ -243,6 +276,12 @@ export class CameraIngest {
       onData();
       frames.push(chunk);
     });
+    if (greyImages !== undefined) {
+      (child.stdio as ReadonlyArray<Readable | Writable | null | undefined>)[MOTION_GREY_FD]?.on('data', (chunk: Buffer) => {
+        onData();
+        greyImages.push(chunk);
+      });
+    }
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
 
     return new Promise((resolve) => {

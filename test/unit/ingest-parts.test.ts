@@ -2,8 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameQueue } from '../../src/analysis/frame-queue.js';
 import { Backoff } from '../../src/cameras/backoff.js';
-import { boundingBox, buildIngestArgs, FRAMES_FD, SOURCE_LIST_FD } from '../../src/cameras/ffmpeg-args.js';
+import { boundingBox, buildIngestArgs, FRAMES_FD, maskBoxesInPixels, MOTION_GREY_FD, SOURCE_LIST_FD } from '../../src/cameras/ffmpeg-args.js';
 import { classifyFfmpegFailure } from '../../src/cameras/ffmpeg-errors.js';
+import { FramePairing } from '../../src/cameras/frame-pairing.js';
+import { rasterisePolygons } from '../../src/analysis/mask.js';
+import type { Polygon } from '../../src/config/schema.js';
 import { RawFrameReader } from '../../src/cameras/raw-frame-reader.js';
 import { SegmentRing } from '../../src/recording/segment-ring.js';
 
@@ -78,6 +81,46 @@ describe('buildIngestArgs', () => {
     expect(args.slice(0, args.indexOf('pipe:4'))).toContain('-threads');
   });
 
+  it("with the motion grey output, splits one decode into the RGB frames (fd 3) and the detector's grey images (fd 6)", () => {
+    const { args } = buildIngestArgs({
+      main: { url: 'rtsp://cam/videoMain', kind: 'rtsp' },
+      analysis,
+      ioTimeoutSeconds: 5,
+      ffmpegMajor: 5,
+      maskBoxes: [boundingBox([[0.1, 0.1], [0.3, 0.1], [0.3, 0.3], [0.1, 0.3]])],
+      motionGrey: { width: 160, height: 90, blurSigma: 1 },
+    });
+    const graph = args[args.indexOf('-filter_complex') + 1];
+    // One fps filter and one letterbox before the split: frame n of both outputs is the same picture.
+    expect(graph).toBe(
+      '[0:v:0]fps=2,scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,split=2[rgb_in][grey_in];' +
+        '[rgb_in]format=rgb24[analysis];' +
+        '[grey_in]drawbox=x=64:y=36:w=128:h=72:color=black:t=fill,scale=160:90:flags=area,format=gray,gblur=sigma=1[motion]',
+    );
+    expect(args.join(' ')).toContain(`-map [analysis] -f rawvideo -pix_fmt rgb24 pipe:${FRAMES_FD} -map [motion] -f rawvideo -pix_fmt gray pipe:${MOTION_GREY_FD}`);
+  });
+
+  it('mask boxes in pixels cover every pixel of their polygon (pixel centres), and no empty box is drawn', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true })), { minLength: 3, maxLength: 6 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 64 }),
+        (points, width, height) => {
+          const polygon: Polygon = points;
+          const inside = rasterisePolygons([polygon], width, height);
+          const boxes = maskBoxesInPixels([boundingBox(polygon)], width, height);
+          for (const b of boxes) expect(b.w > 0 && b.h > 0).toBe(true);
+          for (let k = 0; k < inside.length; k++) {
+            if (inside[k] === 0) continue;
+            const [x, y] = [k % width, Math.floor(k / width)];
+            expect(boxes.some((b) => x >= b.x && x < b.x + b.w && y >= b.y && y < b.y + b.h)).toBe(true);
+          }
+        },
+      ),
+    );
+  });
+
   it('plays a file in real time, looped', () => {
     const { args, sourceLists } = buildIngestArgs({ main: { url: '/videos/a.mp4', kind: 'file' }, analysis, ioTimeoutSeconds: 10, ffmpegMajor: 5 });
     // A path holds no secret, and the concat demuxer cannot loop a list read from a pipe (it cannot seek).
@@ -141,6 +184,33 @@ describe('RawFrameReader', () => {
         });
       }),
     );
+  });
+});
+
+describe('FramePairing', () => {
+  it('pairs the two outputs by position whatever order their frames arrive in', () => {
+    fc.assert(
+      fc.property(fc.array(fc.boolean(), { maxLength: 40 }), (order) => {
+        const pairs: Array<[number, number]> = [];
+        const pairing = new FramePairing(100, (rgb, grey) => pairs.push([rgb[0]!, grey[0]!]));
+        let [r, g] = [0, 0];
+        for (const rgbNext of order) pairing.push(rgbNext ? 'rgb' : 'grey', Buffer.from([rgbNext ? r++ : g++]));
+        expect(pairs).toEqual(Array.from({ length: Math.min(r, g) }, (_, i) => [i, i]));
+      }),
+    );
+  });
+
+  it('refuses to go on when one output runs too far ahead (the two no longer match)', () => {
+    const pairing = new FramePairing(2, () => undefined);
+    pairing.push('rgb', Buffer.alloc(1));
+    pairing.push('rgb', Buffer.alloc(1));
+    let caught: unknown;
+    try {
+      pairing.push('rgb', Buffer.alloc(1));
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'CAMVEIL_E_STREAM_LOST' });
   });
 });
 
