@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { EnrolmentStore } from './analysis/faces/enrolment.js';
 import type { FaceStage } from './analysis/faces/face-stage.js';
 import type { FrameAnalyser } from './analysis/frame-analyser.js';
+import { ObjectAnalyser, type ObjectAnalyserStats } from './analysis/objects/object-analyser.js';
 import { startIntegrityCheck } from './audit/start-integrity.js';
 import type { BackoffOptions } from './cameras/backoff.js';
 import { CameraManager } from './cameras/camera-manager.js';
@@ -62,6 +63,7 @@ export class Gateway {
   #mediaService: MediaService | undefined;
   #uplink: UplinkService | undefined;
   #faces: FacesService | undefined;
+  #objects: ObjectAnalyser | undefined;
   #control: ControlService | undefined;
   /** Incidents found while starting (audit chain, secret files): told to the household once MQTT connects. */
   readonly #startIncidents: Array<CamveilEvents['incident']> = [];
@@ -138,6 +140,14 @@ export class Gateway {
     await faces.start();
     logger.info({ ffmpeg: binaries.origin, ffmpegMajor: major, cameras: live.cameras().length, media: media.media, zone: up.zone }, 'gateway starting');
     const stage = faces.stage!;
+    const objects = new ObjectAnalyser({
+      gate: policy.gate,
+      camera: (id) => live.cameras().find((c) => c.id === id),
+      cameraIds: () => live.enabledCameraIds(),
+      bus: this.bus,
+      logger,
+    });
+    this.#objects = objects;
     const cameras = new CameraManager({
       live,
       registry,
@@ -148,6 +158,7 @@ export class Gateway {
       sink: media.sink!,
       analysers: [stage, ...(this.#o.analysers ?? [])],
       extraAnalysers: this.#o.analysers ?? [],
+      objects,
       bystanderBoxes: stage.bystanderBoxes.bind(stage),
       watch: (id, analysis) => faces.bystanders.watch(id, analysis),
       pseudonymise: (k, v) => this.pseudonymise(k, v),
@@ -238,6 +249,11 @@ export class Gateway {
   /** The face stage's counters (calls, gated-out and dropped frames, whether models are loaded); undefined before start. */
   faceStats(): ReturnType<FaceStage['stats']> | undefined {
     return this.#faces?.stage?.stats();
+  }
+
+  /** The objects analyser's counters (model calls, frames analysed and dropped, confirmed objects); undefined before start. */
+  objectStats(): ObjectAnalyserStats | undefined {
+    return this.#objects?.stats();
   }
 
   /** The hub's keyed pseudonym of a value (camera id, serial, hub id). */

@@ -2,6 +2,14 @@ import type { AnalysisFrame } from '../cameras/frame.js';
 import type { ObjectLabel } from '../policy/vocabulary.js';
 import type { Box } from './box.js';
 
+/**
+ * The objects analyser's answer for one frame: what it found (possibly nothing); `'unavailable'` when it
+ * cannot look (the gate refuses, the model cannot be loaded, the frame failed), and the frame goes on to
+ * the other analysers as it would without objects; `'dropped'` when it was too far behind, and the frame
+ * goes no further (the other analysers are no less busy).
+ */
+export type ObjectsAnswer = readonly DetectedObject[] | 'unavailable' | 'dropped';
+
 /** One object the objects analyser found in a frame, after its thresholds, classes and zones. */
 export interface DetectedObject {
   /** The group (`vehicle`). */
@@ -30,11 +38,8 @@ export interface AnalysedFrame {
   eventId?: string;
   /** Where the motion detector saw change (analysis-frame pixels): the objects analyser looks around these. */
   motionRegions?: readonly Box[];
-  /**
-   * Given only to the objects analyser: it calls this exactly once per frame, with what it found (possibly
-   * nothing), or with undefined when it did not look (gate, queue full, failure, stopped).
-   */
-  onObjects?: (objects: readonly DetectedObject[] | undefined) => void;
+  /** Given only to the objects analyser: it calls this exactly once per frame offered (ObjectsAnswer). */
+  onObjects?: (answer: ObjectsAnswer) => void;
   /**
    * Set when the frame reaches an analyser after the objects analyser: the boxes of the people in it. The
    * face stage then looks for faces only inside these (grown to hold the head).

@@ -9,7 +9,7 @@ export class FrameQueue<T> {
   #closed = false;
   #dropped = 0;
 
-  constructor(capacity: number, private readonly onDrop?: (totalDropped: number) => void) {
+  constructor(capacity: number, private readonly onDrop?: (totalDropped: number, dropped: T) => void) {
     if (capacity < 1) throw new RangeError('capacity must be at least 1');
     this.#capacity = capacity;
   }
@@ -23,9 +23,9 @@ export class FrameQueue<T> {
       return;
     }
     if (this.#items.length >= this.#capacity) {
-      this.#items.shift();
+      const dropped = this.#items.shift()!;
       this.#dropped += 1;
-      this.onDrop?.(this.#dropped);
+      this.onDrop?.(this.#dropped, dropped);
     }
     this.#items.push(item);
   }
@@ -40,12 +40,14 @@ export class FrameQueue<T> {
     });
   }
 
-  close(): void {
+  /** Ends the queue; returns the items that were still waiting (they will never be taken). */
+  close(): T[] {
     this.#closed = true;
-    this.#items.length = 0;
+    const discarded = this.#items.splice(0);
     const waiter = this.#waiter;
     this.#waiter = undefined;
     waiter?.(undefined);
+    return discarded;
   }
 
   get dropped(): number {

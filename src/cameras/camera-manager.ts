@@ -32,6 +32,8 @@ export interface CameraManagerOptions {
   analysers: readonly FrameAnalyser[];
   /** Started before the cameras and stopped after them (the face stage has its own service). */
   extraAnalysers: readonly FrameAnalyser[];
+  /** The objects analyser (CameraPipelineOptions.objects); started before the cameras and stopped after them. */
+  objects?: FrameAnalyser;
   bystanderBoxes?: CameraPipelineOptions['bystanderBoxes'];
   /** Told of each camera as its pipeline is made: whether its clips are blurred (bystanderBlurClips). */
   watch?: (cameraId: string, analysis: { width: number; height: number } | undefined) => void;
@@ -56,6 +58,7 @@ export class CameraManager {
   }
 
   async start(): Promise<void> {
+    await this.#o.objects?.start();
     for (const analyser of this.#o.extraAnalysers) await analyser.start();
     for (const camera of this.#o.live.cameras()) {
       if (camera.enabled) this.#startPipeline(camera);
@@ -67,6 +70,7 @@ export class CameraManager {
     await Promise.all(this.#pipelines.map((p) => p.stop()));
     this.#pipelines.length = 0;
     for (const analyser of this.#o.extraAnalysers) await analyser.stop();
+    await this.#o.objects?.stop();
   }
 
   statuses(): CameraStatus[] {
@@ -136,6 +140,7 @@ export class CameraManager {
       ffmpegMajor: o.ffmpeg.major,
       resolveSource: () => this.#resolve(camera),
       analysers: o.analysers,
+      ...(o.objects === undefined ? {} : { objects: o.objects }),
       ...(o.bystanderBoxes === undefined ? {} : { bystanderBoxes: o.bystanderBoxes }),
       ...(o.backoff === undefined ? {} : { backoff: o.backoff }),
       ...(o.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: o.stallTimeoutMs }),

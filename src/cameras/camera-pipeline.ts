@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { blurBoxes } from '../analysis/faces/bystander-blur.js';
 import type { FaceBox } from '../analysis/faces/face-engine.js';
-import type { FrameAnalyser } from '../analysis/frame-analyser.js';
+import type { Box } from '../analysis/box.js';
+import type { AnalysedFrame, DetectedObject, FrameAnalyser, ObjectsAnswer } from '../analysis/frame-analyser.js';
 import { FrameQueue } from '../analysis/frame-queue.js';
 import { paintRuns, privacyMaskRuns } from '../analysis/mask.js';
 import { MotionDetector } from '../analysis/motion.js';
@@ -14,7 +15,8 @@ import type { CameraConfig, RecordingConfig } from '../config/schema.js';
 import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { ClipRecorder } from '../recording/clip-recorder.js';
-import type { MediaSink } from '../recording/sink.js';
+import type { EventObjects, MediaSink } from '../recording/sink.js';
+import { OBJECT_LABELS, type ObjectLabel } from '../policy/vocabulary.js';
 import { encodeSnapshot } from '../recording/snapshot.js';
 
 export interface CameraPipelineOptions {
@@ -32,6 +34,15 @@ export interface CameraPipelineOptions {
    * for what it needs consent for). Shared by all cameras: the face stage, and whatever analyser comes next.
    */
   analysers?: readonly FrameAnalyser[];
+  /**
+   * The objects analyser. On a camera with `objects.enabled` it is offered each frame with motion first, and
+   * the other analysers get the frame only after it: with the people it found (the face stage then looks
+   * only at them), and not at all when it found no person. When it cannot look (gate, queue, failure) they
+   * get the frame as they would without it.
+   */
+  objects?: FrameAnalyser;
+  /** How long a closing event waits for the objects analyser's answers before choosing its snapshot (default 10 000 ms). */
+  objectsSettleMs?: number;
   /**
    * For a camera with `bystanderBlur`: asked for the snapshot frame, answers the faces to blur, or undefined
    * when the gate denies recognition (the snapshot then goes as it is).
@@ -67,6 +78,28 @@ interface OpenEvent {
   lastMotionElapsed: number;
   peakScore: number;
   peakFrame: AnalysisFrame;
+  /** Frames of this event offered to the objects analyser and not answered yet. */
+  objectsPending: number;
+  /** Whether the objects analyser answered (with a list, possibly empty) for any frame of this event. */
+  objectsLooked: boolean;
+  /** Best score per label seen during the event. */
+  scores: Map<ObjectLabel, number>;
+  /** The best object of the highest-priority label so far, and the frame it is in. */
+  best: { object: DetectedObject; frame: AnalysisFrame } | undefined;
+  /** Called when objectsPending drops to 0 (set by a closing event that waits). */
+  onObjectsSettled: (() => void) | undefined;
+  /** Resolves the clip's ClipMeta.settled. */
+  settle: (objects: EventObjects | undefined) => void;
+}
+
+/** Priority of a label: lower is shown first (person, animal, vehicle). */
+const labelRank = (label: ObjectLabel): number => OBJECT_LABELS.indexOf(label);
+
+/** Whether `a` should be an event's snapshot object rather than `b`: a higher-priority label, then a higher score. */
+function outranks(a: DetectedObject, b: DetectedObject): boolean {
+  const ra = labelRank(a.label);
+  const rb = labelRank(b.label);
+  return ra !== rb ? ra < rb : a.score > b.score;
 }
 
 /**
@@ -211,27 +244,76 @@ export class CameraPipeline {
       if (frame === undefined) return;
       if (this.#detector === undefined) continue;
       try {
-        const { score, motion } = await this.#detector.update(frame);
+        const { score, motion, regions } = await this.#detector.update(frame);
         this.#analysed += 1;
         this.#onMotionResult(frame, score, motion);
-        this.#offer(frame, motion);
+        this.#offer(frame, motion, regions);
       } catch (error) {
         this.#o.logger.error({ camera: this.#o.camera.id, err: error }, 'motion analysis failed on a frame');
       }
     }
   }
 
-  /** Offers the frame to every analyser; one that throws (it should not) neither stops the others nor the camera. */
-  #offer(frame: AnalysisFrame, motion: boolean): void {
-    const eventId = this.#event?.eventId;
-    const analysed = { cameraId: this.#o.camera.id, frame, motion, ...(eventId === undefined ? {} : { eventId }) };
-    for (const analyser of this.#o.analysers ?? []) {
+  /**
+   * Offers the frame to the analysers: on a camera with objects on, a frame with motion goes to the objects
+   * analyser first and to the others after its answer (#onObjects); otherwise to every analyser at once.
+   */
+  #offer(frame: AnalysisFrame, motion: boolean, regions: readonly Box[]): void {
+    const event = this.#event;
+    const analysed: AnalysedFrame = { cameraId: this.#o.camera.id, frame, motion, ...(event === undefined ? {} : { eventId: event.eventId }) };
+    const objects = this.#o.objects;
+    if (objects === undefined || !motion || !this.#o.camera.objects.enabled) {
+      this.#offerTo(this.#o.analysers ?? [], analysed);
+      return;
+    }
+    if (event !== undefined) event.objectsPending += 1;
+    let answered = false;
+    const onObjects = (answer: ObjectsAnswer): void => {
+      if (answered) return;
+      answered = true;
+      this.#onObjects(event, analysed, answer);
+    };
+    this.#offerTo([objects], { ...analysed, motionRegions: regions, onObjects });
+  }
+
+  /** One analyser that throws (it should not) neither stops the others nor the camera. */
+  #offerTo(analysers: readonly FrameAnalyser[], analysed: AnalysedFrame): void {
+    for (const analyser of analysers) {
       try {
         analyser.offer(analysed);
       } catch (error) {
         this.#o.logger.error({ camera: this.#o.camera.id, analyser: analyser.name, err: error }, 'analyser refused a frame');
+        analysed.onObjects?.('unavailable');
       }
     }
+  }
+
+  /**
+   * The objects analyser's answer for a frame: noted on the event it belonged to (labels, scores, the best
+   * object and its frame for the snapshot), then the frame goes on to the other analysers — with its people
+   * when there are any, not at all when there are none or the frame was dropped, and as it is when the
+   * analyser could not look.
+   */
+  #onObjects(event: OpenEvent | undefined, analysed: AnalysedFrame, answer: ObjectsAnswer): void {
+    const found = typeof answer === 'string' ? undefined : answer;
+    if (event !== undefined) {
+      if (found !== undefined) {
+        event.objectsLooked = true;
+        for (const object of found) {
+          event.scores.set(object.label, Math.max(object.score, event.scores.get(object.label) ?? 0));
+          if (event.best === undefined || outranks(object, event.best.object)) event.best = { object, frame: analysed.frame };
+        }
+      }
+      event.objectsPending -= 1;
+      if (event.objectsPending === 0) event.onObjectsSettled?.();
+    }
+    if (answer === 'unavailable') {
+      this.#offerTo(this.#o.analysers ?? [], analysed);
+      return;
+    }
+    if (found === undefined) return;
+    const people = found.filter((o) => o.label === 'person').map((o) => o.box);
+    if (people.length > 0) this.#offerTo(this.#o.analysers ?? [], { ...analysed, people });
   }
 
   #onMotionResult(frame: AnalysisFrame, score: number, motion: boolean): void {
@@ -240,11 +322,24 @@ export class CameraPipeline {
     if (motion) {
       if (event === undefined) {
         const eventId = randomUUID();
-        this.#event = { eventId, lastMotionElapsed: frame.elapsedMs ?? frame.at, peakScore: score, peakFrame: frame };
+        let settle!: OpenEvent['settle'];
+        const settled = new Promise<EventObjects | undefined>((resolve) => (settle = resolve));
+        this.#event = {
+          eventId,
+          lastMotionElapsed: frame.elapsedMs ?? frame.at,
+          peakScore: score,
+          peakFrame: frame,
+          objectsPending: 0,
+          objectsLooked: false,
+          scores: new Map(),
+          best: undefined,
+          onObjectsSettled: undefined,
+          settle,
+        };
         this.#events += 1;
         this.#o.bus.emit('motion.start', { cameraId, at: frame.at, score, ...(frame.mediaMs === undefined ? {} : { mediaMs: frame.mediaMs }) });
         this.#o.logger.info({ camera: cameraId, event: eventId, score }, 'motion started');
-        this.#recorder.start(eventId, frame.at);
+        this.#recorder.start(eventId, frame.at, settled);
         return;
       }
       event.lastMotionElapsed = frame.elapsedMs ?? frame.at;
@@ -288,13 +383,39 @@ export class CameraPipeline {
     return { ...frame, data: await blurBoxes(frame.data, frame.width, frame.height, boxes) };
   }
 
-  /** Closes the open event, if any, and sends its snapshot. */
+  /** Resolves once the objects analyser has answered for every frame of the event offered to it (bounded wait). */
+  #objectsSettled(event: OpenEvent): Promise<void> {
+    if (event.objectsPending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.#o.objectsSettleMs ?? 10_000);
+      event.onObjectsSettled = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** What the objects analyser saw during the event, for its record; undefined when it never looked. */
+  static #eventObjects(event: OpenEvent): EventObjects | undefined {
+    if (!event.objectsLooked) return undefined;
+    const labels = OBJECT_LABELS.filter((l) => event.scores.has(l));
+    const scores: EventObjects['scores'] = Object.fromEntries(labels.map((l) => [l, event.scores.get(l)!]));
+    const best = event.best?.object;
+    return { labels, scores, ...(best === undefined ? {} : { snapshotObject: { label: best.label, cocoClass: best.cocoClass, score: best.score, box: best.box } }) };
+  }
+
+  /**
+   * Closes the open event, if any, and sends its snapshot: the frame with the best object of the
+   * highest-priority label when the objects analyser found one, else the frame with the most motion. The
+   * clip's `settled` is resolved afterwards, so the event's record names the snapshot and what was seen.
+   */
   #closeEvent(): void {
     const event = this.#event;
     if (event === undefined) return;
     this.#event = undefined;
     const { camera, sink, bus, logger } = this.#o;
-    const delivery = this.#withoutBystanders(event.peakFrame)
+    const delivery = this.#objectsSettled(event)
+      .then(() => this.#withoutBystanders(event.best?.frame ?? event.peakFrame))
       .then((frame) => encodeSnapshot(frame, { eventId: event.eventId, privacyMasks: camera.privacyMasks }))
       .then(async (snapshot) => {
         await sink.snapshot(snapshot);
@@ -307,7 +428,8 @@ export class CameraPipeline {
           return;
         }
         logger.error({ camera: camera.id, event: event.eventId, err: error }, 'snapshot failed');
-      });
+      })
+      .finally(() => event.settle(CameraPipeline.#eventObjects(event)));
     this.#snapshots.add(delivery);
     void delivery.finally(() => this.#snapshots.delete(delivery));
   }

@@ -30,7 +30,11 @@ export function reportEvents(bus: EventBus, write: (line: string) => void, now: 
     }),
     bus.on('motion.start', (e) => line(e.at, e.cameraId, `motion started (${(e.score * 100).toFixed(1)}% of the watched area changed)`)),
     bus.on('motion.end', (e) => line(e.at, e.cameraId, 'motion ended')),
-    bus.on('snapshot.ready', (e) => line(now(), e.cameraId, `snapshot: ${e.width}x${e.height} JPEG, ${kilobytes(e.bytes)}, the frame with the most motion (${clock(e.at)})`)),
+    bus.on('object.confirmed', (e) =>
+      line(e.at, e.cameraId, `${e.label} seen (${e.cocoClass}, score ${e.score.toFixed(2)}): alert sealed to the household`),
+    ),
+    bus.on('object.ended', (e) => line(now(), e.cameraId, `${e.label} gone`)),
+    bus.on('snapshot.ready', (e) => line(now(), e.cameraId, `snapshot: ${e.width}x${e.height} JPEG, ${kilobytes(e.bytes)}, the event's best frame (${clock(e.at)})`)),
     bus.on('clip.ready', (e) =>
       line(now(), e.cameraId, `clip ready: ${(e.durationMs / 1000).toFixed(1)} s, ${kilobytes(e.bytes)}, ended because ${ENDED_BY[e.endedBy]}`),
     ),

@@ -95,8 +95,9 @@ export class ClipRecorder {
   /**
    * Starts a clip for an event; returns false when one is already running or no stream is up yet.
    * The clip begins with the ring's pre-roll, never repeating fragments an earlier clip already holds.
+   * `settled` is passed on in the clip's meta (ClipMeta.settled).
    */
-  start(eventId: string, motionAt: number): boolean {
+  start(eventId: string, motionAt: number, settled?: ClipMeta['settled']): boolean {
     const init = this.#ring.init;
     if (this.#active !== undefined || init === undefined) return false;
     const preRoll = this.#ring.fragments(this.#lastSeqUsed);
@@ -108,6 +109,7 @@ export class ClipRecorder {
       startedAt: preRoll[0]?.start ?? motionAt,
       motionAt,
       contentType: 'video/mp4',
+      ...(settled === undefined ? {} : { settled }),
     };
     // No read() implementation: bytes are pushed as fragments arrive; the sink pulls at its own pace and
     // the memory ceiling above bounds what waits.

@@ -1,4 +1,16 @@
 import type { Readable } from 'node:stream';
+import type { Box } from '../analysis/box.js';
+import type { ObjectLabel } from '../policy/vocabulary.js';
+
+/** What the objects analyser saw during an event: known once the event has closed. */
+export interface EventObjects {
+  /** The labels seen, in priority order (person, animal, vehicle). */
+  labels: ObjectLabel[];
+  /** The best score of each label seen. */
+  scores: Partial<Record<ObjectLabel, number>>;
+  /** The object the snapshot shows (the best of the first label), its box in the snapshot's pixels. */
+  snapshotObject?: { label: ObjectLabel; cocoClass: string; score: number; box: Box };
+}
 
 /** What is known about a clip when it starts. */
 export interface ClipMeta {
@@ -9,6 +21,12 @@ export interface ClipMeta {
   /** When motion was first seen, ms since the epoch. */
   motionAt: number;
   contentType: 'video/mp4';
+  /**
+   * Settles once the clip's event has closed and its snapshot has been handed to the sink (or withheld):
+   * with what the objects analyser saw, or undefined when it did not look. Always settles (the pipeline
+   * bounds its wait); a sink that writes an event record waits for it so the record names the snapshot.
+   */
+  settled?: Promise<EventObjects | undefined>;
 }
 
 /** Known once the clip has ended. */

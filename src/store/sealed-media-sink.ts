@@ -5,7 +5,7 @@ import type { Manifest } from '../crypto/manifest.js';
 import type { ObjectKind } from '../policy/vocabulary.js';
 import type { Logger } from '../log.js';
 import type { SealedPublisher } from '../publishing/sealed-publisher.js';
-import type { ClipStream, MediaSink, Snapshot } from '../recording/sink.js';
+import type { ClipStream, EventObjects, MediaSink, Snapshot } from '../recording/sink.js';
 
 export interface SealedMediaSinkOptions {
   /** Seals to the household, stores, and stages for upload (while uploads are on). */
@@ -35,6 +35,11 @@ export interface EventRecord {
   endedBy: string;
   clipObjectId: string;
   snapshotObjectId?: string;
+  /** What the objects analyser saw (ClipMeta.settled): labels in priority order, best score per label. */
+  labels?: EventObjects['labels'];
+  scores?: EventObjects['scores'];
+  /** The object the snapshot shows, its box in the snapshot's pixels. */
+  snapshotObject?: EventObjects['snapshotObject'];
 }
 
 /**
@@ -87,6 +92,8 @@ export class SealedMediaSink implements MediaSink {
     const cameraPseudonym = this.#o.cameraPseudonym(meta.cameraId);
     await this.#publish(this.#manifest(objectId, 'clip', cameraPseudonym, meta.startedAt, meta.contentType), clip.body, meta.cameraId, meta.eventId, meta.startedAt);
     const summary = await clip.summary;
+    // The event's snapshot and what was seen in it: the pipeline settles this once the event has closed.
+    const objects = await meta.settled;
     const record: EventRecord = {
       eventId: meta.eventId,
       cameraPseudonym,
@@ -98,6 +105,11 @@ export class SealedMediaSink implements MediaSink {
     };
     const snapshotId = this.#snapshots.get(meta.eventId);
     if (snapshotId !== undefined) record.snapshotObjectId = snapshotId;
+    if (objects !== undefined) {
+      record.labels = objects.labels;
+      record.scores = objects.scores;
+      if (objects.snapshotObject !== undefined) record.snapshotObject = objects.snapshotObject;
+    }
     this.#snapshots.delete(meta.eventId);
     const eventObjectId = newObjectId();
     const manifest = { ...this.#manifest(eventObjectId, 'event', cameraPseudonym, meta.startedAt, 'application/json'), durationMs: summary.durationMs };

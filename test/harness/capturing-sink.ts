@@ -1,9 +1,11 @@
-import type { ClipMeta, ClipStream, ClipSummary, MediaSink, Snapshot } from '../../src/recording/sink.js';
+import type { ClipMeta, ClipStream, ClipSummary, EventObjects, MediaSink, Snapshot } from '../../src/recording/sink.js';
 
 export interface CapturedClip {
   meta: ClipMeta;
   summary: ClipSummary;
   bytes: Buffer;
+  /** What the objects analyser saw during the clip's event (ClipMeta.settled), as a sealing sink records it. */
+  objects: EventObjects | undefined;
 }
 
 /** A sink for tests: keeps every clip's bytes and every snapshot in memory, and lets tests wait for them. */
@@ -15,7 +17,8 @@ export class CapturingSink implements MediaSink {
   async clip(clip: ClipStream): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of clip.body) chunks.push(chunk as Buffer);
-    this.clips.push({ meta: clip.meta, summary: await clip.summary, bytes: Buffer.concat(chunks) });
+    const summary = await clip.summary;
+    this.clips.push({ meta: clip.meta, summary, bytes: Buffer.concat(chunks), objects: await clip.meta.settled });
     this.#notify();
   }
 

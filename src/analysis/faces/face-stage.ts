@@ -6,7 +6,9 @@ import type { Logger } from '../../log.js';
 import type { GateDecision } from '../../policy/gate.js';
 import { CamveilError } from '../../errors.js';
 import type { AnalysedFrame, FrameAnalyser } from '../frame-analyser.js';
+import type { Box } from '../box.js';
 import { FrameQueue } from '../frame-queue.js';
+import { cropRgb, peopleArea } from './people-area.js';
 import { bystanderBoxes } from './bystander-blur.js';
 import type { BystanderLog } from './bystander-log.js';
 import type { FaceBox } from './face-engine.js';
@@ -86,6 +88,8 @@ export interface FaceStageStats {
   /** Snapshot frames checked for bystanders (bystanderBoxes), and the bystander faces found in them. */
   bystanderFrames: number;
   bystanderFaces: number;
+  /** Frames looked at only around the people the objects analyser found (the rest: whole frames). */
+  peopleCrops: number;
 }
 
 interface Job {
@@ -93,6 +97,8 @@ interface Job {
   frame: AnalysisFrame;
   /** The motion event open on the camera when the frame was offered. */
   eventId: string | undefined;
+  /** The people the objects analyser found in the frame: faces are looked for only around them. */
+  people: readonly Box[] | undefined;
 }
 
 /**
@@ -123,7 +129,7 @@ export class FaceStage implements FrameAnalyser {
   #retryAt = 0;
   #timer: NodeJS.Timeout | undefined;
   readonly #audit: RecognitionAudit | undefined;
-  readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, bystanderFrames: 0, bystanderFaces: 0, lastFrameMs: undefined as number | undefined };
+  readonly #stats = { framesOffered: 0, framesGatedOut: 0, framesAnalysed: 0, workersStarted: 0, known: 0, unknown: 0, errors: 0, bystanderFrames: 0, bystanderFaces: 0, peopleCrops: 0, lastFrameMs: undefined as number | undefined };
 
   constructor(options: FaceStageOptions) {
     this.#o = options;
@@ -145,7 +151,7 @@ export class FaceStage implements FrameAnalyser {
    * event open on the camera (sightings carry it). Never blocks and never throws: a frame either is refused
    * by the gate, or queued (possibly pushing out the oldest waiting one).
    */
-  offer({ cameraId, frame, motion, eventId }: AnalysedFrame): void {
+  offer({ cameraId, frame, motion, eventId, people }: AnalysedFrame): void {
     if (this.#stopped) return;
     if ((this.#o.onlyWithMotion ?? true) && !motion) return;
     this.#stats.framesOffered += 1;
@@ -156,7 +162,7 @@ export class FaceStage implements FrameAnalyser {
       return;
     }
     this.#outstanding += 1;
-    this.#queue.push({ cameraId, frame, eventId });
+    this.#queue.push({ cameraId, frame, eventId, people });
     this.#loop ??= this.#run();
   }
 
@@ -298,7 +304,7 @@ export class FaceStage implements FrameAnalyser {
       return;
     }
     const { frame } = job;
-    const result = await worker.analyse(frame);
+    const result = await this.#detect(worker, job);
     this.#stats.framesAnalysed += 1;
     this.#stats.lastFrameMs = Math.round(result.ms);
     // Bystanders' boxes for clip blurring (faces that match nobody enrolled, or could not be described),
@@ -324,6 +330,19 @@ export class FaceStage implements FrameAnalyser {
         this.#o.bus.emit('face.unknown', { ...ids, sightingId });
       }
     }
+  }
+
+  /**
+   * The worker's faces for a job: in the whole frame, or, when the objects analyser found people, only in
+   * the area around them (peopleArea), with the boxes moved back into the frame's pixels.
+   */
+  async #detect(worker: FaceWorkerClient, job: Job): Promise<Awaited<ReturnType<FaceWorkerClient['analyse']>>> {
+    const area = job.people === undefined ? undefined : peopleArea(job.people, job.frame);
+    if (area === undefined) return worker.analyse(job.frame);
+    this.#stats.peopleCrops += 1;
+    const result = await worker.analyse(cropRgb(job.frame, area));
+    for (const face of result.faces) face.box = { ...face.box, x: face.box.x + area.x, y: face.box.y + area.y };
+    return result;
   }
 
   async #keep(sighting: SightingRecord): Promise<void> {

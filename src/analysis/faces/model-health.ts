@@ -12,11 +12,14 @@ import type { Logger } from '../../log.js';
 export class FaceModelHealth {
   readonly #bus: EventBus;
   readonly #logger: Logger;
+  readonly #subject: string;
   #disabled: { reason: ErrorCode; since: number } | undefined;
 
-  constructor(options: { bus: EventBus; logger: Logger }) {
+  /** `subject` names what the models serve in logs and the incident (default `faces`; the objects analyser says `objects`). */
+  constructor(options: { bus: EventBus; logger: Logger; subject?: string }) {
     this.#bus = options.bus;
     this.#logger = options.logger;
+    this.#subject = options.subject ?? 'faces';
   }
 
   /** Why faces are disabled now (an error code), or undefined while the models load (or were never tried). */
@@ -27,7 +30,7 @@ export class FaceModelHealth {
   /** Told by each face worker how its load ended (FaceWorkerClient's `onLoad`). */
   report(error: CamveilError | undefined): void {
     if (error === undefined) {
-      if (this.#disabled !== undefined) this.#logger.info({ was: this.#disabled.reason }, 'faces enabled again: the models loaded');
+      if (this.#disabled !== undefined) this.#logger.info({ was: this.#disabled.reason }, `${this.#subject} enabled again: the models loaded`);
       this.#disabled = undefined;
       return;
     }
@@ -35,7 +38,7 @@ export class FaceModelHealth {
     const first = this.#disabled?.reason !== error.code;
     this.#disabled = { reason: error.code, since: this.#disabled?.since ?? Date.now() };
     if (!first) return;
-    this.#logger.error({ code: error.code, err: error }, 'faces disabled: the face models cannot be loaded; cameras keep recording');
-    if (error.code === 'CAMVEIL_E_MODEL_INVALID') this.#bus.emit('incident', { reason: 'model-tampered', detail: 'face model files differ from models/manifest.json or are missing' });
+    this.#logger.error({ code: error.code, err: error }, `${this.#subject} disabled: the ${this.#subject} models cannot be loaded; cameras keep recording`);
+    if (error.code === 'CAMVEIL_E_MODEL_INVALID') this.#bus.emit('incident', { reason: 'model-tampered', detail: `${this.#subject} model files differ from models/manifest.json or are missing` });
   }
 }
