@@ -5,10 +5,15 @@ import { verifyModels } from '../src/analysis/model-files.js';
 import { MotionDetector } from '../src/analysis/motion.js';
 import { CenterNet, NATIVE_SIDE } from '../src/analysis/objects/centernet.js';
 import { planCrops } from '../src/analysis/objects/crop-planner.js';
-import { COCO_CLASSES, DEFAULT_MIN_SCORE, DEFAULT_TRACK, labelOf, resolveTrack } from '../src/analysis/objects/object-classes.js';
+import { COCO_CLASSES, DEFAULT_MIN_SCORE, labelOf } from '../src/analysis/objects/object-classes.js';
+import { objectFilter } from '../src/analysis/objects/object-filter.js';
+import { ObjectTracker } from '../src/analysis/objects/object-tracker.js';
 import { ObjectWorkerClient } from '../src/analysis/objects/object-worker-client.js';
+import type { Box } from '../src/analysis/box.js';
+import { objectsSchema } from '../src/config/schema.js';
 import { detectObjects } from '../src/commands/objects-detect.js';
 import { cameraScaleFrames, type CameraFrame } from './objects-frames.js';
+import { fullAnalysis } from './objects-full.js';
 import { countsAt, evaluate, thresholdForPrecision, type ImageDetections, type ScoredBox } from './objects-eval.js';
 import { loadObjectSet, OBJECT_GROUPS, readLabels, setSummary, type LabelledImage } from './objects-set.js';
 
@@ -21,12 +26,14 @@ import { loadObjectSet, OBJECT_GROUPS, readLabels, setSummary, type LabelledImag
  *   called once on the image squashed to 512×512.
  * - Camera scale: each image shrunk into a 640×360 frame over a landscape (objects-frames.ts); the hub's
  *   path is motion regions (the real MotionDetector, the scene alone seen first) → planCrops → the object
- *   worker → the tracked classes; the bare model sees the whole frame squashed to 512×512.
+ *   worker → the camera filter and tracker; the bare model sees the whole frame squashed to 512×512.
  * - Speed: ms per camera-scale frame (all of them, ROUNDS times) for both; the hub's path is timed from
  *   the crop plan to the answer (the frame's copy to the worker thread included), the bare call from the
  *   tensor to its boxes, on the main thread with the same wasm backend.
  * - Accuracy: precision and recall per group at the operating threshold and AP50 (objects-eval.ts), a
  *   sweep of thresholds, and the lowest threshold at which person precision reaches 0.9 on both halves.
+ * - Full analysis per motion frame of the sample video: objects + faces-on-people against today's
+ *   faces-on-motion, in CPU (objects-full.ts), at the proposed threshold.
  */
 const ROUNDS = Number(process.env.CAMVEIL_BENCH_ROUNDS ?? 3);
 /** The set's own landscape is the scene the camera-scale pictures are pasted into. */
@@ -38,7 +45,8 @@ const SWEEP = [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
 const FLOOR = 0.1;
 
 const round = (x: number | undefined, digits = 3): number | undefined => (x === undefined ? undefined : Number(x.toFixed(digits)));
-const tracked = resolveTrack(DEFAULT_TRACK);
+/** A camera's `objects` settings as the config defaults them (every group, minScore, minArea, no zones). */
+const CAMERA_OBJECTS = objectsSchema.parse({});
 
 interface Rgb {
   width: number;
@@ -64,18 +72,23 @@ async function bareDetect(net: CenterNet, frame: Rgb): Promise<ScoredBox[]> {
   }
 }
 
-/** The hub's path on one camera frame with its motion regions: crops, the worker, the tracked classes. */
-async function hubDetect(client: ObjectWorkerClient, frame: Rgb, regions: readonly { x: number; y: number; width: number; height: number }[]): Promise<{ detections: ScoredBox[]; crops: number }> {
+/**
+ * The hub's path on one camera frame with its motion regions: crops, the worker, the camera's filter (the
+ * default tracked classes and minArea, no zones) and its tracker, as ObjectAnalyser chains them. The tracker
+ * gets what passes the operating threshold; the returned detections are those passing every other
+ * condition at any score (for AP).
+ */
+async function hubDetect(client: ObjectWorkerClient, frame: Rgb, regions: readonly Box[], tracker: ObjectTracker, at: number): Promise<{ detections: ScoredBox[]; crops: number }> {
   const crops = planCrops(regions, frame);
   const { detections } = await client.detect(frame, crops);
-  return {
-    crops: crops.length,
-    detections: detections.filter((d) => tracked.has(d.cocoClass)).map((d) => ({ group: labelOf(d.cocoClass)!, score: d.score, box: d.box })),
-  };
+  const anyScore = objectFilter({ ...CAMERA_OBJECTS, minScore: 0 }, frame);
+  const kept = detections.flatMap((d) => anyScore(d) ?? []);
+  tracker.update(at, kept.filter((d) => d.score >= CAMERA_OBJECTS.minScore));
+  return { crops: crops.length, detections: kept.map((d) => ({ group: d.label, score: d.score, box: d.box })) };
 }
 
 /** The motion regions the hub would crop around: the scene seeds a fresh detector (config defaults), then the frame. */
-async function motionRegionsOf(frame: CameraFrame): Promise<{ x: number; y: number; width: number; height: number }[]> {
+async function motionRegionsOf(frame: CameraFrame): Promise<Box[]> {
   const detector = new MotionDetector({ width: frame.width, height: frame.height, zones: [], privacyMasks: [], sensitivity: 0.5, minArea: 0.005 });
   const base = { cameraId: 'bench', seq: 0, width: frame.width, height: frame.height };
   await detector.update({ ...base, at: 0, data: frame.background });
@@ -133,8 +146,10 @@ export async function benchObjects(): Promise<object> {
     const cameraHub: ImageDetections[] = [];
     const cameraBare: ImageDetections[] = [];
     let crops = 0;
+    const tracker = new ObjectTracker();
+    let at = 0;
     for (const [i, frame] of frames.entries()) {
-      const hub = await hubDetect(client, frame, regions[i]!);
+      const hub = await hubDetect(client, frame, regions[i]!, tracker, (at += 500));
       crops += hub.crops;
       cameraHub.push({ truth: frame.truth, detections: hub.detections });
       cameraBare.push({ truth: frame.truth, detections: await bareDetect(net, frame) });
@@ -144,7 +159,7 @@ export async function benchObjects(): Promise<object> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, frame] of frames.entries()) {
         let t = performance.now();
-        await hubDetect(client, frame, regions[i]!);
+        await hubDetect(client, frame, regions[i]!, tracker, (at += 500));
         hubMs.push(performance.now() - t);
         t = performance.now();
         await bareDetect(net, frame);
@@ -156,6 +171,8 @@ export async function benchObjects(): Promise<object> {
     const wholeAt = thresholdForPrecision(wholeHub, 'person', TARGET_PERSON_PRECISION);
     const cameraAt = thresholdForPrecision(cameraHub, 'person', TARGET_PERSON_PRECISION);
     const proposed = wholeAt === undefined || cameraAt === undefined ? undefined : Math.ceil(Math.max(wholeAt.minScore, cameraAt.minScore) * 20) / 20;
+    // Full analysis per motion frame: objects + faces-on-people against today's faces-on-motion (objects-full.ts).
+    const full = process.env.CAMVEIL_BENCH_SKIP_FULL === '1' ? 'skipped (CAMVEIL_BENCH_SKIP_FULL=1)' : await fullAnalysis(client, proposed ?? DEFAULT_MIN_SCORE, frames.map((f, i) => ({ width: f.width, height: f.height, data: f.data, regions: regions[i]! })));
     const hubSpeed = stats(hubMs);
     const bareSpeed = stats(bareMs);
     return {
@@ -187,6 +204,7 @@ export async function benchObjects(): Promise<object> {
           ? {}
           : { whole: { hubPath: report(wholeHub, proposed), bareModel: report(wholeBare, proposed) }, cameraScale: { hubPath: report(cameraHub, proposed), bareModel: report(cameraBare, proposed) } }),
       },
+      fullAnalysis: full,
       perImage: set.map((image: LabelledImage, i) => ({
         id: image.id,
         truth: image.truth.filter((t) => t.difficult !== true).length,
