@@ -8,29 +8,94 @@ import { ensureSampleVideo } from '../src/demo/sample-video.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log.js';
 import { localRequest } from '../src/policy/consent-service.js';
+import { childProcesses, CpuMeter } from './proc-stats.js';
 
 /**
- * `npm run bench -- faces-live`: two cameras playing the sample video (faces, pans, cuts) at 2 fps
- * analysis with face recognition allowed and every analysed frame offered to the face stage (not only
- * those with motion: the peak load throughout), for CAMVEIL_BENCH_SECONDS (default 60). Reports how many
- * frames were offered, analysed and dropped by the bounded queue, in all and after the models' warm-up,
- * and the worker's time per frame: whether two cameras are sustained on two cores.
+ * `npm run bench -- faces-live`: cameras playing the sample video (faces, pans, cuts) at 2 fps analysis
+ * through the real Gateway, with face recognition allowed, for CAMVEIL_BENCH_SECONDS (default 60) each.
+ * Reports, per analyser, how many frames were offered, analysed and dropped by its bounded queue, in all
+ * and after the models' warm-up, its backlog over the run (offered − gated out − dropped − analysed: the
+ * frames queued or in the worker), and the CPU of the Node process (main thread and workers) and of the
+ * cameras' ffmpeg processes. Variants (CAMVEIL_BENCH_VARIANTS, a comma list; default all):
+ *
+ * - `facesEveryFrame`: two cameras, every analysed frame to the face stage (not only those with motion:
+ *   the peak load throughout), objects off: whether two cameras are sustained on two cores.
+ * - `facesOnMotion`: four cameras, objects off, faces on frames with motion (today's default): the baseline.
+ * - `objects`: four cameras, objects on (people, vehicles, animals on frames with motion), faces looked for
+ *   only on people. The goal: no growing backlog and under 2 % of motion frames dropped after warm-up.
  */
-export async function benchFacesLive(): Promise<object> {
-  const seconds = Number(process.env.CAMVEIL_BENCH_SECONDS ?? 60);
-  const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-faces-live-'));
-  const video = await ensureSampleVideo(fileURLToPath(new URL('../.cache/demo/', import.meta.url)));
+const VARIANTS = {
+  facesEveryFrame: { cameras: 2, objects: false, facesOnlyWithMotion: false },
+  facesOnMotion: { cameras: 4, objects: false, facesOnlyWithMotion: true },
+  objects: { cameras: 4, objects: true, facesOnlyWithMotion: true },
+} as const;
+type VariantName = keyof typeof VARIANTS;
+
+/** What an analyser's stats carry that this bench reads (FaceStageStats and ObjectAnalyserStats both do). */
+interface QueueStats {
+  loaded: boolean;
+  framesOffered: number;
+  framesGatedOut: number;
+  framesDropped: number;
+  framesAnalysed: number;
+}
+
+/** Frames offered but not yet answered: waiting in the queue or in the worker. */
+const backlogOf = (s: QueueStats): number => s.framesOffered - s.framesGatedOut - s.framesDropped - s.framesAnalysed;
+
+/**
+ * Follows one analyser over a run: where its warm-up ended (models loaded, a first frame analysed), and its
+ * backlog every sample, to tell a queue that keeps up from one that grows.
+ */
+class QueueWatch {
+  warm: (QueueStats & { at: number }) | undefined;
+  readonly backlog: number[] = [];
+
+  sample(s: QueueStats | undefined, at: number): void {
+    if (s === undefined) return;
+    if (this.warm === undefined && s.loaded && s.framesAnalysed > 0) this.warm = { ...s, at };
+    if (this.warm !== undefined) this.backlog.push(backlogOf(s));
+  }
+
+  report(last: QueueStats | undefined, started: number, ended: number): object | undefined {
+    if (this.warm === undefined || last === undefined) return undefined;
+    const offered = last.framesOffered - this.warm.framesOffered;
+    const dropped = last.framesDropped - this.warm.framesDropped;
+    const analysed = last.framesAnalysed - this.warm.framesAnalysed;
+    const half = Math.floor(this.backlog.length / 2);
+    const mean = (xs: number[]): number => Math.round((xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)) * 100) / 100;
+    return {
+      warmUpSeconds: Math.round((this.warm.at - started) / 100) / 10,
+      framesOffered: offered,
+      framesAnalysed: analysed,
+      framesDropped: dropped,
+      droppedPercent: offered === 0 ? undefined : Math.round((dropped / offered) * 1000) / 10,
+      analysedPerSecond: Math.round((analysed / ((ended - this.warm.at) / 1000)) * 100) / 100,
+      // A queue that keeps up has the same backlog in both halves of the run; a growing one does not.
+      backlog: { max: Math.max(0, ...this.backlog), meanFirstHalf: mean(this.backlog.slice(0, half)), meanSecondHalf: mean(this.backlog.slice(half)), atEnd: this.backlog.at(-1) },
+    };
+  }
+}
+
+async function runVariant(name: VariantName, video: string, seconds: number): Promise<object> {
+  const variant = VARIANTS[name];
+  const root = mkdtempSync(path.join(os.tmpdir(), `camveil-faces-live-${name}-`));
   const recipient = await identityToRecipient(await generateX25519Identity());
+  const ids = ['a', 'b', 'c', 'd'].slice(0, variant.cameras);
   const config = validateConfig(
     {
       hub: { id: 'bench', region: 'DE' },
       dataDir: path.join(root, 'hub'),
-      cameras: ['a', 'b'].map((id) => ({ id, source: `file:${video}`, analysis: { fps: 2, width: 640, height: 360 }, faceRecognition: true })),
+      cameras: ids.map((id) => ({
+        id,
+        source: `file:${video}`,
+        analysis: { fps: 2, width: 640, height: 360 },
+        faceRecognition: true,
+        objects: { enabled: variant.objects },
+      })),
       household: { recipients: [recipient] },
       privacy: { faceCapableOverride: true },
-      // Every analysed frame of both cameras goes to the face stage, not only those with motion: the peak
-      // load (4 frames a second) for the whole run.
-      faceRecognition: { onlyWithMotion: false },
+      faceRecognition: { onlyWithMotion: variant.facesOnlyWithMotion },
     },
     'bench config',
     root,
@@ -39,36 +104,53 @@ export async function benchFacesLive(): Promise<object> {
   await gateway.start();
   await gateway.consent.acceptPolicy('2021-10-31', localRequest('bench'));
   await gateway.consent.grant('faceRecognition', localRequest('bench'));
+  const ffmpeg = new CpuMeter();
+  ffmpeg.observe(childProcesses());
   const cpu0 = process.cpuUsage();
   const started = Date.now();
-  // The worker loads its models on the first allowed frame (a second or two, while frames queue up):
+  // The workers load their models on the first allowed frame (a second or two, while frames queue up):
   // drops during that warm-up are counted apart from those at steady state.
-  let warm: { at: number; offered: number; analysed: number; dropped: number } | undefined;
+  const faces = new QueueWatch();
+  const objects = new QueueWatch();
   while (Date.now() - started < seconds * 1000) {
     await new Promise((r) => setTimeout(r, 100));
-    const s = gateway.faceStats();
-    if (warm === undefined && s?.loaded === true && s.framesAnalysed > 0) warm = { at: Date.now(), offered: s.framesOffered, analysed: s.framesAnalysed, dropped: s.framesDropped };
+    const now = Date.now();
+    faces.sample(gateway.faceStats(), now);
+    objects.sample(gateway.objectStats(), now);
+    ffmpeg.observe(childProcesses());
   }
+  const ended = Date.now();
   const cpu = process.cpuUsage(cpu0);
-  const stats = gateway.faceStats();
+  const faceStats = gateway.faceStats();
+  const objectStats = gateway.objectStats();
   const cameras = gateway.state().cameras.map((c) => ({ id: c.cameraId, framesAnalysedForMotion: c.framesAnalysed, motionEvents: c.motion.events }));
   await gateway.stop();
   rmSync(root, { recursive: true, force: true });
+  const elapsed = (ended - started) / 1000;
   return {
-    seconds,
-    cameras,
-    faces: stats,
-    afterWarmUp:
-      warm === undefined || stats === undefined
-        ? undefined
-        : {
-            warmUpSeconds: Math.round((warm.at - started) / 100) / 10,
-            framesOffered: stats.framesOffered - warm.offered,
-            framesAnalysed: stats.framesAnalysed - warm.analysed,
-            framesDropped: stats.framesDropped - warm.dropped,
-            analysedPerSecond: Math.round(((stats.framesAnalysed - warm.analysed) / ((Date.now() - warm.at) / 1000)) * 100) / 100,
-          },
-    // The Node process's own CPU (main thread and the face worker), as a share of one core.
-    nodeCpuCores: Math.round(((cpu.user + cpu.system) / 1e6 / seconds) * 100) / 100,
+    cameras: variant.cameras,
+    objects: variant.objects,
+    facesOnlyWithMotion: variant.facesOnlyWithMotion,
+    perCamera: cameras,
+    faces: faceStats,
+    facesAfterWarmUp: faces.report(faceStats, started, ended),
+    ...(variant.objects ? { objectStats, objectsAfterWarmUp: objects.report(objectStats, started, ended) } : {}),
+    // The Node process's own CPU (main thread and the model workers), and the cameras' ffmpeg, as shares of one core.
+    nodeCpuCores: Math.round(((cpu.user + cpu.system) / 1e6 / elapsed) * 100) / 100,
+    ffmpegCpuCores: Math.round((ffmpeg.cpuSeconds / elapsed) * 100) / 100,
   };
+}
+
+export async function benchFacesLive(): Promise<object> {
+  const seconds = Number(process.env.CAMVEIL_BENCH_SECONDS ?? 60);
+  const requested = (process.env.CAMVEIL_BENCH_VARIANTS ?? Object.keys(VARIANTS).join(',')).split(',').map((v) => v.trim());
+  const unknown = requested.filter((v) => !(v in VARIANTS));
+  if (unknown.length > 0) throw new Error(`unknown faces-live variant(s): ${unknown.join(', ')}; known: ${Object.keys(VARIANTS).join(', ')}`);
+  const video = await ensureSampleVideo(fileURLToPath(new URL('../.cache/demo/', import.meta.url)));
+  const results: Record<string, object> = {};
+  for (const name of requested as VariantName[]) {
+    process.stderr.write(`  faces-live ${name} (${seconds} s)…\n`);
+    results[name] = await runVariant(name, video, seconds);
+  }
+  return { seconds, ...results };
 }
