@@ -20,7 +20,7 @@ import { hubState, type GatewayState } from './hub-state.js';
 import type { Logger } from './log.js';
 import type { ConsentService } from './policy/consent-service.js';
 import type { PolicyGate } from './policy/gate.js';
-import { openPolicy, type HubPolicy } from './policy/open-policy.js';
+import { openPolicy, type HubPolicy, type OpenPolicyOptions } from './policy/open-policy.js';
 import { WithdrawalEnforcer } from './policy/withdrawal-enforcer.js';
 import { MediaService } from './recording/media-service.js';
 import type { MediaSink } from './recording/sink.js';
@@ -43,6 +43,8 @@ export interface GatewayOptions {
   retentionIntervalMs?: number;
   /** More analysers offered every camera's masked frames, after the face stage; started and stopped with the cameras. */
   analysers?: readonly FrameAnalyser[];
+  /** The region table lookup; tests give a region of their own (one that forbids object detection, say). */
+  rulesFor?: OpenPolicyOptions['rulesFor'];
 }
 
 /**
@@ -98,6 +100,7 @@ export class Gateway {
       enforce: (change) => enforcer.enforce(change),
       // Someone who could not sign stopped a flow: the household is told (sealed `security` event).
       onUnsignedStop: (consent) => this.bus.emit('incident', { reason: 'unsigned-stop', detail: `${consent} stopped by an unsigned withdrawal; nothing deleted` }),
+      ...(this.#o.rulesFor === undefined ? {} : { rulesFor: this.#o.rulesFor }),
     });
     this.#policy = policy;
     const enforcer = new WithdrawalEnforcer({ bus: this.bus, audit: policy.audit, logger, uploads: () => this.#uplink });

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { CameraFacts, type CameraSwitch } from './camera-facts.js';
 import { ConsentLedger } from './consent-ledger.js';
 import { ConsentService, type ModeChange } from './consent-service.js';
-import { PolicyGate } from './gate.js';
+import { PolicyGate, type PolicyGateOptions } from './gate.js';
 import { policyFromConfig } from './policy-history.js';
 import type { ConsentName } from './vocabulary.js';
 
@@ -27,6 +27,8 @@ export interface OpenPolicyOptions {
   enforce?: (change: ModeChange) => Promise<void>;
   /** Told of every unsigned withdrawal (the service raises an incident). */
   onUnsignedStop?: (consent: ConsentName) => void;
+  /** The region table lookup (PolicyGateOptions.rulesFor): tests give a region of their own. */
+  rulesFor?: PolicyGateOptions['rulesFor'];
 }
 
 /** The policy objects of one hub database: built the same way for the service and for the console. */
@@ -60,6 +62,7 @@ export function openPolicy(o: OpenPolicyOptions): HubPolicy {
     cameras: () => cameraFacts.forGate(),
     audit,
     cameraPseudonym: (id) => o.pseudonymise('cam', id),
+    ...(o.rulesFor === undefined ? {} : { rulesFor: o.rulesFor }),
   });
   const consent = new ConsentService({
     db: o.db,

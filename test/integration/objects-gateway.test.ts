@@ -8,6 +8,9 @@ import type { CamveilEvents } from '../../src/events.js';
 import { Gateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { localRequest } from '../../src/policy/consent-service.js';
+import { rulesFor, type MatchedRegionRule } from '../../src/policy/region-rules.js';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { defaultModelDir } from '../../src/analysis/model-files.js';
 import { CapturingSink } from '../harness/capturing-sink.js';
 import { walkVideo } from '../harness/object-video.js';
 import { describeWithPeers } from '../harness/peers.js';
@@ -30,7 +33,14 @@ interface Hub {
 }
 
 /** A gateway with one camera looping `video`, its media captured in memory. `camera` is merged into the camera's config. */
-async function startHub(root: string, name: string, video: string, camera: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<Hub> {
+async function startHub(
+  root: string,
+  name: string,
+  video: string,
+  camera: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+  options: { rulesFor?: (region: string) => MatchedRegionRule } = {},
+): Promise<Hub> {
   const config = validateConfig(
     {
       hub: { id: `objects-${name}`, region: 'DE' },
@@ -43,7 +53,7 @@ async function startHub(root: string, name: string, video: string, camera: Recor
     root,
   );
   const sink = new CapturingSink();
-  const gateway = new Gateway({ config, logger: silentLogger(), sink });
+  const gateway = new Gateway({ config, logger: silentLogger(), sink, ...options });
   const hub: Hub = { gateway, policyVersion: config.privacy.policyVersion, sink, confirmed: [], motionEnds: [], incidents: [], stop: () => gateway.stop() };
   gateway.bus.on('object.confirmed', (e) => hub.confirmed.push(e));
   gateway.bus.on('motion.end', (e) => hub.motionEnds.push(e));
@@ -146,6 +156,57 @@ describeWithPeers(['ffmpeg'], 'objects on the hub: people found where things mov
       expect(hub.confirmed.filter((e) => e.label === 'person')).toEqual([]);
     } finally {
       await hub.stop();
+    }
+  }, 240_000);
+
+  it('withdrawing consent changes nothing for objects, but a region whose rules forbid them stops the model (and recording goes on)', async () => {
+    const forbidding = (region: string) => ({ ...rulesFor(region), objectDetection: 'prohibited' as const });
+    const hub = await startHub(root, 'region', walk, {}, {}, { rulesFor: forbidding });
+    try {
+      expect(hub.gateway.gate.mayDetectObjects('garden')).toEqual({ allowed: false, reason: 'region-prohibits-object-detection' });
+      await hub.sink.until((s) => s.clips.length >= 1, LONG);
+      expect(hub.gateway.objectStats()).toMatchObject({ modelCalls: 0, workersStarted: 0, framesAnalysed: 0 });
+      expect(hub.confirmed).toEqual([]);
+      expect(hub.sink.clips[0]!.objects).toBeUndefined();
+    } finally {
+      await hub.stop();
+    }
+    // The shipped rules, everything withdrawn that can be: people are still found.
+    const withdrawn = await startHub(root, 'withdrawn', walk);
+    try {
+      const who = localRequest('objects test: consents withdrawn');
+      await withdrawn.gateway.consent.acceptPolicy(withdrawn.policyVersion, who);
+      for (const consent of ['faceRecognition', 'cloudUpload', 'localRecording'] as const) {
+        await withdrawn.gateway.consent.grant(consent, who);
+        await withdrawn.gateway.consent.withdraw(consent, who);
+      }
+      await withdrawn.sink.until((s) => s.clips.length >= 1, LONG);
+      expect(withdrawn.confirmed.filter((e) => e.label === 'person').length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await withdrawn.stop();
+    }
+  }, 480_000);
+
+  it('a tampered model file is refused by name, the household is told, and the hub keeps recording', async () => {
+    const dir = path.join(root, 'tampered-models');
+    mkdirSync(dir);
+    for (const f of readdirSync(defaultModelDir('objects'))) if (f.startsWith('centernet.')) copyFileSync(path.join(defaultModelDir('objects'), f), path.join(dir, f));
+    const bin = readFileSync(path.join(dir, 'centernet.bin'));
+    bin[1000] = bin[1000]! ^ 0xff;
+    writeFileSync(path.join(dir, 'centernet.bin'), bin);
+    const before = process.env.CAMVEIL_OBJECT_MODEL_DIR;
+    process.env.CAMVEIL_OBJECT_MODEL_DIR = dir;
+    const hub = await startHub(root, 'tampered', walk);
+    try {
+      await hub.sink.until((s) => s.clips.length >= 1, LONG);
+      expect(hub.incidents.filter((i) => i.reason === 'model-tampered')).toHaveLength(1);
+      expect(hub.incidents[0]!.detail).toContain('objects');
+      expect(hub.gateway.objectStats()).toMatchObject({ modelCalls: 0, loaded: false });
+      expect(hub.confirmed).toEqual([]);
+    } finally {
+      await hub.stop();
+      if (before === undefined) delete process.env.CAMVEIL_OBJECT_MODEL_DIR;
+      else process.env.CAMVEIL_OBJECT_MODEL_DIR = before;
     }
   }, 240_000);
 
