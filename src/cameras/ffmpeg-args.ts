@@ -63,10 +63,21 @@ export function boundingBox(polygon: ReadonlyArray<readonly [number, number]>): 
   return { x, y, w: Math.max(...xs) - x, h: Math.max(...ys) - y };
 }
 
-/** ffmpeg's drawbox filters painting the boxes black (sizes as fractions of the input, so any resolution works). */
+/**
+ * ffmpeg's drawbox filters painting the boxes black (as fractions of the input, so any resolution works).
+ * drawbox truncates its position and size to whole pixels, which could leave the last column or row of a
+ * mask unpainted (x 0.127 + w 0.2 of 100 px painted 12..31, and pixel 32's centre is inside); so the edges
+ * are rounded outward to 1e-4 and then to whole pixels: left and top down, right and bottom up.
+ */
 export function maskFilter(boxes: readonly MaskBox[]): string {
-  const f = (v: number) => v.toFixed(4);
-  return boxes.map((b) => `drawbox=x=iw*${f(b.x)}:y=ih*${f(b.y)}:w=iw*${f(b.w)}:h=ih*${f(b.h)}:color=black:t=fill`).join(',');
+  const down = (v: number) => (Math.floor(v * 1e4 + 1e-6) / 1e4).toFixed(4);
+  const up = (v: number) => (Math.ceil(v * 1e4 - 1e-6) / 1e4).toFixed(4);
+  return boxes
+    .map((b) => {
+      const [x0, y0, x1, y1] = [down(b.x), down(b.y), up(b.x + b.w), up(b.y + b.h)];
+      return `drawbox=x=floor(iw*${x0}):y=floor(ih*${y0}):w=ceil(iw*${x1})-floor(iw*${x0}):h=ceil(ih*${y1})-floor(ih*${y0}):color=black:t=fill`;
+    })
+    .join(',');
 }
 
 /** The file descriptor the analysis frames are written to. */

@@ -1,8 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameQueue } from '../../src/analysis/frame-queue.js';
 import { Backoff } from '../../src/cameras/backoff.js';
-import { boundingBox, buildIngestArgs, FRAMES_FD, maskBoxesInPixels, MOTION_GREY_FD, SOURCE_LIST_FD } from '../../src/cameras/ffmpeg-args.js';
+import { boundingBox, buildIngestArgs, FRAMES_FD, maskBoxesInPixels, maskFilter, MOTION_GREY_FD, SOURCE_LIST_FD } from '../../src/cameras/ffmpeg-args.js';
+import { findFfmpeg } from '../../src/cameras/ffmpeg-binary.js';
 import { classifyFfmpegFailure } from '../../src/cameras/ffmpeg-errors.js';
 import { FramePairing } from '../../src/cameras/frame-pairing.js';
 import { rasterisePolygons } from '../../src/analysis/mask.js';
@@ -74,7 +76,7 @@ describe('buildIngestArgs', () => {
       maskBoxes: [boundingBox([[0.8, 0.75], [1, 0.75], [1, 1], [0.9, 1]])],
     });
     const joined = args.join(' ');
-    expect(joined).toContain('drawbox=x=iw*0.8000:y=ih*0.7500:w=iw*0.2000:h=ih*0.2500:color=black:t=fill');
+    expect(joined).toContain('drawbox=x=floor(iw*0.8000):y=floor(ih*0.7500):w=ceil(iw*1.0000)-floor(iw*0.8000):h=ceil(ih*1.0000)-floor(ih*0.7500):color=black:t=fill');
     expect(joined).toContain('-c:v libx264');
     expect(joined).not.toContain('-c:v copy');
     // The masked main stream is decoded, so it gets the single-thread decoder option too.
@@ -98,6 +100,21 @@ describe('buildIngestArgs', () => {
         '[grey_in]drawbox=x=64:y=36:w=128:h=72:color=black:t=fill,scale=160:90:flags=area,format=gray,gblur=sigma=1[motion]',
     );
     expect(args.join(' ')).toContain(`-map [analysis] -f rawvideo -pix_fmt rgb24 pipe:${FRAMES_FD} -map [motion] -f rawvideo -pix_fmt gray pipe:${MOTION_GREY_FD}`);
+  });
+
+  it("the clip's drawbox (real ffmpeg) paints every pixel whose centre is inside the mask, also off whole pixels", () => {
+    const polygon: Polygon = [[0.127, 0.1], [0.327, 0.1], [0.327, 0.9], [0.127, 0.9]];
+    const [w, h] = [100, 10];
+    const r = spawnSync(findFfmpeg().ffmpeg, [
+      '-v', 'error', '-f', 'lavfi', '-i', `color=c=white:size=${w}x${h}:d=0.1`,
+      '-vf', `format=gray,${maskFilter([boundingBox(polygon)])}`, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1',
+    ]);
+    expect(r.status, r.stderr?.toString()).toBe(0);
+    const inside = rasterisePolygons([polygon], w, h);
+    const unpainted = [...inside.keys()].filter((k) => inside[k] === 1 && r.stdout[k]! > 50);
+    expect(unpainted).toEqual([]);
+    // Columns 13..32 are inside (12.5 < 12.7; 32.5 < 32.7): truncating drawbox painted 12..31 and missed 32.
+    expect(inside[1 * w + 32]).toBe(1);
   });
 
   it('mask boxes in pixels cover every pixel of their polygon (pixel centres), and no empty box is drawn', () => {
