@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { blurBoxes } from '../analysis/faces/bystander-blur.js';
+import { PersonFaceLooks } from '../analysis/faces/face-looks.js';
 import type { FaceBox } from '../analysis/faces/face-engine.js';
 import type { Box } from '../analysis/box.js';
 import type { AnalysedFrame, DetectedObject, FrameAnalyser, ObjectsAnswer } from '../analysis/frame-analyser.js';
@@ -36,9 +37,10 @@ export interface CameraPipelineOptions {
   analysers?: readonly FrameAnalyser[];
   /**
    * The objects analyser. On a camera with `objects.enabled` it is offered each frame with motion first, and
-   * the other analysers get the frame only after it: with the people it found (the face stage then looks
-   * only at them), and not at all when it found no person. When it cannot look (gate, queue, failure) they
-   * get the frame as they would without it.
+   * the other analysers get the frame only after it: with the people due a look for faces (PersonFaceLooks:
+   * a few frames per person track, then every few seconds; every person on a camera whose clips are
+   * blurred), and not at all when there is none. When it cannot look (gate, model) they get the frame as
+   * they would without it; a frame it dropped goes no further.
    */
   objects?: FrameAnalyser;
   /** How long a closing event waits for the objects analyser's answers before choosing its snapshot (default 10 000 ms). */
@@ -123,6 +125,8 @@ export class CameraPipeline {
   #withheld = 0;
   #analysisLoop: Promise<void> | undefined;
   readonly #snapshots = new Set<Promise<void>>();
+  /** Which people found by the objects analyser are due a look for faces (a few per track, then now and then). */
+  readonly #faceLooks = new PersonFaceLooks();
 
   constructor(options: CameraPipelineOptions) {
     this.#o = options;
@@ -312,8 +316,10 @@ export class CameraPipeline {
       return;
     }
     if (found === undefined) return;
-    const people = found.filter((o) => o.label === 'person').map((o) => o.box);
-    if (people.length > 0) this.#offerTo(this.#o.analysers ?? [], { ...analysed, people });
+    const people = found.filter((o) => o.label === 'person');
+    // A camera whose clips are blurred needs every frame's faces (the bystander log); the others ration them.
+    const due = this.#o.camera.bystanderBlurClips ? people.map((p) => p.box) : this.#faceLooks.due(people, analysed.frame.elapsedMs ?? analysed.frame.at);
+    if (due.length > 0) this.#offerTo(this.#o.analysers ?? [], { ...analysed, people: due });
   }
 
   #onMotionResult(frame: AnalysisFrame, score: number, motion: boolean): void {
