@@ -220,6 +220,7 @@ export class Gateway {
       mode: policy?.consent.mode,
       protocolVersion: this.#control?.protocolVersion,
       faces: this.#faces?.stats(),
+      objects: this.#objectsState(),
       clipBlur: this.#faces === undefined || this.#faces.bystanders.watchedCount === 0 ? undefined : this.#mediaService?.clipOutcomes(),
       cameras: this.#cameras?.statuses() ?? [],
       gate: policy?.gate,
@@ -252,6 +253,13 @@ export class Gateway {
   /** The face stage's counters (calls, gated-out and dropped frames, whether models are loaded); undefined before start. */
   faceStats(): ReturnType<FaceStage['stats']> | undefined {
     return this.#faces?.stage?.stats();
+  }
+
+  #objectsState(): GatewayState['objects'] {
+    const objects = this.#objects;
+    if (objects === undefined) return undefined;
+    const reason = objects.disabledReason;
+    return { ...objects.stats(), ...(reason === undefined ? {} : { disabledReason: reason }) };
   }
 
   /** The objects analyser's counters (model calls, frames analysed and dropped, confirmed objects); undefined before start. */

@@ -1,4 +1,5 @@
 import type { FaceStageStats } from './analysis/faces/face-stage.js';
+import type { ObjectAnalyserStats } from './analysis/objects/object-analyser.js';
 import type { SignedAuditHead } from './audit/audit-anchor.js';
 import type { CameraStatus } from './cameras/camera-pipeline.js';
 import type { Config } from './config/schema.js';
@@ -17,6 +18,8 @@ export interface GatewayState {
   media: 'sealed' | 'memory-only' | 'custom';
   /** The face stage: model backend while loaded, calls, frames gated out and dropped (counts only). */
   faces?: FaceStageStats & { disabledReason?: ErrorCode };
+  /** The objects analyser: model backend while loaded, calls, frames analysed and dropped, confirmed objects by label (counts only). */
+  objects?: ObjectAnalyserStats & { disabledReason?: string };
   /** Clips of cameras with bystanderBlurClips: re-encoded with bystanders pixelated, passed on as recorded (none seen), withheld (blurring failed). */
   clipBlur?: { blurred: number; unchanged: number; withheld: number };
   /** The MQTT protocol in use with the broker: 5 where it supports it, 3.1.1 (4) otherwise. */
@@ -26,7 +29,16 @@ export interface GatewayState {
   policyVersion: string;
   storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
   uplink?: { zone: string; outbox: OutboxStats };
-  cameras: Array<CameraStatus & { features: { motion: boolean; faceRecognition: { allowed: boolean; reason: string }; localRecording: { allowed: boolean; reason: string } } }>;
+  cameras: Array<
+    CameraStatus & {
+      features: {
+        motion: boolean;
+        faceRecognition: { allowed: boolean; reason: string };
+        localRecording: { allowed: boolean; reason: string };
+        objectDetection: { allowed: boolean; reason: string };
+      };
+    }
+  >;
   /** The audit log's head, signed by the hub now: the app remembers the highest it saw and reports a rollback. */
   audit?: SignedAuditHead;
   /**
@@ -45,6 +57,7 @@ export interface HubStateParts {
   mode: GatewayState['mode'] | undefined;
   protocolVersion: 4 | 5 | undefined;
   faces: GatewayState['faces'] | undefined;
+  objects?: GatewayState['objects'] | undefined;
   clipBlur: GatewayState['clipBlur'] | undefined;
   cameras: readonly CameraStatus[];
   gate: PolicyGate | undefined;
@@ -67,6 +80,7 @@ export function hubState(parts: HubStateParts): GatewayState {
     mode: parts.mode ?? { mode: 'local-only', reason: 'not-started' },
     ...(parts.protocolVersion === undefined ? {} : { mqtt: { protocolVersion: parts.protocolVersion } }),
     ...(parts.faces === undefined ? {} : { faces: parts.faces }),
+    ...(parts.objects === undefined ? {} : { objects: parts.objects }),
     ...(parts.clipBlur === undefined ? {} : { clipBlur: parts.clipBlur }),
     policyVersion: config.privacy.policyVersion,
     cameras: parts.cameras.map((status) => ({
@@ -75,6 +89,7 @@ export function hubState(parts: HubStateParts): GatewayState {
         motion: status.motion.enabled,
         faceRecognition: gate?.mayRecogniseFaces(status.cameraId) ?? NOT_STARTED,
         localRecording: gate?.mayRecordLocally(status.cameraId) ?? NOT_STARTED,
+        objectDetection: gate?.mayDetectObjects(status.cameraId) ?? NOT_STARTED,
       },
     })),
     ...(parts.storage === undefined ? {} : { storage: parts.storage }),
