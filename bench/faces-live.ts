@@ -1,8 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { findFfmpeg } from '../src/cameras/ffmpeg-binary.js';
 import { validateConfig } from '../src/config/load.js';
 import { ensureSampleVideo } from '../src/demo/sample-video.js';
 import { Gateway } from '../src/gateway.js';
@@ -11,7 +13,8 @@ import { localRequest } from '../src/policy/consent-service.js';
 import { childProcesses, CpuMeter } from './proc-stats.js';
 
 /**
- * `npm run bench -- faces-live`: cameras playing the sample video (faces, pans, cuts) at 2 fps analysis
+ * `npm run bench -- faces-live`: cameras playing the sample video (faces, pans, cuts; each camera from its
+ * own starting point, so that they do not move in step) at 2 fps analysis
  * through the real Gateway, with face recognition allowed, for CAMVEIL_BENCH_SECONDS (default 60) each.
  * Reports, per analyser, how many frames were offered, analysed and dropped by its bounded queue, in all
  * and after the models' warm-up, its backlog over the run (offered − gated out − dropped − analysed: the
@@ -77,6 +80,30 @@ class QueueWatch {
   }
 }
 
+/** The sample video's length in seconds (sample-video.ts: six photos, 10 s each). */
+const VIDEO_SECONDS = 60;
+
+/**
+ * The sample video started `offset` seconds in (and wrapped round), re-encoded like the original, made
+ * once into the cache: so that cameras playing the same video do not pan and cut at the same instant. Four
+ * cameras in step would offer the analysers four motion frames at once during every pan and none in the
+ * stills, a burst no household's cameras make.
+ */
+function shiftedVideo(video: string, offset: number): string {
+  if (offset === 0) return video;
+  const output = video.replace(/\.mp4$/, `-from-${offset}s.mp4`);
+  if (existsSync(output)) return output;
+  const partial = `${output}.${process.pid}.part.mp4`;
+  const { ffmpeg } = findFfmpeg();
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-stream_loop', '1', '-i', video, '-ss', String(offset), '-t', String(VIDEO_SECONDS),
+    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'main', '-pix_fmt', 'yuv420p', '-g', '15', '-keyint_min', '15', '-sc_threshold', '0', '-bf', '0', '-b:v', '2M',
+    '-movflags', '+faststart', partial];
+  const run = spawnSync(ffmpeg, args, { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`ffmpeg could not shift the sample video by ${offset} s: ${run.stderr}`);
+  renameSync(partial, output);
+  return output;
+}
+
 async function runVariant(name: VariantName, video: string, seconds: number): Promise<object> {
   const variant = VARIANTS[name];
   const root = mkdtempSync(path.join(os.tmpdir(), `camveil-faces-live-${name}-`));
@@ -86,9 +113,10 @@ async function runVariant(name: VariantName, video: string, seconds: number): Pr
     {
       hub: { id: 'bench', region: 'DE' },
       dataDir: path.join(root, 'hub'),
-      cameras: ids.map((id) => ({
+      // Each camera starts at its own point of the video (0, 15, 30, 45 s in).
+      cameras: ids.map((id, i) => ({
         id,
-        source: `file:${video}`,
+        source: `file:${shiftedVideo(video, (i * VIDEO_SECONDS) / ids.length)}`,
         analysis: { fps: 2, width: 640, height: 360 },
         faceRecognition: true,
         objects: { enabled: variant.objects },
