@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { labelOf } from '../../src/analysis/objects/object-classes.js';
 import { averagePrecision, countsAt, evaluate, matchImage, thresholdForPrecision, type ImageDetections } from '../../bench/objects-eval.js';
+import { readLabels } from '../../bench/objects-set.js';
 
 const box = (x: number, y: number, width = 100, height = 100) => ({ x, y, width, height });
 
@@ -127,5 +129,33 @@ describe('evaluate', () => {
     const report = evaluate([{ truth: [{ group: 'person', box: box(0, 0) }], detections: [{ group: 'person', score: 0.8, box: box(0, 0) }] }], ['person', 'vehicle'], 0.5);
     expect(report.person).toEqual({ positives: 1, truePositives: 1, falsePositives: 0, precision: 1, recall: 1, ap50: 1 });
     expect(report.vehicle).toEqual({ positives: 0, truePositives: 0, falsePositives: 0, precision: undefined, recall: undefined, ap50: undefined });
+  });
+});
+
+describe('the labelled set (bench/objects-set/labels.json)', () => {
+  const labels = readLabels();
+
+  it('names a listed source for every image, each image once', () => {
+    for (const image of labels.images) expect(labels.sources[image.source], image.id).toBeDefined();
+    expect(new Set(labels.images.map((i) => i.id)).size).toBe(labels.images.length);
+  });
+
+  it('keeps every crop inside its image and every box inside its (cropped) image', () => {
+    for (const image of labels.images) {
+      const width = image.crop?.width ?? image.width;
+      const height = image.crop?.height ?? image.height;
+      if (image.crop !== undefined) {
+        expect(image.crop.x + image.crop.width, image.id).toBeLessThanOrEqual(image.width);
+        expect(image.crop.y + image.crop.height, image.id).toBeLessThanOrEqual(image.height);
+      }
+      for (const o of image.objects) {
+        expect(o.box.x + o.box.width, `${image.id} ${o.class}`).toBeLessThanOrEqual(width);
+        expect(o.box.y + o.box.height, `${image.id} ${o.class}`).toBeLessThanOrEqual(height);
+      }
+    }
+  });
+
+  it("labels each object with its COCO class's group, as the hub reports it", () => {
+    for (const image of labels.images) for (const o of image.objects) expect(o.group, `${image.id} ${o.class}`).toBe(labelOf(o.class));
   });
 });
