@@ -28,17 +28,18 @@ export const CLASS_COUNT = 80;
  *   whole photo squared:        256: 12/18  320: 15/19  384: 16/20  448: 18/20  512: 14/19
  *   photo 120 px high in a 640×360 frame, a 240 px crop around it:
  *                               256: 10/18  320: 12/21  384: 13/21  448: 15/20  512: 14/19
- * At 320 scores run 0.05–0.1 below 512 on the small case; 256 loses more, so it is not offered. Hence sides
- * from 320 (smaller crops are upscaled to it) to 512 (a crop is never upscaled past its own side rounded
- * up to the next of these; larger crops are shrunk to 512). The operating threshold is tuned on this path
- * (`npm run bench -- objects`).
+ * At 320 scores run 0.05–0.1 below 512 on the small case; 256 loses more, so it is not offered. 448 finds
+ * more people than 512 in both cases at a quarter less time, so the hub stops there. Hence sides from 320
+ * (smaller crops are upscaled to it) to 448 (a crop is never upscaled past its own side rounded up to the
+ * next of these; larger crops, the full-frame pass among them, are shrunk to 448). The operating threshold
+ * is tuned on this path (`npm run bench -- objects`); the benchmark's bare-model baseline runs at 512.
  */
-export const MODEL_SIDES = [320, 384, 448, 512] as const;
+export const MODEL_SIDES = [320, 384, 448] as const;
 export type ModelSide = (typeof MODEL_SIDES)[number];
 
-/** The smallest model side that sees a crop of `cropSide` frame pixels without shrinking it; 512 for larger crops. */
+/** The smallest model side that sees a crop of `cropSide` frame pixels without shrinking it; 448 for larger crops. */
 export function modelSideFor(cropSide: number): ModelSide {
-  return MODEL_SIDES.find((side) => side >= cropSide) ?? NATIVE_SIDE;
+  return MODEL_SIDES.find((side) => side >= cropSide) ?? MODEL_SIDES[MODEL_SIDES.length - 1]!;
 }
 
 /** The graph's constants that encode its input side, as functions of the side (their values at 512 are checked). */
