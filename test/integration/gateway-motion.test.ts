@@ -109,8 +109,10 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     filesBefore = new Map([...listFiles(dataDir), ...listFiles(os.tmpdir())]);
     await gateway.start();
     // The first event's clip and snapshot; the file ends at 24 s, before it loops there is no other motion.
-    await sink.until((s) => s.clips.length >= 1 && s.snapshots.length >= 1, 40_000);
-  }, 90_000);
+    // A limit only: on two busy cores the two masked cameras' re-encoding runs slower than real time, and
+    // the clip (13 s of media) took more than 40 s of wall time.
+    await sink.until((s) => s.clips.length >= 1 && s.snapshots.length >= 1, 120_000);
+  }, 180_000);
 
   afterAll(async () => {
     await gateway?.stop();
@@ -260,7 +262,7 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway reconnects after the c
     try {
       await gateway.start();
       const cam = () => gateway.state().cameras[0]!;
-      await waitFor('streaming', () => cam().health === 'streaming' && cam().framesIn > 3, 20_000);
+      await waitFor('streaming', () => cam().health === 'streaming' && cam().framesIn > 3, 60_000);
       const framesBefore = cam().framesIn;
       server.kill();
       await server.exited;
@@ -268,7 +270,7 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway reconnects after the c
       expect(cam().outages.at(-1)?.to).toBeUndefined();
       await new Promise((r) => setTimeout(r, 1500));
       server = await startRtspServer({ live: { width: 640, height: 360, fps: 10 }, port });
-      await waitFor('streaming again', () => cam().health === 'streaming' && cam().framesIn > framesBefore + 3, 30_000);
+      await waitFor('streaming again', () => cam().health === 'streaming' && cam().framesIn > framesBefore + 3, 60_000);
       const outage = cam().outages.at(-1)!;
       expect(outage.to).toBeDefined();
       expect(outage.to! - outage.from).toBeGreaterThan(1000);
@@ -280,5 +282,5 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway reconnects after the c
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
-  }, 90_000);
+  }, 180_000);
 });
