@@ -189,9 +189,11 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
     // the camera's source, not something the gateway wrote: they are left out.
     const touched = [...after].filter(([p, mtime]) => filesBefore.get(p) !== mtime && !p.startsWith(INPUT_CACHE)).map(([p]) => p);
     // The data directory holds only what the test put there, the hub's keys, its database (consent, audit)
-    // and the signed audit head; these are scanned for media bytes below with every other file written meanwhile.
+    // and the signed audit head (written once something is audited; the face stage's refusals were, but
+    // with objects on a frame without a person never reaches it); these are scanned for media bytes below
+    // with every other file written meanwhile.
     const held = [...listFiles(dataDir).keys()].map((p) => path.relative(dataDir, p)).sort();
-    expect(held.filter((f) => !/^camveil\.db(-wal|-shm)?$/.test(f))).toEqual(['audit-head.json', 'keys/hub-identity.txt', 'keys/hub-signing-key.pem', 'keys/pseudonym-secret.txt', 'wrong-password']);
+    expect(held.filter((f) => !/^(camveil\.db(-wal|-shm)?|audit-head\.json)$/.test(f))).toEqual(['keys/hub-identity.txt', 'keys/hub-signing-key.pem', 'keys/pseudonym-secret.txt', 'wrong-password']);
     // No file written meanwhile (by anyone) holds a piece of the clip or the snapshot.
     const clip = sink.clips[0]!.bytes;
     const jpeg = sink.snapshots[0]!.jpeg;
@@ -230,6 +232,8 @@ describeWithPeers(['ffmpeg', 'gst-rtsp-server'], 'gateway with real RTSP cameras
       motion: true,
       faceRecognition: { allowed: false, reason: 'policy-not-accepted' },
       localRecording: { allowed: false, reason: 'local-recording-withdrawn' },
+      // Objects identify no one: no consent is needed, the region (DE) allows them.
+      objectDetection: { allowed: true, reason: 'ok' },
     });
     // The camera's error names it; the logs carry the errors but never the password.
     expect(byId.get('guarded')!.error!.message).toContain('camera guarded');

@@ -221,7 +221,9 @@ describeWithPeers(['ffmpeg'], 'gateway with faces off by default', () => {
     const raw = {
       hub: { id: 'faces-hub', region: 'DE' },
       dataDir: join(root, 'hub'),
-      cameras: [{ id: 'porch', source: `file:${motionVideo({ seconds: 12, motionAt: 2, motionUntil: 5 })}` }],
+      // Objects off: with them on, a frame without a person never reaches the face stage at all
+      // (objects-gateway.test.ts); here the face stage must be offered frames to show the gate refusing them.
+      cameras: [{ id: 'porch', source: `file:${motionVideo({ seconds: 12, motionAt: 2, motionUntil: 5 })}`, objects: { enabled: false } }],
       recording: { preRollSeconds: 1, postRollSeconds: 1, maxClipSeconds: 10 },
     };
     const gateway = new Gateway({ config: validateConfig(raw, 'test config', root), logger: createLogger({ level: 'silent' }), sink: new CapturingSink() });
