@@ -39,7 +39,7 @@ export interface Frame {
 }
 
 /** The sample video's frames with motion, decoded by ffmpeg at 2 fps and 640×360, with their motion regions. */
-async function motionFrames(): Promise<{ frames: Frame[]; decoded: number }> {
+export async function sampleVideoMotionFrames(): Promise<{ frames: Frame[]; decoded: number }> {
   const video = await ensureSampleVideo(fileURLToPath(new URL('../.cache/demo/', import.meta.url)));
   const { ffmpeg } = findFfmpeg();
   const out = spawnSync(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-i', video, '-vf', `fps=${FPS},scale=${WIDTH}:${HEIGHT}`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
@@ -115,12 +115,17 @@ async function compare(faces: FaceWorkerClient, objects: ObjectWorkerClient, fra
 }
 
 /**
- * Both ways over the sample video's motion frames (every one of which shows people: it is made of group
- * photos) and over `mixed`, frames with motion of which only some show people (the camera-scale frames of
+ * Both ways over the sample video's motion frames (sampleVideoMotionFrames; every one of them shows
+ * people: the video is made of group photos) and over `mixed`, frames with motion of which only some show people (the camera-scale frames of
  * the labelled set), with a loaded object worker; the face worker is started here.
  */
-export async function fullAnalysis(objects: ObjectWorkerClient, minScore: number, mixed: readonly Frame[]): Promise<object> {
-  const { frames, decoded } = await motionFrames();
+export async function fullAnalysis(
+  objects: ObjectWorkerClient,
+  minScore: number,
+  sample: { frames: readonly Frame[]; decoded: number },
+  mixed: readonly Frame[],
+): Promise<object> {
+  const { frames, decoded } = sample;
   const faces = new FaceWorkerClient();
   await faces.load();
   try {

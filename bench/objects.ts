@@ -12,8 +12,8 @@ import { ObjectWorkerClient } from '../src/analysis/objects/object-worker-client
 import type { Box } from '../src/analysis/box.js';
 import { objectsSchema } from '../src/config/schema.js';
 import { detectObjects } from '../src/commands/objects-detect.js';
-import { cameraScaleFrames, type CameraFrame } from './objects-frames.js';
-import { fullAnalysis } from './objects-full.js';
+import { cameraScaleFrames, FRAME_HEIGHT, FRAME_WIDTH, type CameraFrame } from './objects-frames.js';
+import { fullAnalysis, sampleVideoMotionFrames, type Frame } from './objects-full.js';
 import { countsAt, evaluate, thresholdForPrecision, type ImageDetections, type ScoredBox } from './objects-eval.js';
 import { loadObjectSet, OBJECT_GROUPS, readLabels, setSummary, type LabelledImage } from './objects-set.js';
 
@@ -27,7 +27,8 @@ import { loadObjectSet, OBJECT_GROUPS, readLabels, setSummary, type LabelledImag
  * - Camera scale: each image shrunk into a 640×360 frame over a landscape (objects-frames.ts); the hub's
  *   path is motion regions (the real MotionDetector, the scene alone seen first) → planCrops → the object
  *   worker → the camera filter and tracker; the bare model sees the whole frame squashed to 512×512.
- * - Speed: ms per camera-scale frame (all of them, ROUNDS times) for both; the hub's path is timed from
+ * - Speed: ms per motion frame, on the camera-scale frames and on the sample camera video's motion frames
+ *   (2 fps, 640×360; its pans move most of the picture), ROUNDS times, for both; the hub's path is timed from
  *   the crop plan to the answer (the frame's copy to the worker thread included), the bare call from the
  *   tensor to its boxes, on the main thread with the same wasm backend.
  * - Accuracy: precision and recall per group at the operating threshold and AP50 (objects-eval.ts), a
@@ -121,6 +122,37 @@ function sweep(images: readonly ImageDetections[]): object[] {
   }));
 }
 
+/**
+ * ms per frame of both ways over `frames` (each with its motion regions), ROUNDS passes, the two calls
+ * interleaved frame by frame so that other load falls on both alike.
+ */
+async function timeBoth(client: ObjectWorkerClient, net: CenterNet, tracker: ObjectTracker, frames: readonly Frame[]): Promise<object> {
+  const hubMs: number[] = [];
+  const bareMs: number[] = [];
+  let crops = 0;
+  let at = 1_000_000;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const frame of frames) {
+      let t = performance.now();
+      crops += (await hubDetect(client, frame, frame.regions, tracker, (at += 500))).crops;
+      hubMs.push(performance.now() - t);
+      t = performance.now();
+      await bareDetect(net, frame);
+      bareMs.push(performance.now() - t);
+    }
+  }
+  const hub = stats(hubMs);
+  const bare = stats(bareMs);
+  return {
+    frames: frames.length,
+    motionRegionsPerFrame: round(frames.reduce((s, f) => s + f.regions.length, 0) / frames.length, 2),
+    cropsPerFrame: round(crops / (frames.length * ROUNDS), 2),
+    hubPathMs: hub,
+    bareModelMs: bare,
+    hubOverBare: round((hub.mean ?? 0) / (bare.mean ?? 1), 2),
+  };
+}
+
 export async function benchObjects(): Promise<object> {
   const set = await loadObjectSet();
   const scene = set.find((i) => i.id === SCENE_ID);
@@ -145,50 +177,31 @@ export async function benchObjects(): Promise<object> {
     const regions = await Promise.all(frames.map(motionRegionsOf));
     const cameraHub: ImageDetections[] = [];
     const cameraBare: ImageDetections[] = [];
-    let crops = 0;
     const tracker = new ObjectTracker();
     let at = 0;
     for (const [i, frame] of frames.entries()) {
       const hub = await hubDetect(client, frame, regions[i]!, tracker, (at += 500));
-      crops += hub.crops;
       cameraHub.push({ truth: frame.truth, detections: hub.detections });
       cameraBare.push({ truth: frame.truth, detections: await bareDetect(net, frame) });
     }
-    const hubMs: number[] = [];
-    const bareMs: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [i, frame] of frames.entries()) {
-        let t = performance.now();
-        await hubDetect(client, frame, regions[i]!, tracker, (at += 500));
-        hubMs.push(performance.now() - t);
-        t = performance.now();
-        await bareDetect(net, frame);
-        bareMs.push(performance.now() - t);
-      }
-    }
+    const cameraFrames = frames.map((f, i): Frame => ({ width: f.width, height: f.height, data: f.data, regions: regions[i]! }));
+    const sample = await sampleVideoMotionFrames();
+    const speed = {
+      cameraScale: await timeBoth(client, net, tracker, cameraFrames),
+      sampleVideo: await timeBoth(client, net, tracker, sample.frames),
+    };
 
     // The operating threshold: the lowest at which the hub's path keeps person precision ≥ 0.9 on both halves.
     const wholeAt = thresholdForPrecision(wholeHub, 'person', TARGET_PERSON_PRECISION);
     const cameraAt = thresholdForPrecision(cameraHub, 'person', TARGET_PERSON_PRECISION);
     const proposed = wholeAt === undefined || cameraAt === undefined ? undefined : Math.ceil(Math.max(wholeAt.minScore, cameraAt.minScore) * 20) / 20;
     // Full analysis per motion frame: objects + faces-on-people against today's faces-on-motion (objects-full.ts).
-    const full = process.env.CAMVEIL_BENCH_SKIP_FULL === '1' ? 'skipped (CAMVEIL_BENCH_SKIP_FULL=1)' : await fullAnalysis(client, proposed ?? DEFAULT_MIN_SCORE, frames.map((f, i) => ({ width: f.width, height: f.height, data: f.data, regions: regions[i]! })));
-    const hubSpeed = stats(hubMs);
-    const bareSpeed = stats(bareMs);
+    const full = process.env.CAMVEIL_BENCH_SKIP_FULL === '1' ? 'skipped (CAMVEIL_BENCH_SKIP_FULL=1)' : await fullAnalysis(client, proposed ?? DEFAULT_MIN_SCORE, sample, cameraFrames);
     return {
       set: { ...setSummary(set), sources: Object.keys(readLabels().sources) },
       backend,
       operatingThreshold: DEFAULT_MIN_SCORE,
-      speed: {
-        frames: frames.length,
-        rounds: ROUNDS,
-        frameSize: `${frames[0]?.width}x${frames[0]?.height}`,
-        motionRegionsPerFrame: round(regions.reduce((s, r) => s + r.length, 0) / frames.length, 2),
-        cropsPerFrame: round(crops / frames.length, 2),
-        hubPathMs: hubSpeed,
-        bareModelMs: bareSpeed,
-        hubOverBare: round((hubSpeed.mean ?? 0) / (bareSpeed.mean ?? 1), 2),
-      },
+      speed: { rounds: ROUNDS, frameSize: `${FRAME_WIDTH}x${FRAME_HEIGHT}`, ...speed },
       accuracy: {
         atOperatingThreshold: DEFAULT_MIN_SCORE,
         whole: { hubPath: report(wholeHub, DEFAULT_MIN_SCORE), bareModel: report(wholeBare, DEFAULT_MIN_SCORE) },
