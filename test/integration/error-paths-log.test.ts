@@ -77,7 +77,8 @@ describeWithPeers(['ffmpeg'], 'error paths through the real logger', () => {
       {
         hub: { id: 'errlog-hub', region: 'DE' },
         dataDir: path.join(root, 'hub'),
-        cameras: [{ id: 'porch', source: `file:${motionVideo({ seconds: 12, motionAt: 2, motionUntil: 5, width: 640, height: 360 })}`, faceRecognition: true }],
+        // Objects off: the face stage must be offered the box's frames (with objects on, no person, no face look).
+        cameras: [{ id: 'porch', source: `file:${motionVideo({ seconds: 12, motionAt: 2, motionUntil: 5, width: 640, height: 360 })}`, faceRecognition: true, objects: { enabled: false } }],
         recording: { preRollSeconds: 1, postRollSeconds: 1, maxClipSeconds: 10 },
         privacy: { faceCapableOverride: true },
       },

@@ -19,7 +19,11 @@ const ROUNDS = 5;
 const dataDir = mkdtempSync(join(tmpdir(), 'camveil-crash-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-/** Starts the writer, SIGKILLs it `delayMs` after it reports the store open; resolves with the ids it reported committed. */
+/**
+ * Starts the writer, SIGKILLs it `delayMs` after it reports its first committed object (not after it opens
+ * the store: on busy cores a fixed time after opening may pass before anything is written, and the round
+ * would prove nothing); resolves with the ids it reported committed.
+ */
 function runAndKill(recipient: string, delayMs: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
     // node directly rather than npx: the signal must reach the process that writes, not a wrapper.
@@ -29,7 +33,7 @@ function runAndKill(recipient: string, delayMs: number): Promise<string[]> {
     let timer: NodeJS.Timeout | undefined;
     child.stdout.setEncoding('utf8').on('data', (text: string) => {
       out += text;
-      if (timer === undefined && out.startsWith('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+      if (timer === undefined && /^committed [a-z2-7]{26}\n/m.test(out)) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
     });
     child.stderr.setEncoding('utf8').on('data', (text: string) => (err += text));
     child.on('error', reject);
