@@ -55,6 +55,12 @@ export interface AnalysedFrame {
 export interface FrameAnalyser {
   /** Names the analyser in logs and stats. */
   readonly name: string;
+  /**
+   * True for an analyser that looks only at people (the face stage): on a camera with objects on, it gets a
+   * frame with motion only after the objects analyser, with the people due a look (`people`), and not at
+   * all when there are none. Others get every frame at once, objects or not.
+   */
+  readonly afterObjects?: boolean;
   /** Takes its resources (a worker, models); may defer them to the first frame it is allowed to analyse. */
   start(): Promise<void>;
   /** Drops waiting frames and releases its resources. Frames offered after stop are ignored. */

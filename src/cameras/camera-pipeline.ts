@@ -37,7 +37,7 @@ export interface CameraPipelineOptions {
   analysers?: readonly FrameAnalyser[];
   /**
    * The objects analyser. On a camera with `objects.enabled` it is offered each frame with motion first, and
-   * the other analysers get the frame only after it: with the people due a look for faces (PersonFaceLooks:
+   * the analysers marked `afterObjects` (the face stage) get the frame only after it: with the people due a look for faces (PersonFaceLooks:
    * a few frames per person track, then every few seconds; every person on a camera whose clips are
    * blurred), and not at all when there is none. When it cannot look (gate, model) they get the frame as
    * they would without it; a frame it dropped goes no further.
@@ -270,6 +270,7 @@ export class CameraPipeline {
       this.#offerTo(this.#o.analysers ?? [], analysed);
       return;
     }
+    this.#offerTo((this.#o.analysers ?? []).filter((a) => a.afterObjects !== true), analysed);
     if (event !== undefined) event.objectsPending += 1;
     let answered = false;
     const onObjects = (answer: ObjectsAnswer): void => {
@@ -312,14 +313,19 @@ export class CameraPipeline {
       if (event.objectsPending === 0) event.onObjectsSettled?.();
     }
     if (answer === 'unavailable') {
-      this.#offerTo(this.#o.analysers ?? [], analysed);
+      this.#offerTo(this.#afterObjects(), analysed);
       return;
     }
     if (found === undefined) return;
     const people = found.filter((o) => o.label === 'person');
     // A camera whose clips are blurred needs every frame's faces (the bystander log); the others ration them.
     const due = this.#o.camera.bystanderBlurClips ? people.map((p) => p.box) : this.#faceLooks.due(people, analysed.frame.elapsedMs ?? analysed.frame.at);
-    if (due.length > 0) this.#offerTo(this.#o.analysers ?? [], { ...analysed, people: due });
+    if (due.length > 0) this.#offerTo(this.#afterObjects(), { ...analysed, people: due });
+  }
+
+  /** The analysers that look at frames with motion only after the objects analyser, and only at people (FrameAnalyser.afterObjects). */
+  #afterObjects(): FrameAnalyser[] {
+    return (this.#o.analysers ?? []).filter((a) => a.afterObjects === true);
   }
 
   #onMotionResult(frame: AnalysisFrame, score: number, motion: boolean): void {

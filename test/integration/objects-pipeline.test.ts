@@ -54,6 +54,7 @@ describeWithPeers(['ffmpeg'], 'camera pipeline: objects first, then the other an
     );
     const toObjects: AnalysedFrame[] = [];
     const toOthers: AnalysedFrame[] = [];
+    const toPlain: AnalysedFrame[] = [];
     const objects = watchingAnalyser('objects', (frame) => {
       const n = toObjects.length;
       toObjects.push(frame);
@@ -69,7 +70,8 @@ describeWithPeers(['ffmpeg'], 'camera pipeline: objects first, then the other an
       ffmpeg: findFfmpeg().ffmpeg,
       ffmpegMajor: 5,
       resolveSource: () => Promise.resolve({ main: { url: video, kind: 'file' } }),
-      analysers: [watchingAnalyser('faces', (frame) => toOthers.push(frame))],
+      // A face-stage stand-in (it looks only at people), and a plain analyser that wants every frame.
+      analysers: [{ ...watchingAnalyser('faces', (frame) => toOthers.push(frame)), afterObjects: true }, watchingAnalyser('plain', (frame) => toPlain.push(frame))],
       objects,
     });
     pipeline.start();
@@ -78,7 +80,7 @@ describeWithPeers(['ffmpeg'], 'camera pipeline: objects first, then the other an
     } finally {
       await pipeline.stop();
     }
-    return { toObjects, toOthers, clip: sink.clips[0]!, snapshot: sink.snapshots[0]! };
+    return { toObjects, toOthers, toPlain, clip: sink.clips[0]!, snapshot: sink.snapshots[0]! };
   }
 
   const person = (score: number, x = 10): DetectedObject => ({ label: 'person', cocoClass: 'person', score, box: { x, y: 20, width: 40, height: 100 } });
@@ -86,7 +88,11 @@ describeWithPeers(['ffmpeg'], 'camera pipeline: objects first, then the other an
 
   it('frames with motion go to the objects analyser first, with the motion regions; the others get them only with people', async () => {
     // A person on every third frame, a car on the others.
-    const { toObjects, toOthers, clip } = await run((n) => (n % 3 === 0 ? [person(0.8)] : [car]));
+    const { toObjects, toOthers, toPlain, clip } = await run((n) => (n % 3 === 0 ? [person(0.8)] : [car]));
+    // An analyser not marked afterObjects gets every frame at once, with motion or not, people or not.
+    const plainSeqs = new Set(toPlain.map((f) => f.frame.seq));
+    for (const f of toObjects) expect(plainSeqs.has(f.frame.seq)).toBe(true);
+    for (const f of toPlain) expect(f.people).toBeUndefined();
     expect(toObjects.length).toBeGreaterThanOrEqual(3);
     for (const f of toObjects) {
       expect(f.motion).toBe(true);

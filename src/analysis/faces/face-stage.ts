@@ -110,6 +110,8 @@ interface Job {
  */
 export class FaceStage implements FrameAnalyser {
   readonly name = 'faces';
+  /** Faces are looked for only on people when objects are on (FrameAnalyser.afterObjects). */
+  readonly afterObjects = true;
   readonly #o: FaceStageOptions;
   readonly #now: () => number;
   readonly #queue: FrameQueue<Job>;

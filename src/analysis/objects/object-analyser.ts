@@ -24,7 +24,7 @@ export interface ObjectAnalyserOptions {
   cameraIds: () => readonly string[];
   bus: EventBus;
   logger: Logger;
-  /** Frames waiting for the worker before the oldest is dropped (default 2 per camera the hub runs, at least 2). */
+  /** Frames waiting for the worker before the oldest is dropped (default 2, as the face stage's). */
   queueCapacity?: number;
   /** Elapsed time for tracks, the retry hold and the idle check (default `monotonicMs`, src/clock.ts). */
   now?: () => number;
