@@ -72,15 +72,17 @@ describeWithPeers(['ffmpeg'], 'gateway: bystanders blurred in clips (bystanderBl
     await gateway.start();
     await gateway.consent.acceptPolicy('2021-10-31', localRequest('test'));
     await gateway.consent.grant('faceRecognition', localRequest('test'));
-    await sink.until((s) => s.clips.length >= 1, 60_000);
+    // Generous: the clip's scan for faces the live stage did not look at, the object and face workers and
+    // the re-encode share two cores that CI may keep busy (a full run under load once needed more than 60 s).
+    await sink.until((s) => s.clips.length >= 1, 180_000);
     engine = await FaceEngine.open();
-  }, 90_000);
+  }, 240_000);
 
   afterAll(async () => {
     await gateway?.stop();
     engine?.unload();
     if (root !== undefined) rmSync(root, { recursive: true, force: true });
-  });
+  }, 120_000);
 
   it('the first clip was re-encoded with every face pixelated, in every part of it', async () => {
     expect(gateway.state().clipBlur).toMatchObject({ blurred: 1, withheld: 0 });
