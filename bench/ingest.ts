@@ -1,10 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { buildIngestArgs, type IngestCommand } from '../src/cameras/ffmpeg-args.js';
+import { motionGreySpec } from '../src/analysis/motion.js';
+import { buildIngestArgs, FRAMES_FD, MOTION_GREY_FD, type IngestCommand } from '../src/cameras/ffmpeg-args.js';
 import { ffmpegMajorVersion, findFfmpeg } from '../src/cameras/ffmpeg-binary.js';
 import { validateConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
@@ -12,15 +13,18 @@ import { createLogger } from '../src/log.js';
 import { CountingSink } from '../src/recording/counting-sink.js';
 import { startRtspServer, type RtspServer } from '../test/harness/rtsp-server.js';
 import { SYSTEM_PYTHON } from '../test/harness/system-python.js';
-import { childProcesses, CpuMeter, processSample } from './proc-stats.js';
+import { CpuMeter, processSample } from './proc-stats.js';
 
 /**
  * `npm run bench -- ingest`: CPU share and memory of the gateway per camera for a 1080p 15 fps H.264
- * stream with 2 fps 640-px analysis, for 1, 2 and 4 cameras, next to two baselines measured in the same
- * run on the same streams:
+ * stream with 2 fps 640-px analysis (motion detection; objects off), for 1, 2 and 4 cameras, next to
+ * baselines measured in the same run on the same streams:
  *  - `copy`: bare `ffmpeg -c copy` of each stream (what recording alone costs);
- *  - `sameFfmpeg`: ffmpeg with exactly the gateway's arguments (copy + decode for analysis) writing to
- *    /dev/null: the gateway's overhead over this is what Node adds (frame hand-off, motion, ring, clips).
+ *  - `sameFfmpeg`: ffmpeg with exactly the gateway's arguments (copy + decode for analysis, RGB frames and
+ *    the motion detector's grey images) writing to /dev/null: the gateway's overhead over this is what Node
+ *    adds (frame hand-off, motion, ring, clips);
+ *  - `rgbOnlyFfmpeg`: the same without the motion grey output (the command before ffmpeg made it), so the
+ *    cost moved from Node into ffmpeg shows.
  * CAMVEIL_BENCH_SECONDS sets the measuring window per run (default 20); CAMVEIL_BENCH_CAMERAS the counts
  * (default "1,2,4"). With CAMVEIL_BENCH_SECONDS=600 and one count, the RSS series shows whether memory
  * stays flat over ten minutes; CAMVEIL_BENCH_ONLY=gateway skips the baselines for such a run.
@@ -29,6 +33,8 @@ import { childProcesses, CpuMeter, processSample } from './proc-stats.js';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const ANALYSIS = { fps: 2, width: 640, height: 360 };
 const WARMUP_MS = 4000;
+/** The idle window measured before the gateway starts (see measureGateway). */
+const IDLE_MS = 3000;
 
 interface Measured {
   cpuPerCamera: number;
@@ -64,13 +70,41 @@ function hasGstRtspServer(): boolean {
   return spawnSync(SYSTEM_PYTHON, ['-c', check], { stdio: 'ignore' }).status === 0;
 }
 
-async function sampleWhile(ms: number, onSample: () => void): Promise<void> {
+/**
+ * This process's children, from the kernel's per-thread child lists: reading every process's stat file
+ * (proc-stats' childProcesses) cost the bench process itself about 0.01 of a core, which was counted as
+ * the gateway's Node CPU. Falls back to that scan where the lists are missing (kernels without
+ * CONFIG_PROC_CHILDREN).
+ */
+function ownChildren(): NonNullable<ReturnType<typeof processSample>>[] {
+  let pids: number[];
+  try {
+    pids = readdirSync('/proc/self/task').flatMap((tid) => readFileSync(`/proc/self/task/${tid}/children`, 'utf8').split(' ').filter((p) => p !== '').map(Number));
+  } catch {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((pid) => processSample(pid)?.ppid === process.pid);
+  }
+  return pids.map((pid) => processSample(pid)).filter((s) => s !== undefined);
+}
+
+/**
+ * Calls `onSample` every second for `ms`; resolves with the CPU seconds this process spent in those calls
+ * (the instrument's own cost, taken off Node's figure).
+ */
+async function sampleWhile(ms: number, onSample: () => void): Promise<number> {
   const end = Date.now() + ms;
-  while (Date.now() < end) {
+  let instrument = 0;
+  const timed = () => {
+    const before = process.cpuUsage();
     onSample();
+    const spent = process.cpuUsage(before);
+    instrument += (spent.user + spent.system) / 1e6;
+  };
+  while (Date.now() < end) {
+    timed();
     await new Promise((r) => setTimeout(r, 1000));
   }
-  onSample();
+  timed();
+  return instrument;
 }
 
 /** Runs bare ffmpeg processes with `argsFor(url)` and measures their CPU and RSS. */
@@ -110,7 +144,9 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
     {
       hub: { id: 'bench', region: 'DE' },
       dataDir,
-      cameras: urls.map((u, i) => ({ id: `cam${i}`, source: kind === 'file' ? `file:${u}` : u, analysis: ANALYSIS })),
+      // Objects off: this measures the ingest and motion detection; what object detection adds on motion
+      // frames is measured by `bench -- objects` and faces-live's objects variant.
+      cameras: urls.map((u, i) => ({ id: `cam${i}`, source: kind === 'file' ? `file:${u}` : u, analysis: ANALYSIS, objects: { enabled: false } })),
       recording: { preRollSeconds: 5, postRollSeconds: 10, maxClipSeconds: 30 },
     },
     'bench config',
@@ -118,6 +154,13 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
   );
   const sink = new CountingSink();
   const gateway = new Gateway({ config, logger: createLogger({ level: 'warn', destination: process.stderr }), sink });
+  // What this process costs doing nothing (tsx's loader thread: about 0.008 of a core; a compiled hub runs
+  // without it), measured before the gateway starts and taken off Node's figure with the instrument's.
+  const idleStart = process.cpuUsage();
+  const idleT0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, IDLE_MS));
+  const idleUsage = process.cpuUsage(idleStart);
+  const idlePerSecond = (idleUsage.user + idleUsage.system) / 1e6 / (Number(process.hrtime.bigint() - idleT0) / 1e9);
   const cpu0 = process.cpuUsage();
   await gateway.start();
   await new Promise((r) => setTimeout(r, WARMUP_MS));
@@ -127,8 +170,8 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
   const rssEvery30s: number[] = [];
   let ffmpegRss = 0;
   const t0 = process.hrtime.bigint();
-  await sampleWhile(seconds * 1000, () => {
-    const kids = childProcesses().filter((p) => p.comm.startsWith('ffmpeg'));
+  const instrumentSeconds = await sampleWhile(seconds * 1000, () => {
+    const kids = ownChildren().filter((p) => p.comm.startsWith('ffmpeg'));
     meter.observe(kids);
     ffmpegRss = Math.max(ffmpegRss, kids.reduce((s, k) => s + k.rssBytes, 0));
     rssSeries.push(process.memoryUsage.rss());
@@ -136,7 +179,7 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
   });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const nodeCpu = process.cpuUsage(cpu0);
-  const nodeCpuSeconds = (nodeCpu.user + nodeCpu.system - nodeCpuStart.user - nodeCpuStart.system) / 1e6;
+  const nodeCpuSeconds = (nodeCpu.user + nodeCpu.system - nodeCpuStart.user - nodeCpuStart.system) / 1e6 - instrumentSeconds - idlePerSecond * wall;
   const state = gateway.state();
   await gateway.stop();
   rmSync(dataDir, { recursive: true, force: true });
@@ -147,6 +190,9 @@ async function measureGateway(urls: string[], kind: 'rtsp' | 'file', seconds: nu
   return {
     cpuPerCamera: round((meter.cpuSeconds + nodeCpuSeconds) / wall / n),
     nodeCpuPerCamera: round(nodeCpuSeconds / wall / n),
+    /** The bench's own sampling and this process's idle cost (shares of a core), already taken off nodeCpuPerCamera. */
+    instrumentCpu: round(instrumentSeconds / wall),
+    idleCpu: round(idlePerSecond),
     ffmpegCpuPerCamera: round(meter.cpuSeconds / wall / n),
     rssMiBPerCamera: round((nodeRss + ffmpegRss) / 2 ** 20 / n),
     nodeRssMiB: round(nodeRss / 2 ** 20),
@@ -188,20 +234,26 @@ export async function benchIngest(): Promise<object> {
     const baselines = process.env.CAMVEIL_BENCH_ONLY !== 'gateway';
     const skipped: Measured = { cpuPerCamera: NaN, rssMiBPerCamera: NaN, rssMiBTotal: NaN };
     const copy = !baselines ? skipped : await measureBare(await fresh(), (u) => ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input(u), '-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-y', '/dev/null'], seconds);
-    const same = !baselines ? skipped : await measureBare(
-      await fresh(),
-      (u) => {
-        const command = buildIngestArgs({ main: { url: u, kind: useRtsp ? 'rtsp' : 'file' }, analysis: ANALYSIS, ioTimeoutSeconds: 10, ffmpegMajor: major });
-        return { ...command, args: ['-y', ...command.args].map((a) => (a === 'pipe:1' || a === 'pipe:3' ? '/dev/null' : a)) };
-      },
-      seconds,
-    );
+    const sameCommand = (withMotionGrey: boolean) => (u: string) => {
+      const command = buildIngestArgs({
+        main: { url: u, kind: useRtsp ? 'rtsp' : 'file' },
+        analysis: ANALYSIS,
+        ioTimeoutSeconds: 10,
+        ffmpegMajor: major,
+        ...(withMotionGrey ? { motionGrey: motionGreySpec(ANALYSIS.width, ANALYSIS.height) } : {}),
+      });
+      const outputs = new Set(['pipe:1', `pipe:${FRAMES_FD}`, `pipe:${MOTION_GREY_FD}`]);
+      return { ...command, args: ['-y', ...command.args].map((a) => (outputs.has(a) ? '/dev/null' : a)) };
+    };
+    const same = !baselines ? skipped : await measureBare(await fresh(), sameCommand(true), seconds);
+    const rgbOnly = !baselines ? skipped : await measureBare(await fresh(), sameCommand(false), seconds);
     const gateway = await measureGateway(await fresh(), useRtsp ? 'rtsp' : 'file', seconds);
     await Promise.all(servers.splice(0).map((s) => s.stop()));
     runs.push({
       cameras: n,
       copy,
       sameFfmpeg: same,
+      rgbOnlyFfmpeg: rgbOnly,
       gateway,
       cpuRatioVsCopy: round(gateway.cpuPerCamera / copy.cpuPerCamera),
       cpuRatioVsSameFfmpeg: round(gateway.cpuPerCamera / same.cpuPerCamera),

@@ -64,7 +64,13 @@ export interface MotionDetectorOptions {
   height: number;
   /** Where to look for motion; empty = the whole frame. */
   zones: readonly Polygon[];
-  /** Painted black before anything else: what happens there can never count as motion. */
+  /**
+   * What happens there can never count as motion: left out of the watched area, and black in the grey
+   * image before it is downscaled. On the hub each image has the masks painted once: the ingest's ffmpeg
+   * paints their boxes into the grey image (AnalysisFrame.motionGrey), the pipeline the polygons into the
+   * RGB frame. A frame without a grey image may come from anywhere (a test, a benchmark), so the detector
+   * paints the polygons into a copy of it before making the grey image itself.
+   */
   privacyMasks: readonly Polygon[];
   /** 0 = only large, strong changes; 1 = the faintest. */
   sensitivity: number;
@@ -199,7 +205,10 @@ export class MotionDetector {
     return grey.data;
   }
 
-  /** Privacy masks painted black first (on a copy), then greyscale, downscale and blur with sharp. */
+  /**
+   * For a frame without a grey image: privacy masks painted black first (on a copy: the frame may be
+   * unmasked and shared), then greyscale, downscale and blur with sharp.
+   */
   async #downscale(rgb: Buffer): Promise<Uint8Array> {
     let input = rgb;
     if (this.#maskRuns.length > 0) {
