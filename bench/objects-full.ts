@@ -3,7 +3,11 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Box } from '../src/analysis/box.js';
 import { FaceWorkerClient } from '../src/analysis/faces/face-worker-client.js';
+import { PersonFaceLooks } from '../src/analysis/faces/face-looks.js';
 import { cropRgb, peopleArea } from '../src/analysis/faces/people-area.js';
+import { objectFilter } from '../src/analysis/objects/object-filter.js';
+import { ObjectTracker } from '../src/analysis/objects/object-tracker.js';
+import { objectsSchema } from '../src/config/schema.js';
 import { MotionDetector } from '../src/analysis/motion.js';
 import { planCrops } from '../src/analysis/objects/crop-planner.js';
 import type { ObjectWorkerClient } from '../src/analysis/objects/object-worker-client.js';
@@ -31,11 +35,16 @@ const WIDTH = 640;
 const HEIGHT = 360;
 const ROUNDS = 2;
 
+/** A camera's objects settings at their defaults (the threshold is the caller's). */
+const CAMERA_OBJECTS = objectsSchema.parse({});
+
 export interface Frame {
   width: number;
   height: number;
   data: Buffer;
   regions: Box[];
+  /** The frame's time in its video, ms (tracks and the per-track face looks follow it). */
+  at: number;
 }
 
 /** The sample video's frames with motion, decoded by ffmpeg at 2 fps and 640×360, with their motion regions. */
@@ -53,7 +62,7 @@ export async function sampleVideoMotionFrames(): Promise<{ frames: Frame[]; deco
   for (let i = 0; i < decoded; i++) {
     const data = out.stdout.subarray(i * size, (i + 1) * size);
     const result = await detector.update({ cameraId: 'bench', seq: i, at: (i * 1000) / FPS, width: WIDTH, height: HEIGHT, data });
-    if (result.motion) frames.push({ width: WIDTH, height: HEIGHT, data, regions: result.regions });
+    if (result.motion) frames.push({ width: WIDTH, height: HEIGHT, data, regions: result.regions, at: (i * 1000) / FPS });
   }
   return { frames, decoded };
 }
@@ -74,17 +83,26 @@ async function facesOnMotion(faces: FaceWorkerClient, frames: readonly Frame[]):
   return { cpuMs: (cpu.user + cpu.system) / 1000, wallMs: performance.now() - t0, faceCalls: frames.length, objectCalls: 0, framesWithPeople: 0 };
 }
 
+/**
+ * The hub's chain (ObjectAnalyser, then the pipeline): crops → the object net → the camera's filter →
+ * the tracker → the people due a look for faces (PersonFaceLooks: three looks per track, then one every 5 s)
+ * → the face worker on the area around them.
+ */
 async function facesOnPeople(faces: FaceWorkerClient, objects: ObjectWorkerClient, frames: readonly Frame[], minScore: number): Promise<Pass> {
   let faceCalls = 0;
   let framesWithPeople = 0;
+  const tracker = new ObjectTracker();
+  const looks = new PersonFaceLooks();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (const frame of frames) {
     const { detections } = await objects.detect(frame, planCrops(frame.regions, frame));
-    const people = detections.filter((d) => d.cocoClass === 'person' && d.score >= minScore).map((d) => d.box);
-    const area = peopleArea(people, frame);
+    const keep = objectFilter({ ...CAMERA_OBJECTS, minScore }, frame);
+    const kept = detections.flatMap((d) => keep(d) ?? []);
+    const people = tracker.update(frame.at, kept).objects.filter((o) => o.label === 'person');
+    if (people.length > 0) framesWithPeople += 1;
+    const area = peopleArea(looks.due(people, frame.at), frame);
     if (area === undefined) continue;
-    framesWithPeople += 1;
     faceCalls += 1;
     await faces.analyse(cropRgb(frame, area));
   }

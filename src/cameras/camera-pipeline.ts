@@ -166,6 +166,8 @@ export class CameraPipeline {
       analysis: camera.analysis,
       // Privacy masks go into every clip as well as every snapshot.
       maskBoxes: camera.privacyMasks.map(boundingBox),
+      // The motion detector's grey image, made by ffmpeg beside the RGB frame; none for a camera without motion.
+      motionGrey: this.#detector?.greySpec ?? false,
       ffmpeg: options.ffmpeg,
       ffmpegMajor: options.ffmpegMajor,
       logger: options.logger,

@@ -3,10 +3,10 @@ import type { DetectedObject } from '../frame-analyser.js';
 
 /**
  * Looks for faces a person track gets in a row before they are rationed: the face matcher confirms a
- * sighting on 2 of 3 frames (matcher.ts), so three looks give it its chance, and a fourth covers a frame
- * the worker dropped.
+ * sighting on 2 of 3 frames (matcher.ts), so three looks give it its chance. (Four cost 15 face passes on
+ * the sample video's 34 motion frames, 1.16× the CPU of faces on every motion frame: bench -- objects.)
  */
-const LOOKS_PER_TRACK = 4;
+const LOOKS_PER_TRACK = 3;
 /**
  * After its first looks, a person who stays in view is looked at again this often (elapsed ms): someone
  * who turns towards the camera later is still recognised, and the matcher reports the same person again

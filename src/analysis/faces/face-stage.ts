@@ -8,6 +8,7 @@ import { CamveilError } from '../../errors.js';
 import type { AnalysedFrame, FrameAnalyser } from '../frame-analyser.js';
 import type { Box } from '../box.js';
 import { FrameQueue } from '../frame-queue.js';
+import { SerialOps } from '../serial-ops.js';
 import { cropRgb, peopleArea } from './people-area.js';
 import { bystanderBoxes } from './bystander-blur.js';
 import type { BystanderLog } from './bystander-log.js';
@@ -118,7 +119,10 @@ export class FaceStage implements FrameAnalyser {
   readonly #matcher: FaceMatcher;
   #worker: FaceWorkerClient | undefined;
   /** Serialises worker work (frames, load, close) so a close never races a frame. */
-  #ops: Promise<void> = Promise.resolve();
+  readonly #ops = new SerialOps((error) => {
+    this.#stats.errors += 1;
+    this.#o.logger.error({ err: error }, 'face stage: worker operation failed');
+  });
   #loop: Promise<void> | undefined;
   /** Frames queued or being analysed. */
   #outstanding = 0;
@@ -181,7 +185,7 @@ export class FaceStage implements FrameAnalyser {
     if (!this.#ask(cameraId).allowed) return undefined;
     let result: { boxes: FaceBox[] | undefined } | undefined;
     let failure: unknown;
-    await this.#enqueueOp(async () => {
+    await this.#ops.run(async () => {
       try {
         if (this.#stopped) throw new CamveilError('CAMVEIL_E_INTERNAL', 'the face stage is stopped', { where: 'faces' });
         if (!this.#allowedNow(cameraId)) {
@@ -213,8 +217,8 @@ export class FaceStage implements FrameAnalyser {
   /** Ends the worker (models unloaded, memory freed) when no camera may use faces now. */
   reconcile(): Promise<void> {
     const anyAllowed = this.#o.cameraIds().some((id) => this.#allowedNow(id));
-    if (anyAllowed || this.#worker === undefined) return this.#ops;
-    return this.#enqueueOp(() => this.#closeWorker('no camera may use faces'));
+    if (anyAllowed || this.#worker === undefined) return this.#ops.settled;
+    return this.#ops.run(() => this.#closeWorker('no camera may use faces'));
   }
 
   /** Resolves once every queued frame has been analysed (or refused). For tests and orderly stops. */
@@ -222,7 +226,7 @@ export class FaceStage implements FrameAnalyser {
     while (this.#outstanding > 0) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    await this.#ops;
+    await this.#ops.settled;
   }
 
   stats(): FaceStageStats {
@@ -245,7 +249,7 @@ export class FaceStage implements FrameAnalyser {
     this.#queue.close();
     this.#outstanding = 0;
     await this.#loop;
-    await this.#enqueueOp(() => this.#closeWorker('stopped'));
+    await this.#ops.run(() => this.#closeWorker('stopped'));
   }
 
   #ask(cameraId: string): GateDecision {
@@ -268,14 +272,6 @@ export class FaceStage implements FrameAnalyser {
     }
   }
 
-  #enqueueOp(op: () => Promise<void>): Promise<void> {
-    this.#ops = this.#ops.then(op).catch((error: unknown) => {
-      this.#stats.errors += 1;
-      this.#o.logger.error({ err: error }, 'face stage: worker operation failed');
-    });
-    return this.#ops;
-  }
-
   async #run(): Promise<void> {
     for (;;) {
       const job = await this.#queue.next();
@@ -287,7 +283,7 @@ export class FaceStage implements FrameAnalyser {
           await this.reconcile();
           continue;
         }
-        await this.#enqueueOp(() => this.#analyse(job));
+        await this.#ops.run(() => this.#analyse(job));
       } finally {
         this.#outstanding -= 1;
       }

@@ -10,6 +10,7 @@ import type { Box } from '../box.js';
 import { FaceModelHealth } from '../faces/model-health.js';
 import type { AnalysedFrame, DetectedObject, FrameAnalyser, ObjectsAnswer } from '../frame-analyser.js';
 import { FrameQueue } from '../frame-queue.js';
+import { SerialOps } from '../serial-ops.js';
 import { planCrops } from './crop-planner.js';
 import { objectFilter } from './object-filter.js';
 import { ObjectTracker } from './object-tracker.js';
@@ -86,7 +87,10 @@ export class ObjectAnalyser implements FrameAnalyser {
   #worker: ObjectWorkerClient | undefined;
   #closedCalls = 0;
   #loop: Promise<void> | undefined;
-  #ops: Promise<void> = Promise.resolve();
+  readonly #ops = new SerialOps((error) => {
+    this.#stats.errors += 1;
+    this.#o.logger.error({ err: error }, 'objects: worker operation failed');
+  });
   #outstanding = 0;
   #stopped = false;
   #retryAt = 0;
@@ -122,7 +126,7 @@ export class ObjectAnalyser implements FrameAnalyser {
     this.#timer = setInterval(() => this.#sweep(), this.#o.sweepMs ?? 1_000);
     this.#timer.unref();
     const wanted = this.#o.cameraIds().some((id) => this.#o.camera(id)?.objects.enabled === true && this.#allowedNow(id));
-    if (wanted) void this.#enqueueOp(async () => void (await this.#ensureWorker()));
+    if (wanted) void this.#ops.run(async () => void (await this.#ensureWorker()));
     return Promise.resolve();
   }
 
@@ -163,14 +167,14 @@ export class ObjectAnalyser implements FrameAnalyser {
   /** Settles when every frame offered so far has been analysed (or refused). */
   async idle(): Promise<void> {
     while (this.#outstanding > 0) await new Promise((r) => setTimeout(r, 10));
-    await this.#ops;
+    await this.#ops.settled;
   }
 
   /** Ends the worker (model unloaded) when no camera may use objects now. */
   reconcile(): Promise<void> {
     const anyAllowed = this.#o.cameraIds().some((id) => this.#allowedNow(id));
-    if (anyAllowed || this.#worker === undefined) return this.#ops;
-    return this.#enqueueOp(() => this.#closeWorker('no camera may use objects'));
+    if (anyAllowed || this.#worker === undefined) return this.#ops.settled;
+    return this.#ops.run(() => this.#closeWorker('no camera may use objects'));
   }
 
   stats(): ObjectAnalyserStats {
@@ -197,7 +201,7 @@ export class ObjectAnalyser implements FrameAnalyser {
     }
     await this.#loop;
     this.#loop = undefined;
-    await this.#enqueueOp(() => this.#closeWorker('stopped'));
+    await this.#ops.run(() => this.#closeWorker('stopped'));
     const at = this.#now();
     for (const [cameraId, { tracker }] of this.#tracks) this.#report(cameraId, undefined, tracker.end(at));
     this.#tracks.clear();
@@ -212,21 +216,13 @@ export class ObjectAnalyser implements FrameAnalyser {
     }
   }
 
-  #enqueueOp(op: () => Promise<void>): Promise<void> {
-    this.#ops = this.#ops.then(op).catch((error: unknown) => {
-      this.#stats.errors += 1;
-      this.#o.logger.error({ err: error }, 'objects: worker operation failed');
-    });
-    return this.#ops;
-  }
-
   async #run(): Promise<void> {
     for (;;) {
       const job = await this.#queue.next();
       if (job === undefined) return;
       let found: ObjectsAnswer = 'unavailable';
       try {
-        await this.#enqueueOp(async () => {
+        await this.#ops.run(async () => {
           found = await this.#analyse(job);
         });
       } finally {
