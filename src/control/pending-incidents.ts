@@ -49,6 +49,8 @@ export class PendingIncidents {
   readonly #o: PendingIncidentsOptions;
   readonly #max: number;
   #draining: Promise<number> | undefined;
+  /** The last add, so the next one is kept after it (sealing is asynchronous). */
+  #adding: Promise<unknown> = Promise.resolve();
   #again = false;
 
   constructor(options: PendingIncidentsOptions) {
@@ -57,8 +59,18 @@ export class PendingIncidents {
     migrate(options.db, PENDING_INCIDENTS_MODULE, PENDING_INCIDENTS_SCHEMA);
   }
 
-  /** Keeps one event; returns how many older ones were dropped to stay within `max`. */
-  async add(event: SecurityEvent): Promise<number> {
+  /**
+   * Keeps one event; returns how many older ones were dropped to stay within `max`. Events are kept in the
+   * order `add` was called, though each is sealed asynchronously: the household hears of incidents in the
+   * order they happened.
+   */
+  add(event: SecurityEvent): Promise<number> {
+    const kept = this.#adding.then(() => this.#keep(event));
+    this.#adding = kept.catch(() => undefined);
+    return kept;
+  }
+
+  async #keep(event: SecurityEvent): Promise<number> {
     const sealed = await encryptToBuffer([this.#o.hub.recipient], Buffer.from(JSON.stringify(event), 'utf8'));
     const db = this.#o.db;
     return db.transaction(() => {
