@@ -8,7 +8,7 @@ import type { CommandIO } from './io.js';
 
 /**
  * Images larger than this on their longer side are scaled down (sharp, before the net sees them): with no
- * motion regions the net looks at the whole image in one pass at most 448 px wide anyway, and a 48-megapixel
+ * motion regions the net looks at the whole image in one pass at most 384 px wide anyway, and a 48-megapixel
  * photo would otherwise be a 600 MB tensor. Boxes are still reported in the image's own pixels.
  */
 export const MAX_ANALYSIS_SIDE = 1280;

@@ -28,16 +28,19 @@ export const CLASS_COUNT = 80;
  *   whole photo squared:        256: 12/18  320: 15/19  384: 16/20  448: 18/20  512: 14/19
  *   photo 120 px high in a 640×360 frame, a 240 px crop around it:
  *                               256: 10/18  320: 12/21  384: 13/21  448: 15/20  512: 14/19
- * At 320 scores run 0.05–0.1 below 512 on the small case; 256 loses more, so it is not offered. 448 finds
- * more people than 512 in both cases at a quarter less time, so the hub stops there. Hence sides from 320
- * (smaller crops are upscaled to it) to 448 (a crop is never upscaled past its own side rounded up to the
- * next of these; larger crops, the full-frame pass among them, are shrunk to 448). The operating threshold
- * is tuned on this path (`npm run bench -- objects`); the benchmark's bare-model baseline runs at 512.
+ * At 320 scores run 0.05–0.1 below 512 on the small case; 256 loses more, so it is not offered. At the
+ * operating threshold (0.3) 384 finds as many people as 448 and more than 512, in about 0.7× 448's time, so
+ * the hub stops at 384: crops up to 320 px run at 320, larger ones (the full-frame pass among them) are
+ * shrunk to 384. `bench -- objects`, 448 → 384: the full analysis per motion frame on the sample video went
+ * from 1.07× to 0.91× faces-on-motion's CPU, person AP50 on whole images from 0.92 to 0.95, camera-scale
+ * figures unchanged; animals on whole images fell (AP50 0.84 → 0.71: the set's 2:1 Muybridge strips shrink
+ * to small cats), which concerns still photos, not camera frames' crops. The benchmark's bare-model
+ * baseline runs at 512.
  */
-export const MODEL_SIDES = [320, 384, 448] as const;
+export const MODEL_SIDES = [320, 384] as const;
 export type ModelSide = (typeof MODEL_SIDES)[number];
 
-/** The smallest model side that sees a crop of `cropSide` frame pixels without shrinking it; 448 for larger crops. */
+/** The smallest model side that sees a crop of `cropSide` frame pixels without shrinking it; 384 for larger crops. */
 export function modelSideFor(cropSide: number): ModelSide {
   return MODEL_SIDES.find((side) => side >= cropSide) ?? MODEL_SIDES[MODEL_SIDES.length - 1]!;
 }

@@ -99,7 +99,7 @@ function cutByCrop(box: Box, crop: Box, width: number, height: number): boolean 
 
 /**
  * The object net in the model worker. For each square crop of the frame: cut and scale it to its model
- * side (`modelSideFor`: 320 for crops up to 320 px, 384, and 448 for larger crops; see
+ * side (`modelSideFor`: 320 for crops up to 320 px, 384 for larger crops; see
  * MODEL_SIDES for the figures), run MB3-CenterNet, map the boxes back to frame pixels and clamp them to the
  * frame. Then one object seen in two overlapping crops becomes one detection: duplicates of one family are
  * suppressed across crops by IoU, and a box cut by its crop's edge that lies inside a better box from
