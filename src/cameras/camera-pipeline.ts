@@ -3,13 +3,14 @@ import { blurBoxes } from '../analysis/faces/bystander-blur.js';
 import { PersonFaceLooks } from '../analysis/faces/face-looks.js';
 import type { FaceBox } from '../analysis/faces/face-engine.js';
 import type { Box } from '../analysis/box.js';
-import type { AnalysedFrame, DetectedObject, FrameAnalyser, ObjectsAnswer } from '../analysis/frame-analyser.js';
+import type { AnalysedFrame, FrameAnalyser, ObjectsAnswer } from '../analysis/frame-analyser.js';
 import { FrameQueue } from '../analysis/frame-queue.js';
 import { paintRuns, privacyMaskRuns } from '../analysis/mask.js';
 import { MotionDetector } from '../analysis/motion.js';
 import type { BackoffOptions } from './backoff.js';
 import { boundingBox } from './ffmpeg-args.js';
 import type { AnalysisFrame } from './frame.js';
+import { EventObjectsTally } from './event-objects.js';
 import type { FragmentSubscriber, Unsubscribe } from './fragment-fan-out.js';
 import { CameraIngest, type IngestSource, type IngestStats } from './ingest.js';
 import type { CameraConfig, RecordingConfig } from '../config/schema.js';
@@ -17,7 +18,6 @@ import type { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import { ClipRecorder } from '../recording/clip-recorder.js';
 import type { EventObjects, MediaSink } from '../recording/sink.js';
-import { OBJECT_LABELS, type ObjectLabel } from '../policy/vocabulary.js';
 import { encodeSnapshot } from '../recording/snapshot.js';
 
 export interface CameraPipelineOptions {
@@ -80,28 +80,10 @@ interface OpenEvent {
   lastMotionElapsed: number;
   peakScore: number;
   peakFrame: AnalysisFrame;
-  /** Frames of this event offered to the objects analyser and not answered yet. */
-  objectsPending: number;
-  /** Whether the objects analyser answered (with a list, possibly empty) for any frame of this event. */
-  objectsLooked: boolean;
-  /** Best score per label seen during the event. */
-  scores: Map<ObjectLabel, number>;
-  /** The best object of the highest-priority label so far, and the frame it is in. */
-  best: { object: DetectedObject; frame: AnalysisFrame } | undefined;
-  /** Called when objectsPending drops to 0 (set by a closing event that waits). */
-  onObjectsSettled: (() => void) | undefined;
+  /** What the objects analyser saw in the event's frames. */
+  objects: EventObjectsTally;
   /** Resolves the clip's ClipMeta.settled. */
   settle: (objects: EventObjects | undefined) => void;
-}
-
-/** Priority of a label: lower is shown first (person, animal, vehicle). */
-const labelRank = (label: ObjectLabel): number => OBJECT_LABELS.indexOf(label);
-
-/** Whether `a` should be an event's snapshot object rather than `b`: a higher-priority label, then a higher score. */
-function outranks(a: DetectedObject, b: DetectedObject): boolean {
-  const ra = labelRank(a.label);
-  const rb = labelRank(b.label);
-  return ra !== rb ? ra < rb : a.score > b.score;
 }
 
 /**
@@ -273,7 +255,7 @@ export class CameraPipeline {
       return;
     }
     this.#offerTo((this.#o.analysers ?? []).filter((a) => a.afterObjects !== true), analysed);
-    if (event !== undefined) event.objectsPending += 1;
+    event?.objects.offered();
     let answered = false;
     const onObjects = (answer: ObjectsAnswer): void => {
       if (answered) return;
@@ -303,17 +285,7 @@ export class CameraPipeline {
    */
   #onObjects(event: OpenEvent | undefined, analysed: AnalysedFrame, answer: ObjectsAnswer): void {
     const found = typeof answer === 'string' ? undefined : answer;
-    if (event !== undefined) {
-      if (found !== undefined) {
-        event.objectsLooked = true;
-        for (const object of found) {
-          event.scores.set(object.label, Math.max(object.score, event.scores.get(object.label) ?? 0));
-          if (event.best === undefined || outranks(object, event.best.object)) event.best = { object, frame: analysed.frame };
-        }
-      }
-      event.objectsPending -= 1;
-      if (event.objectsPending === 0) event.onObjectsSettled?.();
-    }
+    event?.objects.answered(found, analysed.frame);
     if (answer === 'unavailable') {
       this.#offerTo(this.#afterObjects(), analysed);
       return;
@@ -343,11 +315,7 @@ export class CameraPipeline {
           lastMotionElapsed: frame.elapsedMs ?? frame.at,
           peakScore: score,
           peakFrame: frame,
-          objectsPending: 0,
-          objectsLooked: false,
-          scores: new Map(),
-          best: undefined,
-          onObjectsSettled: undefined,
+          objects: new EventObjectsTally(),
           settle,
         };
         this.#events += 1;
@@ -397,27 +365,6 @@ export class CameraPipeline {
     return { ...frame, data: await blurBoxes(frame.data, frame.width, frame.height, boxes) };
   }
 
-  /** Resolves once the objects analyser has answered for every frame of the event offered to it (bounded wait). */
-  #objectsSettled(event: OpenEvent): Promise<void> {
-    if (event.objectsPending === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, this.#o.objectsSettleMs ?? 10_000);
-      event.onObjectsSettled = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** What the objects analyser saw during the event, for its record; undefined when it never looked. */
-  static #eventObjects(event: OpenEvent): EventObjects | undefined {
-    if (!event.objectsLooked) return undefined;
-    const labels = OBJECT_LABELS.filter((l) => event.scores.has(l));
-    const scores: EventObjects['scores'] = Object.fromEntries(labels.map((l) => [l, event.scores.get(l)!]));
-    const best = event.best?.object;
-    return { labels, scores, ...(best === undefined ? {} : { snapshotObject: { label: best.label, cocoClass: best.cocoClass, score: best.score, box: best.box } }) };
-  }
-
   /**
    * Closes the open event, if any, and sends its snapshot: the frame with the best object of the
    * highest-priority label when the objects analyser found one, else the frame with the most motion. The
@@ -428,8 +375,9 @@ export class CameraPipeline {
     if (event === undefined) return;
     this.#event = undefined;
     const { camera, sink, bus, logger } = this.#o;
-    const delivery = this.#objectsSettled(event)
-      .then(() => this.#withoutBystanders(event.best?.frame ?? event.peakFrame))
+    const delivery = event.objects
+      .settled(this.#o.objectsSettleMs ?? 10_000)
+      .then(() => this.#withoutBystanders(event.objects.bestFrame ?? event.peakFrame))
       .then((frame) => encodeSnapshot(frame, { eventId: event.eventId, privacyMasks: camera.privacyMasks }))
       .then(async (snapshot) => {
         await sink.snapshot(snapshot);
@@ -443,7 +391,7 @@ export class CameraPipeline {
         }
         logger.error({ camera: camera.id, event: event.eventId, err: error }, 'snapshot failed');
       })
-      .finally(() => event.settle(CameraPipeline.#eventObjects(event)));
+      .finally(() => event.settle(event.objects.summary()));
     this.#snapshots.add(delivery);
     void delivery.finally(() => this.#snapshots.delete(delivery));
   }
