@@ -4,11 +4,11 @@ import { faketimeLibrary } from './hub-process.js';
 import { SYSTEM_PYTHON } from './system-python.js';
 
 /**
- * Peers are Debian programs some tests need (mosquitto, the age CLI, GStreamer's RTSP server). On a
+ * Peers are Debian programs some tests need (mosquitto, the age CLI, GStreamer's RTSP server, OpenStack Swift). On a
  * developer machine without them those tests are skipped, saying which peer is missing; CI installs them
  * and sets CAMVEIL_REQUIRE_PEERS=1, under which a missing peer fails the suite instead.
  */
-export type Peer = 'ffmpeg' | 'mosquitto' | 'age' | 'gst-rtsp-server' | 'faketime';
+export type Peer = 'ffmpeg' | 'mosquitto' | 'age' | 'gst-rtsp-server' | 'faketime' | 'swift';
 
 const checks: Record<Peer, () => boolean> = {
   ffmpeg: () => spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0,
@@ -21,6 +21,11 @@ const checks: Record<Peer, () => boolean> = {
     }).status === 0,
   // Debian's libfaketime: steps the wall clock of a running hub (test/harness/hub-process.ts).
   faketime: () => faketimeLibrary() !== undefined,
+  // Debian's OpenStack Swift with s3api: the S3-compatible object store (test/harness/swift.ts).
+  swift: () =>
+    spawnSync(SYSTEM_PYTHON, ['-c', 'import swift.proxy.server, swift.obj.server, swift.container.server, swift.account.server, swift.common.middleware.s3api'], {
+      stdio: 'ignore',
+    }).status === 0,
 };
 
 export { SYSTEM_PYTHON };
