@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import type { CameraConfig, Config } from '../config/schema.js';
-import { identifier } from '../config/schema.js';
+import { trackNameSchema } from '../analysis/objects/object-classes.js';
+import { identifier, objectsSchema, onlyForProblems } from '../config/schema.js';
+import { objectLabelSchema } from '../policy/vocabulary.js';
 import { CamveilError } from '../errors.js';
 
 /**
  * The settings the app may read (`config/get`) and change (`config/set`) over MQTT: geometry, sensitivity,
- * analysis rate and retention. Never credentials, sources, recipients, uploads, endpoints, consent or face
+ * analysis rate, what objects are tracked and which alert, and retention. Never credentials, sources, recipients, uploads, endpoints, consent or face
  * recognition: those either are secrets or widen what flows, and have their own signed commands (or none).
  */
 export interface CameraSettings {
@@ -13,6 +15,9 @@ export interface CameraSettings {
   analysisFps: number;
   motion: { sensitivity: number; zones: Array<Array<[number, number]>> };
   privacyMasks: Array<Array<[number, number]>>;
+  /** Object detection (per-label zones are the config file's). */
+  objects: { enabled: boolean; track: string[]; minScore: number; minArea: number };
+  alerts: { onlyFor: string[] };
 }
 
 export interface HubSettings {
@@ -68,6 +73,15 @@ export const settingsPatchSchema = z
           sensitivity: z.number().min(0).max(1).optional(),
           zones: polygons.optional(),
           privacyMasks: polygons.optional(),
+          objects: z
+            .strictObject({
+              enabled: z.boolean().optional(),
+              track: z.array(trackNameSchema).min(1, 'name at least one class to track (to track nothing, set enabled to false)').max(32).optional(),
+              minScore: z.number().min(0).max(1).optional(),
+              minArea: z.number().min(0).max(1).optional(),
+            })
+            .optional(),
+          alertsOnlyFor: z.array(objectLabelSchema).max(8).optional(),
         }),
       )
       .max(64)
@@ -98,6 +112,8 @@ export function settingsOf(config: Pick<Config, 'cameras' | 'storage'>): HubSett
       analysisFps: c.analysis.fps,
       motion: { sensitivity: c.motion.sensitivity, zones: copyPolygons(c.motion.zones) },
       privacyMasks: copyPolygons(c.privacyMasks),
+      objects: { enabled: c.objects.enabled, track: [...c.objects.track], minScore: c.objects.minScore, minArea: c.objects.minArea },
+      alerts: { onlyFor: [...c.alerts.onlyFor] },
     })),
     retentionDays: config.storage.retentionDays,
   };
@@ -107,8 +123,9 @@ export function settingsOf(config: Pick<Config, 'cameras' | 'storage'>): HubSett
  * `config` with `patch` applied, as a new object (the old one is not touched). Pure: the gateway decides
  * how to make it true (restart the cameras whose settings changed, re-run retention).
  *
- * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` naming every camera id the config does not have; nothing
- * is applied.
+ * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` naming every camera id the config does not have, or a
+ * camera the change would leave inconsistent (a zone for a class no longer tracked, `alertsOnlyFor` naming a
+ * label objects do not report); nothing is applied.
  */
 export function applySettingsPatch<C extends Pick<Config, 'cameras' | 'storage'>>(config: C, patch: SettingsPatch): C {
   const known = new Set(config.cameras.map((c) => c.id));
@@ -129,10 +146,35 @@ export function applySettingsPatch<C extends Pick<Config, 'cameras' | 'storage'>
         ...(change.zones === undefined ? {} : { zones: copyPolygons(change.zones) }),
       },
       ...(change.privacyMasks === undefined ? {} : { privacyMasks: copyPolygons(change.privacyMasks) }),
+      ...(change.objects === undefined ? {} : { objects: objectsAfter(camera, change.objects) }),
+      ...(change.alertsOnlyFor === undefined ? {} : { alerts: { ...camera.alerts, onlyFor: [...change.alertsOnlyFor] } }),
     };
   });
+  for (const camera of cameras) {
+    if (!changes.has(camera.id)) continue;
+    const problems = onlyForProblems(camera).map((m) => `alertsOnlyFor: ${m}`);
+    if (problems.length > 0) {
+      throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `args: cameras: ${camera.id}: ${problems.join('; ')}`, { where: 'args' });
+    }
+  }
   const storage = patch.retentionDays === undefined ? config.storage : { ...config.storage, retentionDays: patch.retentionDays };
   return { ...config, cameras, storage };
+}
+
+/**
+ * A camera's objects settings with a change applied, checked as the config file's are (a per-label zone
+ * must stay on a tracked class).
+ *
+ * @throws CamveilError `CAMVEIL_E_REQUEST_INVALID` naming the camera and the problem.
+ */
+function objectsAfter(camera: CameraConfig, change: Partial<Pick<CameraConfig['objects'], 'enabled' | 'track' | 'minScore' | 'minArea'>>): CameraConfig['objects'] {
+  const next = { ...camera.objects, ...change };
+  const parsed = objectsSchema.safeParse(next);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `objects.${i.path.join('.')}: ${i.message}`);
+    throw new CamveilError('CAMVEIL_E_REQUEST_INVALID', `args: cameras: ${camera.id}: ${problems.join('; ')}`, { where: 'args' });
+  }
+  return parsed.data;
 }
 
 /** `cameras/list`: each configured camera with its live status (when running) and what the gate allows. */

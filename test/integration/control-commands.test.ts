@@ -4,6 +4,7 @@ import path from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MIN_SCORE } from '../../src/analysis/objects/object-classes.js';
 import { chainHash, GENESIS_HASH } from '../../src/audit/audit-log.js';
 import { canonicalJson } from '../../src/audit/canonical.js';
 import { openHubContext, type HubContext } from '../../src/commands/hub-context.js';
@@ -15,7 +16,7 @@ import { ControlPlane } from '../../src/control/dispatcher.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/control/embedded-broker.js';
 import { hubCommands } from '../../src/control/hub-commands.js';
 import { KeyRegistry } from '../../src/control/key-registry.js';
-import { applySettingsPatch, cameraSummaries, settingsOf } from '../../src/control/settings.js';
+import { applySettingsPatch, cameraSummaries, settingsOf, type HubSettings } from '../../src/control/settings.js';
 import { connectOptions } from '../../src/control/topics.js';
 import { decryptToBuffer, encryptStream } from '../../src/crypto/age-stream.js';
 import { newObjectId } from '../../src/crypto/sealed-object.js';
@@ -151,7 +152,16 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
 
   it('config/get: the non-secret settings, unsigned; bad args refused', async () => {
     expect(ok(await app.request('config/get', {}, { sign: false }))).toEqual({
-      cameras: [{ id: 'porch', analysisFps: 2, motion: { sensitivity: 0.5, zones: [ZONE] }, privacyMasks: [] }],
+      cameras: [
+        {
+          id: 'porch',
+          analysisFps: 2,
+          motion: { sensitivity: 0.5, zones: [ZONE] },
+          privacyMasks: [],
+          objects: { enabled: true, track: ['person', 'vehicle', 'animal'], minScore: DEFAULT_MIN_SCORE, minArea: 0.0005 },
+          alerts: { onlyFor: [] },
+        },
+      ],
       retentionDays: 30,
     });
     expect(await app.request('config/get', { secrets: true }, { sign: false })).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID' } });
@@ -175,6 +185,11 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
       { retentionDays: 0 },
       {},
       { cameras: [{ id: 'garage', sensitivity: 0.2 }] },
+      { cameras: [{ id: 'porch', objects: { track: ['unicorn'] } }] },
+      { cameras: [{ id: 'porch', objects: { track: [] } }] },
+      { cameras: [{ id: 'porch', objects: { zones: {} } }] },
+      { cameras: [{ id: 'porch', alertsOnlyFor: ['person'], objects: { enabled: false } }] },
+      { cameras: [{ id: 'porch', alertsOnlyFor: ['vehicle'], objects: { track: ['person'] } }] },
     ];
     for (const args of bad) {
       const r = await app.request('config/set', args, { sign: true });
@@ -190,10 +205,29 @@ describe('control commands: cameras, settings and data rights over MQTT', () => 
       [1, 1],
     ];
     const patch = { cameras: [{ id: 'porch', sensitivity: 0.3, analysisFps: 1, zones: [], privacyMasks: [mask] }], retentionDays: 7 };
-    const expected = { cameras: [{ id: 'porch', analysisFps: 1, motion: { sensitivity: 0.3, zones: [] }, privacyMasks: [mask] }], retentionDays: 7 };
+    const objects = { enabled: true, track: ['person', 'vehicle', 'animal'], minScore: DEFAULT_MIN_SCORE, minArea: 0.0005 };
+    const expected = {
+      cameras: [{ id: 'porch', analysisFps: 1, motion: { sensitivity: 0.3, zones: [] }, privacyMasks: [mask], objects, alerts: { onlyFor: [] } }],
+      retentionDays: 7,
+    };
     expect(ok(await app.request('config/set', patch, { sign: true }))).toEqual({ applied: true });
     expect(ok(await app.request('config/get', {}, { sign: false }))).toEqual(expected);
     expect(config.cameras[0]?.source).toBe('rtsp://192.0.2.10/videoMain');
+  });
+
+  it('config/set: signed, sets what objects are tracked and which labels alert, checked as the config file is', async () => {
+    const patch = { cameras: [{ id: 'porch', objects: { track: ['person', 'car'], minScore: 0.5, minArea: 0.001 }, alertsOnlyFor: ['person'] }] };
+    expect(ok(await app.request('config/set', patch, { sign: true }))).toEqual({ applied: true });
+    const porch = (ok(await app.request('config/get', {}, { sign: false })) as HubSettings).cameras[0];
+    expect(porch?.objects).toEqual({ enabled: true, track: ['person', 'car'], minScore: 0.5, minArea: 0.001 });
+    expect(porch?.alerts).toEqual({ onlyFor: ['person'] });
+    expect(config.cameras[0]?.objects.track).toEqual(['person', 'car']);
+    expect(config.cameras[0]?.alerts.onlyFor).toEqual(['person']);
+    // Switching objects off while alerts are narrowed to a label would silence the camera: refused together.
+    const off = await app.request('config/set', { cameras: [{ id: 'porch', objects: { enabled: false } }] }, { sign: true });
+    expect(off).toMatchObject({ status: 'error', error: { code: 'CAMVEIL_E_REQUEST_INVALID', message: expect.stringMatching(/porch: alertsOnlyFor: needs objects.enabled/) as string } });
+    expect(ok(await app.request('config/set', { cameras: [{ id: 'porch', objects: { enabled: false }, alertsOnlyFor: [] }] }, { sign: true }))).toEqual({ applied: true });
+    expect(config.cameras[0]?.objects.enabled).toBe(false);
   });
 
   it('data/export: unsigned refused; signed returns an age export only the household identity opens', async () => {
