@@ -15,9 +15,10 @@ const BENCHES: Record<string, () => Promise<{ default?: unknown } & Record<strin
   control: () => import('./control.js'),
   startup: () => import('./startup.js'),
   objects: () => import('./objects.js'),
+  uplink: () => import('./uplink.js'),
 };
 
-const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', soak: 'benchSoak', control: 'benchControl', startup: 'benchStartup', objects: 'benchObjects' };
+const FUNCTION_NAMES: Record<string, string> = { ingest: 'benchIngest', crypto: 'benchCrypto', faces: 'benchFaces', withdrawal: 'benchWithdrawal', 'faces-live': 'benchFacesLive', 'clip-blur': 'benchClipBlur', 'alert-latency': 'benchAlertLatency', soak: 'benchSoak', control: 'benchControl', startup: 'benchStartup', objects: 'benchObjects', uplink: 'benchUplink' };
 
 async function main(): Promise<void> {
   const requested = process.argv.slice(2).filter((a) => !a.startsWith('-'));
