@@ -4,6 +4,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
+import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { AuditLog } from '../src/audit/audit-log.js';
 import { encryptToBuffer } from '../src/crypto/age-stream.js';
@@ -18,26 +19,37 @@ import { openDatabase } from '../src/store/database.js';
 import { cutUploads } from '../src/uplink/local-only.js';
 import { Outbox } from '../src/uplink/outbox.js';
 import { HttpReceiverStore } from '../src/uplink/http-receiver-store.js';
+import type { RemoteObjectStore } from '../src/uplink/remote-object-store.js';
 import { Uploader } from '../src/uplink/uploader.js';
+import { startSwift, SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY } from '../test/harness/swift.js';
 
 /**
- * `npm run bench -- withdrawal`: how fast withdrawing cloudUpload stops the bytes. Each trial queues a
- * 4 MiB age object, lets its upload run (capped at 2 MiB/s, so it is mid-flight), withdraws cloudUpload
- * through the same ConsentService and enforcement (`cutUploads`) the gateway uses, and watches the bytes
- * a TCP relay in front of the receiver forwards. Reported: time from the withdrawal call to the last
- * byte the receiver sees (p50, p99, max), and bytes the receiver saw after the withdrawal call returned;
+ * `npm run bench -- withdrawal`: how fast withdrawing cloudUpload stops the bytes, for each uplink
+ * transport. Each trial queues an age object, lets its upload run (capped, so it is mid-flight), withdraws
+ * cloudUpload through the same ConsentService and enforcement (`cutUploads`) the gateway uses, and watches
+ * the bytes a TCP relay in front of the server forwards. Reported: time from the withdrawal call to the
+ * last byte the server sees (p50, p99, max), and bytes the server saw after the withdrawal call returned;
  * the relay runs in its own process and stamps each chunk with the machine's clock as it reads it
- * (goal: p99 < 100 ms, zero bytes after). CAMVEIL_BENCH_TRIALS sets the number of trials (default 100).
+ * (goal: p99 < 100 ms, zero bytes after).
+ *  - `http`: a 4 MiB object to the directory receiver, capped at 2 MiB/s;
+ *  - `s3`: a 16 MiB object (a multipart upload) to the local Swift (test/harness/swift.ts), capped at
+ *    2 MiB/s; after each trial, whether a multipart upload is left open on the server (ListMultipartUploads,
+ *    asked directly, not through the relay), and how long it took to go.
+ * CAMVEIL_BENCH_TRIALS sets the number of trials per transport (default 100), CAMVEIL_BENCH_TRANSPORTS a
+ * comma-separated subset of `http,s3`, CAMVEIL_BENCH_S3_MIB the s3 object's size.
  */
+
+const HUB = 'hub_aaaaaaaaaaaaaaaa';
+const CAP = 2 * 2 ** 20;
 
 interface Relay {
   port: number;
-  /** Absolute time (ms, sub-ms resolution) and size of every chunk forwarded to the receiver. */
+  /** Absolute time (ms, sub-ms resolution) and size of every chunk forwarded to the server. */
   chunks: Array<{ t: number; n: number }>;
   close(): void;
 }
 
-/** Starts bench/tcp-relay.ts in its own process in front of the receiver. */
+/** Starts bench/tcp-relay.ts in its own process in front of the server. */
 function startRelay(targetPort: number): Promise<Relay> {
   const child = fork(fileURLToPath(new URL('./tcp-relay.ts', import.meta.url)), [String(targetPort)], { execArgv: ['--import', 'tsx'] });
   const chunks: Relay['chunks'] = [];
@@ -50,21 +62,99 @@ function startRelay(targetPort: number): Promise<Relay> {
   });
 }
 
+/** Where a transport's uploads go: the server behind the relay and the store that talks to it. */
+interface Target {
+  objectBytes: number;
+  /** The port the relay forwards to. */
+  port: number;
+  store(relayPort: number): RemoteObjectStore;
+  /** Objects the server holds complete. */
+  completed(): Promise<number>;
+  /** Multipart uploads open on the server (s3 only); `abort` ends them, so the next trial starts clean. */
+  openMultipart?(abort: boolean): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function httpTarget(root: string): Promise<Target> {
+  const receiver = await startReceiver({ dir: path.join(root, 'cloud'), token: 'bench-token' });
+  const tokenFile = path.join(root, 'token');
+  writeFileSync(tokenFile, 'bench-token\n', { mode: 0o600 });
+  return {
+    objectBytes: 4 * 2 ** 20,
+    port: receiver.port,
+    store: (relayPort) => new HttpReceiverStore({ endpoint: new URL(`http://127.0.0.1:${relayPort}`), hubPseudonym: HUB, tokenFile, bandwidthBytesPerSecond: CAP }),
+    completed: () => Promise.resolve(receiver.received().length),
+    close: () => receiver.close(),
+  };
+}
+
+interface S3StoreOptions {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  forcePathStyle: boolean;
+  credentialsFile: string;
+  hubPseudonym: string;
+  bandwidthBytesPerSecond: number;
+}
+
+// Until src/uplink/s3-object-store.ts lands.
+function makeS3Store(_options: S3StoreOptions): RemoteObjectStore | undefined {
+  return undefined;
+}
+
+async function s3Target(root: string): Promise<Target> {
+  const swift = await startSwift();
+  const bucket = await swift.createBucket('camveil-bench-withdrawal');
+  const credentialsFile = path.join(root, 's3.yaml');
+  writeFileSync(credentialsFile, `accessKeyId: ${SWIFT_ACCESS_KEY}\nsecretAccessKey: ${SWIFT_SECRET_KEY}\n`, { mode: 0o600 });
+  return {
+    objectBytes: Number(process.env.CAMVEIL_BENCH_S3_MIB ?? 16) * 2 ** 20,
+    port: swift.port,
+    store: (relayPort) => {
+      const store = makeS3Store({
+        endpoint: `http://127.0.0.1:${relayPort}`,
+        region: swift.region,
+        bucket,
+        prefix: 'bench',
+        forcePathStyle: true,
+        credentialsFile,
+        hubPseudonym: HUB,
+        bandwidthBytesPerSecond: CAP,
+      });
+      if (store === undefined) throw new Error('the s3 transport (src/uplink/s3-object-store.ts) is not there yet');
+      return store;
+    },
+    completed: async () => {
+      let count = 0;
+      let token: string | undefined;
+      do {
+        const page = await swift.client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+        count += page.KeyCount ?? 0;
+        token = page.NextContinuationToken;
+      } while (token !== undefined);
+      return count;
+    },
+    openMultipart: async (abort) => {
+      const open = (await swift.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
+      if (abort) for (const u of open) await swift.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
+      return open.length;
+    },
+    close: () => swift.stop(),
+  };
+}
+
 const now = () => performance.timeOrigin + performance.now();
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
-export async function benchWithdrawal(): Promise<object> {
-  const trials = Number(process.env.CAMVEIL_BENCH_TRIALS ?? 100);
-  const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-withdrawal-'));
-  const receiver = await startReceiver({ dir: path.join(root, 'cloud'), token: 'bench-token' });
-  const relay = await startRelay(receiver.port);
-  const tokenFile = path.join(root, 'token');
-  writeFileSync(tokenFile, 'bench-token\n', { mode: 0o600 });
+async function runTrials(target: Target, root: string, trials: number): Promise<object> {
+  const relay = await startRelay(target.port);
   const recipient = await identityToRecipient(await generateX25519Identity());
-  const payload = await encryptToBuffer([recipient], randomBytes(4 * 2 ** 20));
+  const payload = await encryptToBuffer([recipient], randomBytes(target.objectBytes));
 
   const db = openDatabase(path.join(root, 'hub'));
   const audit = new AuditLog(db);
@@ -80,12 +170,7 @@ export async function benchWithdrawal(): Promise<object> {
     cameraPseudonym: () => 'cam_aaaaaaaaaaaaaaaa',
   });
   const outbox = new Outbox(db);
-  const uploader = new Uploader({
-    outbox,
-    gate,
-    remote: new HttpReceiverStore({ endpoint: new URL(`http://127.0.0.1:${relay.port}`), hubPseudonym: 'hub_aaaaaaaaaaaaaaaa', tokenFile, bandwidthBytesPerSecond: 2 * 2 ** 20 }),
-    logger: silentLogger(),
-  });
+  const uploader = new Uploader({ outbox, gate, remote: target.store(relay.port), logger: silentLogger() });
   const consent = new ConsentService({
     db,
     ledger,
@@ -105,6 +190,9 @@ export async function benchWithdrawal(): Promise<object> {
   const callMs: number[] = [];
   let bytesAfterReturn = 0;
   let trialsWithBytesAfter = 0;
+  /** s3: trials whose multipart upload was still open 150 ms after the withdrawal began / after 5 s more. */
+  let multipartOpenAt150ms = 0;
+  let multipartOpenAfter5s = 0;
   for (let i = 0; i < trials; i++) {
     await consent.grant('cloudUpload', localRequest(`bench: grant ${i}`));
     const id = newObjectId();
@@ -127,26 +215,49 @@ export async function benchWithdrawal(): Promise<object> {
     const after = relay.chunks.filter((c) => c.t > returned).reduce((s, c) => s + c.n, 0);
     bytesAfterReturn += after;
     if (after > 0) trialsWithBytesAfter += 1;
+    if (target.openMultipart !== undefined && (await target.openMultipart(false)) > 0) {
+      multipartOpenAt150ms += 1;
+      const until = Date.now() + 5_000;
+      while (Date.now() < until && (await target.openMultipart(false)) > 0) await new Promise((r) => setTimeout(r, 50));
+      if ((await target.openMultipart(true)) > 0) multipartOpenAfter5s += 1;
+    }
   }
   consent.stop();
   await uploader.stop();
   relay.close();
-  await receiver.close();
   const stats = outbox.stats();
   db.close();
-  rmSync(root, { recursive: true, force: true });
   const sorted = [...toLastByte].sort((a, b) => a - b);
   const calls = [...callMs].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 10) / 10;
   return {
     trials,
     objectBytes: payload.length,
-    uploadCapBytesPerSecond: 2 * 2 ** 20,
+    uploadCapBytesPerSecond: CAP,
     msFromWithdrawalToLastByte: { p50: r(percentile(sorted, 50)), p99: r(percentile(sorted, 99)), max: r(sorted.at(-1) ?? NaN) },
     msWithdrawalCall: { p50: r(percentile(calls, 50)), p99: r(percentile(calls, 99)) },
     bytesReceivedAfterWithdrawalReturned: bytesAfterReturn,
     trialsWithBytesAfterReturn: trialsWithBytesAfter,
-    uploadsCompleted: receiver.received().length,
+    uploadsCompleted: await target.completed(),
+    ...(target.openMultipart === undefined ? {} : { trialsWithMultipartOpenAt150ms: multipartOpenAt150ms, trialsWithMultipartOpenAfter5s: multipartOpenAfter5s }),
     outboxAfter: stats,
   };
+}
+
+export async function benchWithdrawal(): Promise<object> {
+  const trials = Number(process.env.CAMVEIL_BENCH_TRIALS ?? 100);
+  const transports = (process.env.CAMVEIL_BENCH_TRANSPORTS ?? 'http,s3').split(',').map((t) => t.trim());
+  const results: Record<string, object> = {};
+  for (const transport of transports) {
+    if (transport !== 'http' && transport !== 's3') throw new Error(`unknown transport ${transport} (http, s3)`);
+    const root = mkdtempSync(path.join(os.tmpdir(), `camveil-withdrawal-${transport}-`));
+    const target = transport === 'http' ? await httpTarget(root) : await s3Target(root);
+    try {
+      results[transport] = await runTrials(target, root, trials);
+    } finally {
+      await target.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+  return results;
 }
