@@ -4,8 +4,9 @@ import type { CamveilError } from '../errors.js';
 /**
  * Where the hub's sealed objects go off the hub: the seam between the uploader (which decides what goes,
  * when, and how often it is tried) and a transport (which only moves bytes). A store is given nothing but
- * age ciphertext and object ids; it never learns a camera, a person or an object's kind. Today's one
- * implementation is the HTTP receiver protocol (http-receiver-store.ts).
+ * age ciphertext and object ids; it never learns a camera, a person or an object's kind. Its
+ * implementations are the HTTP receiver protocol (http-receiver-store.ts) and S3-compatible buckets
+ * (s3-object-store.ts).
  */
 export interface RemoteObjectStore {
   /** What the logs may say about where objects go: the type and the origin, never a credential. */
@@ -17,6 +18,16 @@ export interface RemoteObjectStore {
    * @throws CamveilError `CAMVEIL_E_SECRET_UNREADABLE` naming the file (never its content).
    */
   open(): void;
+  /**
+   * Optional: checks, once the store is open and before any upload, that it can be used (the bucket exists
+   * and the credentials are accepted), and tidies what an earlier run killed mid-upload left on the server.
+   * The uploader calls it at each start and uploads nothing until it resolves; a rejection is logged,
+   * told (`uplink.store` event) and tried again later, the queue waiting meanwhile.
+   *
+   * @throws CamveilError `CAMVEIL_E_UPLOAD_REJECTED` (refused: no such bucket, wrong credentials),
+   * `CAMVEIL_E_UPLOAD_FAILED` (may pass), `CAMVEIL_E_SECRET_UNREADABLE`.
+   */
+  check?(signal: AbortSignal): Promise<StoreCheck>;
   /**
    * Stores one object under its id, replacing one stored before under the same id (so a retry is
    * idempotent). Never throws: every way it can end is an outcome. An abort of `signal` ends the request at
@@ -36,6 +47,12 @@ export interface RemoteObjectStore {
    * `CAMVEIL_E_CLOUD_PROTOCOL` (an answer that is not a listing), `CAMVEIL_E_SECRET_UNREADABLE`.
    */
   list(signal?: AbortSignal): Promise<RemoteListing[]>;
+}
+
+/** What a store's check() found. */
+export interface StoreCheck {
+  /** Unfinished uploads of an earlier run it removed from the server. */
+  cleaned: number;
 }
 
 /** An object to store: its id and its exact size in bytes (the body must be that long). */
