@@ -33,6 +33,12 @@ export interface CamveilEvents {
   /** What became of an upload attempt. */
   'upload.result': { objectId: string; kind: string; bytes: number; ms: number; result: 'uploaded' | 'rejected' | 'retry' | 'aborted'; code?: string };
   /**
+   * The upload store's check at the uplink's start (stores that have one: an s3 bucket exists and takes the
+   * credentials; leftover multipart uploads removed): `ok`, or the error code and message (naming the bucket,
+   * never a credential) while uploads wait for the next check in `retryInMs`.
+   */
+  'uplink.store': { ok: boolean; transport: string; cleaned?: number; code?: string; message?: string; retryInMs?: number };
+  /**
    * A tracked object confirmed (seen in 2 of 3 consecutive analysed frames): once per track. `trackId` is a
    * random id, `cocoClass` the model's class name (`car`), `label` its group (`vehicle`), `box` in the
    * analysis frame's pixels, `score` the best so far; `eventId` the motion event open on the camera.

@@ -61,6 +61,9 @@ export function validateConfig(raw: unknown, file: string, baseDir: string): Con
     if (camera.subSource !== undefined) camera.subSource = resolveFileSource(camera.subSource, baseDir);
   }
   if (config.uplink.tokenFile !== undefined) config.uplink.tokenFile = path.resolve(baseDir, config.uplink.tokenFile);
+  for (const endpoint of Object.values(config.uplink.endpoints)) {
+    if (endpoint?.type === 's3') endpoint.credentialsFile = path.resolve(baseDir, endpoint.credentialsFile);
+  }
   if (config.mqtt !== undefined) {
     for (const key of ['caFile', 'certFile', 'keyFile', 'passwordFile'] as const) {
       const file = config.mqtt[key];

@@ -199,6 +199,52 @@ export const httpEndpointSchema = z.strictObject({
 });
 
 /**
+ * S3 bucket names as AWS defines them for new buckets (other stores accept a subset of what AWS accepts):
+ * 3-63 characters of lower-case letters, digits, dots and hyphens, starting and ending with a letter or
+ * digit, no `..`, not shaped like an IP address.
+ */
+const bucketNameSchema = z
+  .string()
+  .min(3, 'must be 3 to 63 characters')
+  .max(63, 'must be 3 to 63 characters')
+  .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'must be lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit')
+  .refine((name) => !name.includes('..'), 'must not hold two dots in a row')
+  .refine((name) => !/^\d{1,3}(\.\d{1,3}){3}$/.test(name), 'must not be shaped like an IP address');
+
+/** An S3-compatible bucket (src/uplink/s3-object-store.ts): objects go to `<prefix>/<hub pseudonym>/<object id>.age`. */
+export const s3EndpointSchema = z
+  .strictObject({
+    type: z.literal('s3'),
+    endpoint: z
+      .url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' })
+      .optional()
+      .describe('the S3-compatible service (`https://s3.example.net`); AWS S3 of `region` when absent'),
+    region: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a region name such as us-east-1 (lower-case letters, digits and hyphens)')
+      .describe("the bucket's region (signing region; `us-east-1` for most self-hosted stores, `auto` for R2)"),
+    bucket: bucketNameSchema.describe('the bucket (it must exist: the hub does not create it)'),
+    prefix: z
+      .string()
+      .max(512, 'must be at most 512 characters')
+      .regex(/^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*$/, 'must be path segments of letters, digits and !_.*\'()- joined by single slashes, with no leading or trailing slash')
+      .refine((prefix) => !prefix.split('/').some((segment) => segment === '.' || segment === '..'), 'must not hold . or .. segments')
+      .optional()
+      .describe('keys start with `<prefix>/`; none when absent'),
+    forcePathStyle: z.boolean().default(false).describe('path-style addressing (`<endpoint>/<bucket>/<key>`), which most self-hosted stores need'),
+    credentialsFile: z.string().min(1).describe('YAML or JSON file with accessKeyId and secretAccessKey (and sessionToken for temporary credentials), chmod 600'),
+  })
+  .superRefine((e, ctx) => {
+    if (e.endpoint === undefined) return;
+    const u = new URL(e.endpoint);
+    if (u.username !== '' || u.password !== '') ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must not carry credentials (they go in credentialsFile)' });
+    if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must be https:// (plain http:// is allowed only to loopback)' });
+    if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '') {
+      ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must be the service origin alone (`https://host[:port]`): the bucket and prefix have their own fields' });
+    }
+  });
+
+/**
  * One zone's upload endpoint, told apart by `type` (each type is a RemoteObjectStore: src/uplink/). A bare
  * URL string, or an object without `type`, is an `http` endpoint: configs written before endpoints had a
  * type keep working unchanged.
@@ -209,7 +255,9 @@ export const endpointSchema = z.preprocess(
     if (typeof value === 'object' && value !== null && !Array.isArray(value) && !('type' in value)) return { type: 'http', ...value };
     return value;
   },
-  z.discriminatedUnion('type', [httpEndpointSchema], { error: (issue) => (issue.code === 'invalid_union' ? 'type must be http (the cloud receiver protocol)' : undefined) }),
+  z.discriminatedUnion('type', [httpEndpointSchema, s3EndpointSchema], {
+    error: (issue) => (issue.code === 'invalid_union' ? 'type must be http (the cloud receiver protocol) or s3 (an S3-compatible bucket)' : undefined),
+  }),
 );
 
 export const uplinkSchema = z.strictObject({
@@ -217,8 +265,8 @@ export const uplinkSchema = z.strictObject({
   endpoints: z
     .partialRecord(residencyZoneSchema, endpointSchema)
     .default({})
-    .describe('the upload endpoint per residency zone: `{type: http, url}`, or the receiver\'s base URL alone (type http)'),
-  tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the cloud (chmod 600)'),
+    .describe('the upload endpoint per residency zone: `{type: http, url}`, the receiver\'s base URL alone (type http), or `{type: s3, region, bucket, credentialsFile, …}`'),
+  tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the cloud receiver (chmod 600); needed by http endpoints only'),
   timeoutSeconds: z.number().min(1).max(600).default(60).describe('per upload request'),
   bandwidthKiBps: z.number().int().min(8).optional().describe('cap on upload bandwidth; unlimited when absent'),
 });
@@ -320,8 +368,10 @@ export const configSchema = z
     if (c.uplink.enabled && c.household === undefined) {
       ctx.addIssue({ code: 'custom', path: ['uplink', 'enabled'], message: 'uploads need household.recipients: the cloud may only receive what the household can decrypt' });
     }
-    if (c.uplink.enabled && c.uplink.tokenFile === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['uplink', 'tokenFile'], message: 'required when uploads are enabled' });
+    // The bearer token is the http transport's; an s3 endpoint carries its own credentials file.
+    const httpEndpoints = Object.values(c.uplink.endpoints).some((endpoint) => endpoint?.type === 'http');
+    if (c.uplink.enabled && c.uplink.tokenFile === undefined && httpEndpoints) {
+      ctx.addIssue({ code: 'custom', path: ['uplink', 'tokenFile'], message: 'required when uploads are enabled with an http endpoint' });
     }
     // Data residency: the region rules pick the zone, and uploads go only to that zone's endpoint.
     const zone = rulesFor(c.hub.region).residencyZone;
@@ -329,6 +379,7 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', zone], message: `region ${c.hub.region} keeps data in the "${zone}" zone: give that zone's endpoint` });
     }
     for (const [name, endpoint] of Object.entries(c.uplink.endpoints)) {
+      if (endpoint.type !== 'http') continue;
       const u = new URL(endpoint.url);
       if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
         ctx.addIssue({ code: 'custom', path: ['uplink', 'endpoints', name, 'url'], message: 'must be https:// (plain http:// is allowed only to loopback)' });
@@ -373,3 +424,4 @@ export type RecordingConfig = z.output<typeof recordingSchema>;
 export type Polygon = z.output<typeof polygon>;
 export type Credentials = z.output<typeof credentialsSchema>;
 export type EndpointConfig = z.output<typeof endpointSchema>;
+export type S3EndpointConfig = z.output<typeof s3EndpointSchema>;

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import type { Config } from './schema.js';
 
 /**
- * The secret files a configuration names besides the hub's own keys: the uplink token, the MQTT password and
+ * The secret files a configuration names besides the hub's own keys: the uplink token, S3 credentials files, the MQTT password and
  * TLS client key, and camera password files. The hub's own keys (`<dataDir>/keys/`) are refused outright
  * when group or others can read them (crypto/hub-keys.ts: the hub does not start); these are read as they
  * are, because refusing them would stop cameras over a file the household may share on purpose — but a
@@ -11,6 +11,9 @@ import type { Config } from './schema.js';
 export function secretFilesOf(config: Config): Array<{ what: string; file: string }> {
   const files: Array<{ what: string; file: string }> = [];
   if (config.uplink.tokenFile !== undefined) files.push({ what: 'uplink.tokenFile', file: config.uplink.tokenFile });
+  for (const [zone, endpoint] of Object.entries(config.uplink.endpoints)) {
+    if (endpoint?.type === 's3') files.push({ what: `uplink.endpoints.${zone}.credentialsFile`, file: endpoint.credentialsFile });
+  }
   if (config.mqtt?.passwordFile !== undefined) files.push({ what: 'mqtt.passwordFile', file: config.mqtt.passwordFile });
   if (config.mqtt?.keyFile !== undefined) files.push({ what: 'mqtt.keyFile', file: config.mqtt.keyFile });
   for (const camera of config.cameras) {

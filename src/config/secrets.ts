@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CamveilError } from '../errors.js';
+import { readS3Credentials } from '../s3/s3-credentials.js';
 import type { CameraConfig, Config } from './schema.js';
 
 /** Name of the environment variable that overrides a camera's password: CAMVEIL_CAMERA_<ID>_PASSWORD. */
@@ -47,7 +48,7 @@ export function readPasswordFile(file: string, where: string): string {
 /**
  * Every secret the configuration names, read once and let go, as `path: reason` problems (empty when all
  * can be read): each camera's password (file, environment variable or override), the broker's password and
- * key files, and the uplink token. The secrets themselves are never returned or printed.
+ * key files, the uplink token and S3 credentials files. The secrets themselves are never returned or printed.
  */
 export function secretProblems(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
   const problems: string[] = [];
@@ -76,6 +77,9 @@ export function secretProblems(config: Config, env: NodeJS.ProcessEnv = process.
   }
   const token = config.uplink.tokenFile;
   if (config.uplink.enabled && token !== undefined) check('uplink.tokenFile', () => readPasswordFile(token, 'uplink.tokenFile'));
+  for (const [zone, endpoint] of Object.entries(config.uplink.endpoints)) {
+    if (config.uplink.enabled && endpoint?.type === 's3') check(`uplink.endpoints.${zone}.credentialsFile`, () => readS3Credentials(endpoint.credentialsFile));
+  }
   return problems;
 }
 

@@ -3,6 +3,7 @@ import { rulesFor } from '../policy/region-rules.js';
 import { chooseEndpoint, validateEndpoint } from './endpoint.js';
 import { HttpReceiverStore } from './http-receiver-store.js';
 import type { RemoteObjectStore } from './remote-object-store.js';
+import { S3ObjectStore } from './s3-object-store.js';
 
 /** Where this hub's objects go: its residency zone and the store configured for that zone. */
 export interface CloudLink {
@@ -33,12 +34,25 @@ function storeOf(endpoint: EndpointConfig, where: string, uplink: Config['uplink
       return new HttpReceiverStore({
         endpoint: validateEndpoint(endpoint.url, where),
         hubPseudonym,
-        // The schema requires a token file whenever uploads are enabled.
+        // The schema requires a token file whenever uploads are enabled with an http endpoint.
         tokenFile: uplink.tokenFile ?? '',
         requestTimeoutMs: uplink.timeoutSeconds * 1000,
         ...(uplink.bandwidthKiBps === undefined ? {} : { bandwidthBytesPerSecond: uplink.bandwidthKiBps * 1024 }),
       });
+    case 's3':
+      return new S3ObjectStore({
+        // The schema checked it (https, or http to loopback; no credentials); validated again as the http URL is.
+        ...(endpoint.endpoint === undefined ? {} : { endpoint: validateEndpoint(endpoint.endpoint, `${where}.endpoint`) }),
+        region: endpoint.region,
+        bucket: endpoint.bucket,
+        ...(endpoint.prefix === undefined ? {} : { prefix: endpoint.prefix }),
+        forcePathStyle: endpoint.forcePathStyle,
+        credentialsFile: endpoint.credentialsFile,
+        hubPseudonym,
+        requestTimeoutMs: uplink.timeoutSeconds * 1000,
+        ...(uplink.bandwidthKiBps === undefined ? {} : { bandwidthBytesPerSecond: uplink.bandwidthKiBps * 1024 }),
+      });
     default:
-      return endpoint.type satisfies never;
+      return endpoint satisfies never;
   }
 }

@@ -13,7 +13,6 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { wallNow } from '../clock.js';
 import { CamveilError } from '../errors.js';
-import { redactUrl } from '../redact.js';
 import { createS3Client } from '../s3/s3-client.js';
 import { readS3Credentials } from '../s3/s3-credentials.js';
 import { validateEndpoint } from './endpoint.js';
@@ -52,6 +51,7 @@ export interface S3ObjectStoreOptions {
 }
 
 const MiB = 1024 * 1024;
+const QUIET_SDK_LOGGER = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 /** DeleteObjects takes at most this many keys per request. */
 const DELETE_BATCH = 1000;
 
@@ -81,7 +81,7 @@ export class S3ObjectStore implements RemoteObjectStore {
   }
 
   get description(): { type: string; origin: string; bucket: string } {
-    return { type: 's3', origin: this.#endpoint === undefined ? `s3:${this.#o.region}` : redactUrl(this.#endpoint.origin), bucket: this.#o.bucket };
+    return { type: 's3', origin: this.#endpoint === undefined ? `s3:${this.#o.region}` : this.#endpoint.origin, bucket: this.#o.bucket };
   }
 
   /** The key prefix of this hub's objects (`<prefix>/<hub>/`). */
@@ -107,6 +107,9 @@ export class S3ObjectStore implements RemoteObjectStore {
     const handler = client.config.requestHandler as { updateHttpClientConfig?: (key: string, value: unknown) => void };
     handler.updateHttpClientConfig?.('socketTimeout', this.#o.requestTimeoutMs);
     handler.updateHttpClientConfig?.('connectionTimeout', Math.min(this.#o.requestTimeoutMs, 30_000));
+    // The SDK writes a warning to the console for every failed streamed request unless it has a logger of
+    // its own; the uploader reports each failure already, with its code.
+    client.config.logger = QUIET_SDK_LOGGER;
     this.#client = client;
   }
 

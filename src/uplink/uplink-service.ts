@@ -77,6 +77,10 @@ export class UplinkService implements UploadControl {
         if (r.result === 'uploaded' || r.result === 'rejected') void unlink(stagedPath(staging, r.objectId)).catch(() => undefined);
         bus.emit('upload.result', { objectId: r.objectId, kind: r.kind, bytes: r.bytes, ms: r.ms, result: r.result, ...(r.code === undefined ? {} : { code: r.code }) });
       },
+      onStoreCheck: (c) => {
+        const transport = cloud.remote.description.type;
+        bus.emit('uplink.store', c.ok ? { ok: true, transport, cleaned: c.cleaned } : { ok: false, transport, code: c.code, message: c.message, retryInMs: c.retryInMs });
+      },
     });
     this.#outbox = outbox;
     this.#uploader = uploader;

@@ -36,7 +36,12 @@ export interface UploaderOptions {
   random?: () => number;
   /** Told the outcome of every attempt (for state, events and the demo); must not throw. */
   onOutcome?: (report: UploadReport) => void;
+  /** Told what the store's check() at start found (stores that have one: RemoteObjectStore.check); must not throw. */
+  onStoreCheck?: (result: StoreCheckReport) => void;
 }
+
+/** The store's check at start: usable (with what it tidied), or why not (the queue waits; it is tried again). */
+export type StoreCheckReport = { ok: true; cleaned: number } | { ok: false; code: string; message: string; retryInMs: number };
 
 /** What became of one upload attempt. */
 export interface UploadReport {
@@ -59,7 +64,10 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 /** The longest the scheduler sleeps without looking at the outbox (clock jumps, rows added by others). */
 const MAX_IDLE_MS = 60_000;
 
-type Settings = Required<Omit<UploaderOptions, 'onOutcome'>> & { onOutcome: ((report: UploadReport) => void) | undefined };
+type Settings = Required<Omit<UploaderOptions, 'onOutcome' | 'onStoreCheck'>> & {
+  onOutcome: ((report: UploadReport) => void) | undefined;
+  onStoreCheck: ((result: StoreCheckReport) => void) | undefined;
+};
 
 /**
  * The upload scheduler: takes the outbox's age files in order, asks the gate right before each attempt,
@@ -78,6 +86,9 @@ export class Uploader {
   /** When the last attempt started: a probe is due probeIntervalMs after it. */
   #lastAttemptAt = 0;
   #unfollowClock: (() => void) | undefined;
+  /** False until the store's check() passed since the last start: nothing is sent before. */
+  #ready = false;
+  #check: { controller: AbortController; timer: NodeJS.Timeout | undefined; failures: number } | undefined;
 
   constructor(options: UploaderOptions) {
     this.#o = {
@@ -90,6 +101,7 @@ export class Uploader {
       random: Math.random,
       ...options,
       onOutcome: options.onOutcome,
+      onStoreCheck: options.onStoreCheck,
     };
   }
 
@@ -107,13 +119,66 @@ export class Uploader {
     this.#lastAttemptAt = this.#o.now();
     const { type, origin } = this.#o.remote.description;
     this.#o.logger.info({ endpoint: origin, transport: type, concurrency: this.#o.concurrency }, 'uplink started');
+    this.#ready = this.#o.remote.check === undefined;
+    if (!this.#ready) this.#checkStore();
     this.#pump();
+  }
+
+  /**
+   * Runs the store's check(); uploads start once it passes. A failure (no such bucket, refused credentials,
+   * the store unreachable) is logged with its code, told, and the check tried again after a backoff (at most
+   * probeIntervalMs), the credentials read again first: the queue waits, nothing is marked failed.
+   */
+  #checkStore(): void {
+    const check = this.#o.remote.check?.bind(this.#o.remote);
+    if (check === undefined) return;
+    const state = { controller: new AbortController(), timer: undefined as NodeJS.Timeout | undefined, failures: this.#check?.failures ?? 0 };
+    this.#check = state;
+    const { logger } = this.#o;
+    const { type, origin } = this.#o.remote.description;
+    check(state.controller.signal).then(
+      (result) => {
+        if (state.controller.signal.aborted || !this.#running) return;
+        state.failures = 0;
+        this.#ready = true;
+        logger.info({ endpoint: origin, transport: type, cleaned: result.cleaned }, 'uplink store checked; uploads start');
+        this.#o.onStoreCheck?.({ ok: true, cleaned: result.cleaned });
+        this.#pump();
+      },
+      (error: unknown) => {
+        if (state.controller.signal.aborted || !this.#running) return;
+        state.failures++;
+        const e = error instanceof CamveilError ? error : new CamveilError('CAMVEIL_E_UPLOAD_FAILED', `store check failed: ${error instanceof Error ? error.message : String(error)}`, { where: 'uplink' });
+        const retryInMs = Math.min(this.#o.probeIntervalMs, Math.max(this.#o.backoffBaseMs, backoffDelay(state.failures, this.#o.random, this.#o.backoffBaseMs, this.#o.backoffCapMs)));
+        logger.error({ endpoint: origin, transport: type, code: e.code, reason: e.message, retryInMs }, 'uplink store cannot be used; uploads wait');
+        this.#o.onStoreCheck?.({ ok: false, code: e.code, message: e.message, retryInMs });
+        state.timer = setTimeout(() => {
+          if (!this.#running || this.#check !== state) return;
+          try {
+            // The household may have fixed the credentials file meanwhile.
+            this.#o.remote.open();
+          } catch (openError) {
+            logger.error({ code: openError instanceof CamveilError ? openError.code : 'error', reason: openError instanceof Error ? openError.message : String(openError) }, 'uplink store credentials unreadable');
+          }
+          this.#checkStore();
+        }, retryInMs);
+      },
+    );
+  }
+
+  #stopCheck(): void {
+    if (this.#check === undefined) return;
+    this.#check.controller.abort();
+    clearTimeout(this.#check.timer);
+    this.#check = undefined;
   }
 
   /** Stops scheduling, aborts what is in flight (those items stay queued) and waits for it to settle. */
   async stop(): Promise<void> {
     if (!this.#running && this.#inFlight.size === 0) return;
     this.#running = false;
+    this.#ready = false;
+    this.#stopCheck();
     this.#unfollowClock?.();
     this.#clearTimer();
     await this.abortAll('stopping');
@@ -148,7 +213,8 @@ export class Uploader {
 
   #pump(): void {
     this.#clearTimer();
-    if (!this.#running) return;
+    // Until the store's check passed nothing goes; its success pumps.
+    if (!this.#running || !this.#ready) return;
     const { outbox, gate, logger } = this.#o;
     try {
       // Before anything is compared with the clock: a step since the last pass moves the schedule first.

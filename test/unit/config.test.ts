@@ -148,7 +148,7 @@ describe('uplink endpoints', () => {
 
   it('refuses an unknown type, unknown keys and plain http beyond loopback, each at its path', () => {
     const raw = (us: unknown) => ({ hub: { id: 'home', region: 'US-CA' }, household: { recipients: ['age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj'] }, uplink: { enabled: true, tokenFile: 't', endpoints: { us } } });
-    expect(issuesOf(raw({ type: 's3', bucket: 'b' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.type: type must be http/));
+    expect(issuesOf(raw({ type: 'ftp', url: 'https://x.example' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.type: type must be http \(the cloud receiver protocol\) or s3/));
     expect(issuesOf(raw({ type: 'http', url: 'https://x.example', token: 'secret' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us: unknown key\(s\) "token"/));
     expect(issuesOf(raw('http://cloud.example'))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.url: must be https:\/\//));
     expect(issuesOf(raw({ type: 'http', url: 'ftp://cloud.example' }))).toContainEqual(expect.stringMatching(/^uplink\.endpoints\.us\.url: must be an https:\/\/ URL/));
