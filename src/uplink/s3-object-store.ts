@@ -44,7 +44,7 @@ export interface S3ObjectStoreOptions {
   shortRequestTimeoutMs?: number;
   /** Objects larger than this go as multipart uploads of this part size (default 8 MiB; S3's minimum part is 5 MiB). */
   partSizeBytes?: number;
-  /** Parts in flight at once in a multipart upload (default 1). */
+  /** Parts in flight at once in a multipart upload (default 2: 64 MiB to the local Swift went 54 MiB/s against 43 with 1; up to three parts, 24 MiB, are held in memory). */
   queueSize?: number;
   /** Wall time (src/clock.ts), for Retry-After given as a date. */
   now?: () => number;
@@ -73,7 +73,7 @@ export class S3ObjectStore implements RemoteObjectStore {
   #client: S3Client | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
-    this.#o = { requestTimeoutMs: 120_000, shortRequestTimeoutMs: 15_000, partSizeBytes: 8 * MiB, queueSize: 1, now: wallNow, ...options };
+    this.#o = { requestTimeoutMs: 120_000, shortRequestTimeoutMs: 15_000, partSizeBytes: 8 * MiB, queueSize: 2, now: wallNow, ...options };
     if (this.#o.partSizeBytes < 5 * MiB) throw new RangeError('S3 multipart parts must be at least 5 MiB');
     this.#endpoint = options.endpoint === undefined ? undefined : validateEndpoint(String(options.endpoint), 'S3 endpoint');
     this.#hubPrefix = hubKeyPrefix(options.prefix, options.hubPseudonym);
