@@ -1,0 +1,120 @@
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { validateConfig } from '../../src/config/load.js';
+import { EventBus, type CamveilEvents } from '../../src/events.js';
+import { silentLogger } from '../../src/log.js';
+import { openDatabase } from '../../src/store/database.js';
+import { DeletionRequests } from '../../src/uplink/deletion-requests.js';
+import { UplinkService } from '../../src/uplink/uplink-service.js';
+import { describeWithPeers } from '../harness/peers.js';
+import { ageDecrypt, s3UplinkFixture, type S3UplinkFixture } from '../harness/s3-uplink-setup.js';
+import { startSwift, type SwiftS3 } from '../harness/swift.js';
+import { waitFor } from '../harness/wait.js';
+
+const HUB = 'hub_5nd4kc2wq7pm3xra';
+
+/**
+ * The hub's uplink service configured as a household would: `uplink.endpoints.eu: {type: s3, …}` with a
+ * credentials file and no token file. The region picks the zone, the zone the bucket; the store's check at
+ * start is told as the `uplink.store` event (a missing bucket names it); objects staged by the service reach
+ * the bucket and its deletion requests remove them.
+ */
+describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swift s3api)', () => {
+  let swift: SwiftS3;
+  let fx: S3UplinkFixture;
+  const cleanups: Array<() => Promise<void> | void> = [];
+
+  beforeAll(async () => {
+    swift = await startSwift();
+    fx = s3UplinkFixture();
+  }, 120_000);
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  afterAll(async () => {
+    await swift?.stop();
+    if (fx !== undefined) rmSync(fx.dir, { recursive: true, force: true });
+  });
+
+  function service(name: string, bucket: string) {
+    const dataDir = join(fx.dir, name);
+    mkdirSync(dataDir, { recursive: true });
+    const config = validateConfig(
+      {
+        hub: { id: 'home', region: 'DE' },
+        dataDir,
+        household: { recipients: [fx.recipient] },
+        uplink: {
+          enabled: true,
+          endpoints: {
+            eu: { type: 's3', endpoint: swift.endpoint, region: swift.region, bucket, prefix: 'households', forcePathStyle: true, credentialsFile: fx.credentialsFile },
+            // Never used by a DE hub: its region keeps data in the eu zone.
+            us: { type: 's3', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', bucket: 'elsewhere', credentialsFile: fx.credentialsFile },
+          },
+        },
+      },
+      's3 uplink service test',
+      fx.dir,
+    );
+    const db = openDatabase(dataDir);
+    const bus = new EventBus();
+    const checks: Array<CamveilEvents['uplink.store']> = [];
+    const results: Array<CamveilEvents['upload.result']> = [];
+    bus.on('uplink.store', (e) => checks.push(e));
+    bus.on('upload.result', (e) => results.push(e));
+    const uplink = new UplinkService({
+      db,
+      config: () => config,
+      gate: { mayUpload: () => ({ allowed: true, reason: 'test' }), mayQueueUploads: () => ({ allowed: true, reason: 'test' }) },
+      ledger: { records: () => [] },
+      audit: new AuditLog(db),
+      bus,
+      logger: silentLogger(),
+      hubPseudonym: () => HUB,
+    });
+    cleanups.push(async () => {
+      await uplink.stop();
+      db.close();
+    });
+    return { uplink, db, checks, results, config };
+  }
+
+  it('uploads what the service stages to the zone bucket, tells the check, and deletion requests remove it', async () => {
+    const bucket = await swift.createBucket();
+    const s = service('hub-ok', bucket);
+    expect(s.config.uplink.tokenFile).toBeUndefined();
+    s.uplink.start();
+    expect(s.uplink.zone).toBe('eu');
+    await waitFor('the store checked', () => s.checks.length > 0, 60_000);
+    expect(s.checks).toEqual([{ ok: true, transport: 's3', cleaned: 0 }]);
+
+    const o = await fx.object(12 * 1024 * 1024 + 7, 'clip');
+    await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
+    await waitFor('uploaded', () => s.results.some((r) => r.objectId === o.objectId && r.result === 'uploaded'), 120_000);
+    const got = await swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }));
+    const body = Buffer.from(await got.Body!.transformToByteArray());
+    expect(body.equals(readFileSync(o.path))).toBe(true);
+    expect(ageDecrypt(fx.identityFile, body).equals(o.plaintext)).toBe(true);
+
+    new DeletionRequests(s.db).add([o.objectId]);
+    s.uplink.flushDeletions();
+    await waitFor('the deletion confirmed', () => new DeletionRequests(s.db).pending().length === 0, 60_000);
+    await expect(swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NoSuchKey' });
+  }, 180_000);
+
+  it('a missing bucket is told at start as uplink.store naming the bucket; the staged object waits, queued', async () => {
+    const bucket = `camveil-absent-${Date.now().toString(36)}`;
+    const s = service('hub-missing', bucket);
+    s.uplink.start();
+    await waitFor('the store check failed', () => s.checks.length > 0, 60_000);
+    expect(s.checks[0]).toMatchObject({ ok: false, transport: 's3', code: 'CAMVEIL_E_UPLOAD_REJECTED' });
+    expect(s.checks[0]?.message).toContain(`"${bucket}"`);
+    const o = await fx.object(1000);
+    await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
+    expect(s.uplink.stats()?.outbox).toMatchObject({ queued: 1, uploading: 0, uploaded: 0, failed: 0 });
+    expect(s.results).toEqual([]);
+  }, 120_000);
+});
