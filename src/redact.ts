@@ -1,9 +1,11 @@
 /**
  * Removes credentials from URLs and strings before they can reach a log line or a state topic.
  * `rtsp://admin:hunter2@cam/x` becomes `rtsp://***@cam/x`; query parameters that carry secrets
- * (Foscam's `usr`/`pwd`, tokens) are masked as well.
+ * (Foscam's `usr`/`pwd`, tokens, and a presigned S3 URL's signature, credential scope and session token)
+ * are masked as well.
  */
-const SECRET_QUERY_KEYS = /^(pwd|pass|password|passwd|usr|user|username|token|access_token|auth|key|secret)$/i;
+const SECRET_QUERY_KEYS =
+  /^(pwd|pass|password|passwd|usr|user|username|token|access_token|auth|key|secret|x-amz-signature|x-amz-credential|x-amz-security-token|signature|awsaccesskeyid|x-goog-signature|x-goog-credential)$/i;
 
 export function redactUrl(value: string): string {
   let url: URL;
@@ -29,6 +31,8 @@ export function redactText(text: string): string {
   return text
     .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, '$1***@')
     .replace(/\b(pwd|pass|password|passwd|usr|user|token|access_token)=([^&\s"']+)/gi, '$1=***')
+    // Presigned URLs (S3 SigV4 and V2, GCS): the signature, the access key in the credential scope, the session token.
+    .replace(/\b(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId|X-Goog-Signature|X-Goog-Credential)=([^&\s"'<]+)/gi, '$1=***')
     .replace(/AGE-SECRET-KEY-[A-Z0-9-]+/g, 'AGE-SECRET-KEY-***');
 }
 

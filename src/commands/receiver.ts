@@ -1,5 +1,6 @@
 import { CamveilError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { checkStorageOptions, openS3Storage, type StorageCliOptions } from '../receiver/s3-options.js';
 import { startReceiver } from '../receiver/server.js';
 import { addHubEntry, hashToken, HUB_PSEUDONYM_PATTERN, newToken, readTokensFile } from '../receiver/tokens.js';
 import { readToken } from '../uplink/http-receiver-store.js';
@@ -7,8 +8,7 @@ import type { CommandIO } from './io.js';
 import { untilStopRequested } from './service-lifecycle.js';
 
 /** Every option of `camveil receiver` and `camveil receiver add-hub` (one command, see src/cli.ts). */
-export interface ReceiverCliOptions {
-  dir?: string;
+export interface ReceiverCliOptions extends StorageCliOptions {
   port?: number;
   tokens?: string;
   open?: boolean;
@@ -26,7 +26,9 @@ export interface ReceiverCliOptions {
  */
 export async function runReceiverCli(action: string | undefined, hub: string | undefined, opts: ReceiverCliOptions, io: CommandIO): Promise<number> {
   const addHubOnly = (['read', 'uploadTokenFile', 'replace'] as const).filter((k) => opts[k] !== undefined);
-  const runOnly = (['dir', 'port', 'open', 'tokenFile'] as const).filter((k) => opts[k] !== undefined);
+  const runOnly = (
+    ['dir', 'port', 'open', 'tokenFile', 's3', 's3Endpoint', 's3Region', 's3Bucket', 's3Prefix', 's3PathStyle', 's3Credentials', 'presign', 'presignExpiry'] as const
+  ).filter((k) => opts[k] !== undefined);
   if (action === 'add-hub') {
     if (hub === undefined) throw new CamveilError('CAMVEIL_E_USAGE', 'receiver add-hub needs the hub pseudonym');
     if (opts.tokens === undefined) throw new CamveilError('CAMVEIL_E_USAGE', 'receiver add-hub needs --tokens FILE');
@@ -35,8 +37,7 @@ export async function runReceiverCli(action: string | undefined, hub: string | u
   }
   if (action !== undefined) throw new CamveilError('CAMVEIL_E_USAGE', `unknown receiver action "${action}" (known: add-hub)`);
   if (addHubOnly.length > 0) throw new CamveilError('CAMVEIL_E_USAGE', `${addHubOnly.map(flag).join(', ')}: only with receiver add-hub`);
-  if (opts.dir === undefined) throw new CamveilError('CAMVEIL_E_USAGE', 'receiver needs --dir DIR');
-  return runReceiver({ ...opts, dir: opts.dir }, io);
+  return runReceiver(opts, io);
 }
 
 function flag(key: string): string {
@@ -44,15 +45,17 @@ function flag(key: string): string {
 }
 
 /**
- * `camveil receiver --dir DIR --tokens FILE [--port N]`: the reference cloud receiver on 127.0.0.1, until
- * SIGINT/SIGTERM; SIGHUP re-reads the tokens file (a bad file is logged and the old tokens stay). Prints
- * its URL on stdout. `--open` runs it with no authentication at all (a receiver on the hub itself, tests).
+ * `camveil receiver (--dir DIR | --s3 …) --tokens FILE [--port N] [--presign]`: the reference cloud receiver
+ * on 127.0.0.1, until SIGINT/SIGTERM; SIGHUP re-reads the tokens file (a bad file is logged and the old
+ * tokens stay). Prints its URL on stdout. `--open` runs it with no authentication at all (a receiver on the
+ * hub itself, tests). With `--s3` objects go to a bucket (docs/receiver.md), checked at start.
  *
  * @returns 0 after a requested stop.
- * @throws CamveilError `CAMVEIL_E_USAGE` for `--token-file` (one token for every hub, removed) or neither
- * `--tokens` nor `--open`; the errors of readTokensFile (exit 2) for a bad tokens file.
+ * @throws CamveilError `CAMVEIL_E_USAGE` for `--token-file` (one token for every hub, removed), neither
+ * `--tokens` nor `--open`, or storage options that do not fit (checkStorageOptions), or a bucket that does
+ * not exist; the errors of readTokensFile (exit 2) for a bad tokens file, of openS3Storage for the bucket.
  */
-export async function runReceiver(opts: { dir: string; port?: number; tokens?: string; open?: boolean; tokenFile?: string }, io: CommandIO): Promise<number> {
+export async function runReceiver(opts: StorageCliOptions & { port?: number; tokens?: string; open?: boolean; tokenFile?: string }, io: CommandIO): Promise<number> {
   if (opts.tokenFile !== undefined) {
     throw new CamveilError(
       'CAMVEIL_E_USAGE',
@@ -63,11 +66,14 @@ export async function runReceiver(opts: { dir: string; port?: number; tokens?: s
   if (opts.tokens === undefined && opts.open !== true) {
     throw new CamveilError('CAMVEIL_E_USAGE', 'give --tokens FILE (per-hub tokens, see `camveil receiver add-hub`) or --open (no authentication)');
   }
+  const { presignExpirySeconds } = checkStorageOptions(opts);
   const file = opts.tokens;
   const tokens = file === undefined ? undefined : await readTokensFile(file);
   const logger = createLogger();
+  const storage = opts.s3 === true ? await openS3Storage(opts) : undefined;
   const receiver = await startReceiver({
-    dir: opts.dir,
+    ...(storage === undefined ? { dir: opts.dir ?? '' } : { storage }),
+    ...(presignExpirySeconds === undefined ? {} : { presignExpirySeconds }),
     ...(opts.port === undefined ? {} : { port: opts.port }),
     ...(tokens === undefined ? {} : { tokens }),
     logger,

@@ -101,8 +101,8 @@ function codeOf(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? 'error';
 }
 
-function unreadable(file: string, why: string, cause?: unknown): CamveilError {
-  return new CamveilError('CAMVEIL_E_SECRET_UNREADABLE', `receiver tokens file ${file} ${why}`, { where: file, cause });
+function unreadable(file: string, why: string, cause?: unknown, what = 'receiver tokens file'): CamveilError {
+  return new CamveilError('CAMVEIL_E_SECRET_UNREADABLE', `${what} ${file} ${why}`, { where: file, cause });
 }
 
 /**
@@ -117,24 +117,30 @@ export async function readTokensFile(file: string): Promise<TokenTable> {
   return parseTokensFile(await readPrivateText(file), file);
 }
 
-async function readPrivateText(file: string): Promise<string> {
+/**
+ * A secret file's text, read through a no-follow descriptor: a regular file owned by this user with no
+ * group/other permission bits. `what` names it in messages (never its content).
+ *
+ * @throws CamveilError `CAMVEIL_E_SECRET_UNREADABLE`.
+ */
+export async function readPrivateText(file: string, what = 'receiver tokens file'): Promise<string> {
   let handle;
   try {
     handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
   } catch (error) {
-    throw unreadable(file, codeOf(error) === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${codeOf(error)})`, error);
+    throw unreadable(file, codeOf(error) === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${codeOf(error)})`, error, what);
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw unreadable(file, 'is not a regular file');
-    if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) throw unreadable(file, 'is not owned by the user running camveil');
+    if (!stat.isFile()) throw unreadable(file, 'is not a regular file', undefined, what);
+    if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) throw unreadable(file, 'is not owned by the user running camveil', undefined, what);
     if ((stat.mode & 0o077) !== 0) {
-      throw unreadable(file, `has group/other permission bits (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+      throw unreadable(file, `has group/other permission bits (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`, undefined, what);
     }
     return await handle.readFile('utf8');
   } catch (error) {
     if (error instanceof CamveilError) throw error;
-    throw unreadable(file, `cannot be read (${codeOf(error)})`, error);
+    throw unreadable(file, `cannot be read (${codeOf(error)})`, error, what);
   } finally {
     await handle.close();
   }

@@ -6,6 +6,7 @@ import { wallNow } from '../clock.js';
 import { CamveilError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { hubUrl, objectUrl } from './endpoint.js';
+import { classifyStoreResponse, parsePresignAnswer, UPLOADS_HEADER, uploadRequestUrl, type PresignedPut } from './presign-answer.js';
 import type { DeleteResult, PutOutcome, RemoteListing, RemoteObject, RemoteObjectStore } from './remote-object-store.js';
 import { classifyResponse, readLimited, serverMessage } from './response.js';
 import { Throttle, TokenBucket } from './throttle.js';
@@ -39,6 +40,14 @@ class RequestTimeout extends Error {
 /** The receiver's listing of a hub's objects (src/receiver/server.ts). */
 const listingSchema = z.array(z.object({ objectId: z.string(), bytes: z.number().int().nonnegative(), receivedAt: z.string().optional() }));
 
+
+/** Where one upload's body goes, with what, and how its answer is read. */
+interface PutTarget {
+  url: URL;
+  headers: Record<string, string>;
+  classify(response: Response, text: string): PutOutcome;
+}
+
 /** Listings are small JSON: this caps what is read of one (about 10,000 objects). */
 const MAX_LISTING_BYTES = 1024 * 1024;
 
@@ -48,11 +57,21 @@ const MAX_LISTING_BYTES = 1024 * 1024;
  * validateEndpoint allows), redirects refused. An upload streams its body (never read whole) through the
  * bandwidth cap; a 2xx must carry the receipt for this id and size; 408, 429 and 5xx are retried and their
  * Retry-After reported; other statuses refuse for good.
+ *
+ * Presigned uploads (docs/receiver.md): a receiver that presigns says so on every answer
+ * (`camveil-uploads: presign`). Once the store has seen that, each upload first asks
+ * `POST <endpoint>/v1/uploads/<hub>/<id>` `{"bytes"}` and sends the body to the URL of the answer (the
+ * object store) with only the answer's headers: the bearer token goes to the receiver alone, never to the
+ * URL's host. Until then, and after a presign request answered 404 or 405 (the receiver was restarted
+ * without presigning), uploads are today's PUT, which every receiver takes: receivers and servers that do
+ * not know the extension never see a request they do not know.
  */
 export class HttpReceiverStore implements RemoteObjectStore {
   readonly #o: HttpReceiverStoreOptions & { requestTimeoutMs: number; shortRequestTimeoutMs: number; now: () => number };
   readonly #bucket: TokenBucket | undefined;
   #token: string | undefined;
+  /** The receiver said it presigns (UPLOADS_HEADER on an answer of its own). */
+  #presigns = false;
 
   constructor(options: HttpReceiverStoreOptions) {
     this.#o = { requestTimeoutMs: 120_000, shortRequestTimeoutMs: 15_000, now: wallNow, ...options };
@@ -74,6 +93,71 @@ export class HttpReceiverStore implements RemoteObjectStore {
   }
 
   async put(object: RemoteObject, source: Readable | Uint8Array, signal: AbortSignal): Promise<PutOutcome> {
+    const file = source instanceof Uint8Array ? Readable.from([source]) : source;
+    try {
+      const authorization = this.#authorization();
+      if (signal.aborted) throw signal.reason;
+      const asked = await this.#askPresign(object, authorization, signal);
+      if ('kind' in asked) return asked;
+      const target: PutTarget =
+        asked.presigned === undefined
+          ? {
+              url: objectUrl(this.#o.endpoint, this.#o.hubPseudonym, object.objectId),
+              headers: { authorization, 'content-type': 'application/octet-stream', 'content-length': String(object.bytes) },
+              classify: (response, text) => {
+                this.#heard(response);
+                return classifyResponse(response, text, object, this.#o.now());
+              },
+            }
+          : {
+              // The presigned host gets the answer's headers and nothing else: never the bearer token.
+              url: asked.presigned.url,
+              headers: asked.presigned.headers,
+              classify: (response, text) => classifyStoreResponse(response, text, this.#o.now()),
+            };
+      return await this.#send(target, file, signal);
+    } catch (error) {
+      return putFailure(error, signal, new AbortController().signal);
+    } finally {
+      file.destroy();
+    }
+  }
+
+  /**
+   * Asks the receiver for a presigned PUT: `{presigned}` to follow, `{presigned: undefined}` for a plain
+   * PUT (the receiver does not presign), or the outcome of a failed ask.
+   */
+  async #askPresign(object: RemoteObject, authorization: string, signal: AbortSignal): Promise<{ presigned: PresignedPut | undefined } | PutOutcome> {
+    if (!this.#presigns) return { presigned: undefined };
+    const timeout = AbortSignal.timeout(this.#o.shortRequestTimeoutMs);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(uploadRequestUrl(this.#o.endpoint, this.#o.hubPseudonym, object.objectId), {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify({ bytes: object.bytes }),
+        redirect: 'manual',
+        signal: AbortSignal.any([signal, timeout]),
+      });
+      text = await readLimited(response.body, 16 * 1024);
+    } catch (error) {
+      return putFailure(error, signal, timeout);
+    }
+    if (response.status === 404 || response.status === 405) {
+      this.#presigns = false;
+      return { presigned: undefined };
+    }
+    if (response.status < 200 || response.status >= 300) return classifyResponse(response, text, object, this.#o.now());
+    try {
+      return { presigned: parsePresignAnswer(text, object.bytes) };
+    } catch (error) {
+      return { kind: 'retry', error: error instanceof CamveilError ? error : new CamveilError('CAMVEIL_E_CLOUD_PROTOCOL', 'presign answer not usable', { where: 'uplink' }) };
+    }
+  }
+
+  /** Streams the body to `target` under the idle and answer time limits, through the bandwidth cap. */
+  async #send(target: PutTarget, file: Readable, signal: AbortSignal): Promise<PutOutcome> {
     const limitMs = this.#o.requestTimeoutMs;
     const limits = new AbortController();
     let idleTimer: NodeJS.Timeout | undefined;
@@ -83,10 +167,8 @@ export class HttpReceiverStore implements RemoteObjectStore {
       clearTimeout(idleTimer);
       idleTimer = setTimeout(() => limits.abort(new RequestTimeout(`request timed out (no progress for ${limitMs} ms)`)), limitMs);
     };
-    const file = source instanceof Uint8Array ? Readable.from([source]) : source;
     let body: Readable = file;
     try {
-      const authorization = this.#authorization();
       // Each chunk fetch takes from the body is progress (a stalled socket stops it taking any).
       const progress = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
@@ -102,9 +184,9 @@ export class HttpReceiverStore implements RemoteObjectStore {
       body = progress;
       if (signal.aborted) throw signal.reason;
       touch();
-      const response = await fetch(objectUrl(this.#o.endpoint, this.#o.hubPseudonym, object.objectId), {
+      const response = await fetch(target.url, {
         method: 'PUT',
-        headers: { authorization, 'content-type': 'application/octet-stream', 'content-length': String(object.bytes) },
+        headers: target.headers,
         body,
         duplex: 'half',
         redirect: 'manual',
@@ -113,14 +195,13 @@ export class HttpReceiverStore implements RemoteObjectStore {
       touch();
       answerTimer = setTimeout(() => limits.abort(new RequestTimeout(`response body not complete within ${limitMs} ms`)), limitMs);
       const text = await readLimited(response.body, undefined, touch);
-      return classifyResponse(response, text, object, this.#o.now());
+      return target.classify(response, text);
     } catch (error) {
       return putFailure(error, signal, limits.signal);
     } finally {
       clearTimeout(idleTimer);
       clearTimeout(answerTimer);
       body.destroy();
-      file.destroy();
     }
   }
 
@@ -143,6 +224,7 @@ export class HttpReceiverStore implements RemoteObjectStore {
           signal: this.#shortSignal(signal),
         });
         await res.body?.cancel();
+        this.#heard(res);
         if (res.ok || res.status === 404) result.deleted.push(objectId);
         else result.failed.push({ objectId, error: new CamveilError('CAMVEIL_E_UPLOAD_FAILED', `HTTP ${res.status}`, { where: 'uplink' }) });
       } catch (error) {
@@ -160,6 +242,7 @@ export class HttpReceiverStore implements RemoteObjectStore {
     try {
       const res = await fetch(hubUrl(this.#o.endpoint, this.#o.hubPseudonym), { headers: { authorization }, redirect: 'manual', signal: this.#shortSignal(signal) });
       status = res.status;
+      this.#heard(res);
       text = await readLimited(res.body, MAX_LISTING_BYTES);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -177,6 +260,11 @@ export class HttpReceiverStore implements RemoteObjectStore {
     }
     if (!parsed.success) throw new CamveilError('CAMVEIL_E_CLOUD_PROTOCOL', `listing: HTTP ${status} body is not a listing`, { where: 'uplink' });
     return parsed.data.map((o) => ({ objectId: o.objectId, bytes: o.bytes, ...(o.receivedAt === undefined ? {} : { storedAt: o.receivedAt }) }));
+  }
+
+  /** Notes whether an answer of the receiver (never of the object store) says it presigns. */
+  #heard(response: Response): void {
+    this.#presigns = (response.headers.get(UPLOADS_HEADER) ?? '').split(',').some((v) => v.trim().toLowerCase() === 'presign');
   }
 
   #shortSignal(signal: AbortSignal | undefined): AbortSignal {
