@@ -17,6 +17,7 @@ import { stagedPath } from '../src/uplink/staging.js';
 import { HttpReceiverStore } from '../src/uplink/http-receiver-store.js';
 import { Outbox } from '../src/uplink/outbox.js';
 import type { RemoteObjectStore } from '../src/uplink/remote-object-store.js';
+import { S3ObjectStore } from '../src/uplink/s3-object-store.js';
 import { Uploader, type UploadReport } from '../src/uplink/uploader.js';
 import { allowAllGate } from '../test/harness/allow-all-gate.js';
 import { freePort } from '../test/harness/mosquitto.js';
@@ -29,8 +30,9 @@ import { childProcesses, processSample } from './proc-stats.js';
  * uploader reads it (a file stream, 64 KiB chunks). Variants, run interleaved round by round (the order
  * rotates every round) so that the machine's load falls on all alike:
  *  - `rawPutObject`, `rawUpload`: the raw client baseline, `@aws-sdk/client-s3` PutObject and
- *    `@aws-sdk/lib-storage` Upload (the part size and queue size the s3 transport uses), client built by
- *    createS3Client as the hub builds it, nothing of camveil around it;
+ *    `@aws-sdk/lib-storage` Upload with the part size and queue size the s3 transport uses (8 MiB, one
+ *    part at a time), client built by createS3Client as the hub builds it, nothing of camveil around it;
+ *  - `rawUploadSdkDefaults`: Upload with the SDK's own defaults (5 MiB parts, four at once), for reference;
  *  - `s3Store`: camveil's s3 transport, S3ObjectStore.put;
  *  - `s3Uploader`: the same through the real Outbox and Uploader (enqueue to the `uploaded` outcome);
  *  - `http`: the http transport (HttpReceiverStore.put) to `camveil receiver` run as its own process.
@@ -42,28 +44,12 @@ import { childProcesses, processSample } from './proc-stats.js';
 
 const HUB = 'hub_aaaaaaaaaaaaaaaa';
 const PREFIX = 'bench';
-/** What the s3 transport uses for objects over its multipart threshold (src/uplink/s3-object-store.ts). */
+/** The s3 transport's defaults for objects over its multipart threshold (src/uplink/s3-object-store.ts). */
 const PART_SIZE = 8 * 2 ** 20;
-const QUEUE_SIZE = 4;
+const QUEUE_SIZE = 1;
 
-const VARIANTS = ['rawPutObject', 'rawUpload', 's3Store', 's3Uploader', 'http'] as const;
+const VARIANTS = ['rawPutObject', 'rawUpload', 'rawUploadSdkDefaults', 's3Store', 's3Uploader', 'http'] as const;
 type Variant = (typeof VARIANTS)[number];
-
-interface S3StoreOptions {
-  endpoint: string;
-  region: string;
-  bucket: string;
-  prefix: string;
-  forcePathStyle: boolean;
-  credentialsFile: string;
-  hubPseudonym: string;
-}
-
-// Until src/uplink/s3-object-store.ts lands: the s3 variants are skipped.
-const S3_STORE_READY = false;
-function makeS3Store(_options: S3StoreOptions): RemoteObjectStore | undefined {
-  return undefined;
-}
 
 interface Trial {
   ms: number;
@@ -123,12 +109,14 @@ export async function benchUplink(): Promise<object> {
   const rounds = Number(process.env.CAMVEIL_BENCH_TRIALS ?? 7);
   const mib = Number(process.env.CAMVEIL_BENCH_MIB ?? 64);
   const only = process.env.CAMVEIL_BENCH_VARIANTS?.split(',').map((v) => v.trim());
-  const variants = VARIANTS.filter((v) => (only === undefined || only.includes(v)) && (S3_STORE_READY || !v.startsWith('s3')));
+  const variants = VARIANTS.filter((v) => (only === undefined || only.includes(v)));
   const root = mkdtempSync(path.join(os.tmpdir(), 'camveil-bench-uplink-'));
   const swift = await startSwift();
   const receiver = await startReceiverProcess(path.join(root, 'cloud'));
-  // Swift's four servers are this process's other children.
-  const swiftPids = childProcesses().map((p) => p.pid).filter((pid) => pid !== receiver.child.pid);
+  // Swift's four servers are this process's Python children (tsx's esbuild service is another child).
+  const swiftPids = childProcesses()
+    .filter((p) => p.comm.startsWith('python'))
+    .map((p) => p.pid);
   try {
     const bucket = await swift.createBucket('camveil-bench-uplink');
     const credentialsFile = path.join(root, 's3.yaml');
@@ -149,8 +137,8 @@ export async function benchUplink(): Promise<object> {
     const client: S3Client = createS3Client({ endpoint: swift.endpoint, region: swift.region, forcePathStyle: true, credentials: readS3Credentials(credentialsFile) });
     const keyOf = (id: string) => `${PREFIX}/${HUB}/${id}.age`;
     const s3Options = { endpoint: swift.endpoint, region: swift.region, bucket, prefix: PREFIX, forcePathStyle: true, credentialsFile, hubPseudonym: HUB };
-    const s3Store = makeS3Store(s3Options);
-    s3Store?.open();
+    const s3Store = new S3ObjectStore(s3Options);
+    s3Store.open();
     const http = new HttpReceiverStore({ endpoint: new URL(receiver.url), hubPseudonym: HUB, tokenFile });
     http.open();
 
@@ -161,7 +149,7 @@ export async function benchUplink(): Promise<object> {
     const uploader = new Uploader({
       outbox,
       gate: allowAllGate,
-      remote: makeS3Store(s3Options) ?? http,
+      remote: new S3ObjectStore(s3Options),
       logger: silentLogger(),
       onOutcome: (report) => waiting.get(report.objectId)?.(report),
     });
@@ -181,7 +169,11 @@ export async function benchUplink(): Promise<object> {
         });
         await upload.done();
       },
-      s3Store: async (id) => assertUploaded(await s3Store!.put({ objectId: id, bytes }, read(), new AbortController().signal), 's3Store'),
+      rawUploadSdkDefaults: async (id) => {
+        const upload = new Upload({ client, params: { Bucket: bucket, Key: keyOf(id), Body: read(), ContentType: 'application/octet-stream' } });
+        await upload.done();
+      },
+      s3Store: async (id) => assertUploaded(await s3Store.put({ objectId: id, bytes }, read(), new AbortController().signal), 's3Store'),
       s3Uploader: async (id) => {
         const report = await new Promise<UploadReport>((resolve) => {
           waiting.set(id, resolve);
@@ -196,8 +188,9 @@ export async function benchUplink(): Promise<object> {
     const remove: Record<Variant, (id: string) => Promise<unknown>> = {
       rawPutObject: (id) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(id) })),
       rawUpload: (id) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(id) })),
-      s3Store: (id) => s3Store!.delete([id]),
-      s3Uploader: (id) => s3Store!.delete([id]),
+      rawUploadSdkDefaults: (id) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(id) })),
+      s3Store: (id) => s3Store.delete([id]),
+      s3Uploader: (id) => s3Store.delete([id]),
       http: (id) => http.delete([id]),
     };
     const serverPids = (v: Variant) => (v === 'http' ? [receiver.child.pid!] : swiftPids);
@@ -259,6 +252,7 @@ export async function benchUplink(): Promise<object> {
       variants: results,
       s3StoreToRawUpload: ratio('s3Store', 'rawUpload'),
       s3StoreToRawPutObject: ratio('s3Store', 'rawPutObject'),
+      s3StoreToRawUploadSdkDefaults: ratio('s3Store', 'rawUploadSdkDefaults'),
       s3UploaderToRawUpload: ratio('s3Uploader', 'rawUpload'),
       httpToRawUpload: ratio('http', 'rawUpload'),
     };

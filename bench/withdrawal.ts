@@ -20,6 +20,7 @@ import { cutUploads } from '../src/uplink/local-only.js';
 import { Outbox } from '../src/uplink/outbox.js';
 import { HttpReceiverStore } from '../src/uplink/http-receiver-store.js';
 import type { RemoteObjectStore } from '../src/uplink/remote-object-store.js';
+import { S3ObjectStore } from '../src/uplink/s3-object-store.js';
 import { Uploader } from '../src/uplink/uploader.js';
 import { startSwift, SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY } from '../test/harness/swift.js';
 
@@ -28,12 +29,14 @@ import { startSwift, SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY } from '../test/harness/
  * transport. Each trial queues an age object, lets its upload run (capped, so it is mid-flight), withdraws
  * cloudUpload through the same ConsentService and enforcement (`cutUploads`) the gateway uses, and watches
  * the bytes a TCP relay in front of the server forwards. Reported: time from the withdrawal call to the
- * last byte the server sees (p50, p99, max), and bytes the server saw after the withdrawal call returned;
- * the relay runs in its own process and stamps each chunk with the machine's clock as it reads it
- * (goal: p99 < 100 ms, zero bytes after).
- *  - `http`: a 4 MiB object to the directory receiver, capped at 2 MiB/s;
- *  - `s3`: a 16 MiB object (a multipart upload) to the local Swift (test/harness/swift.ts), capped at
- *    2 MiB/s; after each trial, whether a multipart upload is left open on the server (ListMultipartUploads,
+ * last byte of the object the server sees (PUT bodies: PutObject, UploadPart, the receiver's PUT) and to
+ * the last byte of any kind (which includes the small requests that follow a cut, such as the s3
+ * transport's AbortMultipartUpload), p50, p99 and max; and bytes the server saw after the withdrawal call
+ * returned. The relay runs in its own process and stamps each chunk with the machine's clock as it reads
+ * it (goal: p99 < 100 ms to the object's last byte, zero bytes after the return).
+ *  - `http`: a 4 MiB object to the directory receiver, capped at 2 MiB/s, cut in its first half;
+ *  - `s3`: a 16 MiB object (a multipart upload of 8 MiB parts) to the local Swift (test/harness/swift.ts),
+ *    capped at 2 MiB/s, cut anywhere in its first 90 % (so in either part or between them); after each trial, whether a multipart upload is left open on the server (ListMultipartUploads,
  *    asked directly, not through the relay), and how long it took to go.
  * CAMVEIL_BENCH_TRIALS sets the number of trials per transport (default 100), CAMVEIL_BENCH_TRANSPORTS a
  * comma-separated subset of `http,s3`, CAMVEIL_BENCH_S3_MIB the s3 object's size.
@@ -42,22 +45,46 @@ import { startSwift, SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY } from '../test/harness/
 const HUB = 'hub_aaaaaaaaaaaaaaaa';
 const CAP = 2 * 2 ** 20;
 
+interface Chunk {
+  /** Absolute time (ms, sub-ms resolution) the relay read it. */
+  t: number;
+  n: number;
+  /** Part of a PUT (an object's bytes: PutObject, UploadPart, the receiver's PUT), not a small request around it. */
+  object: boolean;
+  /** When the chunk begins a request: its method and query parameter names (`DELETE ?uploadId`). */
+  begins?: string;
+}
+
 interface Relay {
   port: number;
-  /** Absolute time (ms, sub-ms resolution) and size of every chunk forwarded to the server. */
-  chunks: Array<{ t: number; n: number }>;
+  /** Every chunk forwarded to the server. */
+  chunks: Chunk[];
   close(): void;
+}
+
+/** `PUT /bucket/key?partNumber=2&uploadId=x` → `PUT ?partNumber&uploadId`: the kind of request, no names. */
+function requestLabel(line: string): string {
+  const [method, target = ''] = line.split(' ');
+  const query = target.includes('?') ? target.slice(target.indexOf('?') + 1) : '';
+  const names = query === '' ? [] : query.split('&').map((kv) => kv.split('=')[0]);
+  return names.length === 0 ? `${method}` : `${method} ?${names.join('&')}`;
 }
 
 /** Starts bench/tcp-relay.ts in its own process in front of the server. */
 function startRelay(targetPort: number): Promise<Relay> {
   const child = fork(fileURLToPath(new URL('./tcp-relay.ts', import.meta.url)), [String(targetPort)], { execArgv: ['--import', 'tsx'] });
-  const chunks: Relay['chunks'] = [];
+  const chunks: Chunk[] = [];
+  /** The request each connection is sending now (a chunk carries the line when it begins one). */
+  const request = new Map<number, string>();
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.on('message', (m: { port?: number; t?: number; n?: number }) => {
+    child.on('message', (m: { port?: number; t?: number; n?: number; c?: number; req?: string }) => {
       if (m.port !== undefined) resolve({ port: m.port, chunks, close: () => child.disconnect() });
-      else if (m.t !== undefined && m.n !== undefined) chunks.push({ t: m.t, n: m.n });
+      else if (m.t !== undefined && m.n !== undefined && m.c !== undefined) {
+        if (m.req !== undefined) request.set(m.c, m.req);
+        const object = request.get(m.c)?.startsWith('PUT ') ?? false;
+        chunks.push(m.req === undefined ? { t: m.t, n: m.n, object } : { t: m.t, n: m.n, object, begins: requestLabel(m.req) });
+      }
     });
   });
 }
@@ -65,6 +92,8 @@ function startRelay(targetPort: number): Promise<Relay> {
 /** Where a transport's uploads go: the server behind the relay and the store that talks to it. */
 interface Target {
   objectBytes: number;
+  /** The withdrawal comes once 256 KiB plus a random share, up to this, of the object went through. */
+  cutWithin: number;
   /** The port the relay forwards to. */
   port: number;
   store(relayPort: number): RemoteObjectStore;
@@ -81,27 +110,12 @@ async function httpTarget(root: string): Promise<Target> {
   writeFileSync(tokenFile, 'bench-token\n', { mode: 0o600 });
   return {
     objectBytes: 4 * 2 ** 20,
+    cutWithin: 0.4,
     port: receiver.port,
     store: (relayPort) => new HttpReceiverStore({ endpoint: new URL(`http://127.0.0.1:${relayPort}`), hubPseudonym: HUB, tokenFile, bandwidthBytesPerSecond: CAP }),
     completed: () => Promise.resolve(receiver.received().length),
     close: () => receiver.close(),
   };
-}
-
-interface S3StoreOptions {
-  endpoint: string;
-  region: string;
-  bucket: string;
-  prefix: string;
-  forcePathStyle: boolean;
-  credentialsFile: string;
-  hubPseudonym: string;
-  bandwidthBytesPerSecond: number;
-}
-
-// Until src/uplink/s3-object-store.ts lands.
-function makeS3Store(_options: S3StoreOptions): RemoteObjectStore | undefined {
-  return undefined;
 }
 
 async function s3Target(root: string): Promise<Target> {
@@ -112,8 +126,10 @@ async function s3Target(root: string): Promise<Target> {
   return {
     objectBytes: Number(process.env.CAMVEIL_BENCH_S3_MIB ?? 16) * 2 ** 20,
     port: swift.port,
-    store: (relayPort) => {
-      const store = makeS3Store({
+    // Anywhere from the first part to the last, so that cuts also land between parts.
+    cutWithin: 0.9,
+    store: (relayPort) =>
+      new S3ObjectStore({
         endpoint: `http://127.0.0.1:${relayPort}`,
         region: swift.region,
         bucket,
@@ -122,10 +138,7 @@ async function s3Target(root: string): Promise<Target> {
         credentialsFile,
         hubPseudonym: HUB,
         bandwidthBytesPerSecond: CAP,
-      });
-      if (store === undefined) throw new Error('the s3 transport (src/uplink/s3-object-store.ts) is not there yet');
-      return store;
-    },
+      }),
     completed: async () => {
       let count = 0;
       let token: string | undefined;
@@ -187,6 +200,10 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
   uploader.start();
 
   const toLastByte: number[] = [];
+  const toLastObjectByte: number[] = [];
+  let objectBytesAfterReturn = 0;
+  /** Requests that began after the withdrawal began, by kind. */
+  const requestsAfterCut = new Map<string, number>();
   const callMs: number[] = [];
   let bytesAfterReturn = 0;
   let trialsWithBytesAfter = 0;
@@ -201,8 +218,8 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
     relay.chunks.length = 0;
     outbox.enqueue({ objectId: id, path: file, bytes: payload.length, kind: 'clip' });
     uploader.kick();
-    // Mid-flight: at least 256 KiB through, at a random point of the first half of the upload.
-    const threshold = 256 * 1024 + Math.random() * payload.length * 0.4;
+    // Mid-flight: at least 256 KiB through, at a random point of the upload.
+    const threshold = 256 * 1024 + Math.random() * payload.length * target.cutWithin;
     while (relay.chunks.reduce((s, c) => s + c.n, 0) < threshold) await new Promise((r) => setTimeout(r, 5));
     const t0 = now();
     await consent.withdraw('cloudUpload', localRequest(`bench: withdraw ${i}`));
@@ -212,9 +229,14 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
     await new Promise((r) => setTimeout(r, 150));
     const last = relay.chunks.at(-1)?.t ?? t0;
     toLastByte.push(Math.max(0, last - t0));
-    const after = relay.chunks.filter((c) => c.t > returned).reduce((s, c) => s + c.n, 0);
+    const lastObject = relay.chunks.findLast((c) => c.object)?.t ?? t0;
+    toLastObjectByte.push(Math.max(0, lastObject - t0));
+    const afterChunks = relay.chunks.filter((c) => c.t > returned);
+    const after = afterChunks.reduce((s, c) => s + c.n, 0);
     bytesAfterReturn += after;
+    objectBytesAfterReturn += afterChunks.filter((c) => c.object).reduce((s, c) => s + c.n, 0);
     if (after > 0) trialsWithBytesAfter += 1;
+    for (const c of relay.chunks) if (c.t > t0 && c.begins !== undefined) requestsAfterCut.set(c.begins, (requestsAfterCut.get(c.begins) ?? 0) + 1);
     if (target.openMultipart !== undefined && (await target.openMultipart(false)) > 0) {
       multipartOpenAt150ms += 1;
       const until = Date.now() + 5_000;
@@ -227,16 +249,23 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
   relay.close();
   const stats = outbox.stats();
   db.close();
-  const sorted = [...toLastByte].sort((a, b) => a - b);
   const calls = [...callMs].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 10) / 10;
+  const spread = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return { p50: r(percentile(sorted, 50)), p99: r(percentile(sorted, 99)), max: r(sorted.at(-1) ?? NaN) };
+  };
   return {
     trials,
     objectBytes: payload.length,
     uploadCapBytesPerSecond: CAP,
-    msFromWithdrawalToLastByte: { p50: r(percentile(sorted, 50)), p99: r(percentile(sorted, 99)), max: r(sorted.at(-1) ?? NaN) },
+    cutBetweenBytes: [256 * 1024, Math.round(256 * 1024 + payload.length * target.cutWithin)],
+    msFromWithdrawalToLastObjectByte: spread(toLastObjectByte),
+    msFromWithdrawalToLastByte: spread(toLastByte),
     msWithdrawalCall: { p50: r(percentile(calls, 50)), p99: r(percentile(calls, 99)) },
+    objectBytesReceivedAfterWithdrawalReturned: objectBytesAfterReturn,
     bytesReceivedAfterWithdrawalReturned: bytesAfterReturn,
+    requestsBegunAfterWithdrawalBegan: Object.fromEntries(requestsAfterCut),
     trialsWithBytesAfterReturn: trialsWithBytesAfter,
     uploadsCompleted: await target.completed(),
     ...(target.openMultipart === undefined ? {} : { trialsWithMultipartOpenAt150ms: multipartOpenAt150ms, trialsWithMultipartOpenAfter5s: multipartOpenAfter5s }),
