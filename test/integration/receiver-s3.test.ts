@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decryptToBuffer, encryptToBuffer } from '../../src/crypto/age-stream.js';
@@ -186,6 +187,29 @@ describeWithPeers(['swift'], 'camveil receiver --s3 on the real S3 peer', () => 
     const foreign = await fetch(`${r1.url}/v1/objects/${HUB_A}/${newObjectId()}`, { method: 'PUT', body: small, headers: { authorization: `Bearer ${B.upload}` } });
     expect(foreign.status).toBe(403);
     expect(await bucketKeys(bucket)).toEqual([[keyOf(idLarge), large.length]]);
+  }, 180_000);
+
+  it('a hub that goes away mid-multipart leaves no object and no open multipart upload in the bucket', async () => {
+    const bucket = await swift.createBucket();
+    const r = await startCliReceiver(s3Args(swift.endpoint, bucket));
+    const body = await sealed(24 * 1024 * 1024);
+    const req = request(`${r.url}/v1/objects/${HUB_A}/${newObjectId()}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${A.upload}`, 'content-length': String(body.length) },
+    });
+    req.on('error', () => undefined);
+    req.write(body.subarray(0, 16 * 1024 * 1024));
+    const openUploads = async () => (await swift.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0;
+    let open = 0;
+    // The receiver has begun a multipart upload (its first 8 MiB part is on the way) before the hub goes.
+    const deadline = Date.now() + 60_000;
+    while ((open = await openUploads()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(open).toBe(1);
+    req.destroy();
+    const gone = Date.now() + 60_000;
+    while ((open = await openUploads()) > 0 && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(open).toBe(0);
+    expect(await bucketKeys(bucket)).toEqual([]);
   }, 180_000);
 
   it('--presign: the hub sends the body straight to the store, without its bearer token; the receiver holds no byte of it', async () => {
