@@ -71,6 +71,8 @@ export class S3ObjectStore implements RemoteObjectStore {
   readonly #hubPrefix: string;
   readonly #bandwidth: TokenBucket | undefined;
   #client: S3Client | undefined;
+  /** Server-side aborts of cut multipart uploads still under way. */
+  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(options: S3ObjectStoreOptions) {
     this.#o = { requestTimeoutMs: 120_000, shortRequestTimeoutMs: 15_000, partSizeBytes: 8 * MiB, queueSize: 2, now: wallNow, ...options };
@@ -181,7 +183,15 @@ export class S3ObjectStore implements RemoteObjectStore {
       if (etag === undefined || etag === '') {
         return { kind: 'retry', error: new CamveilError('CAMVEIL_E_CLOUD_PROTOCOL', `S3 upload to bucket "${this.#o.bucket}": the answer carries no ETag`, { where: 'uplink' }) };
       }
-      const head = await client.send(new HeadObjectCommand({ Bucket: this.#o.bucket, Key: key }), { abortSignal: this.#short(signal) });
+      let head;
+      try {
+        head = await client.send(new HeadObjectCommand({ Bucket: this.#o.bucket, Key: key }), { abortSignal: this.#short(signal) });
+      } catch (error) {
+        // Cut after the store took the whole body (a length-checked PUT, or a completed multipart upload) and
+        // answered with an ETag: it is stored, and the uploader must not think otherwise (nor re-send it).
+        if (signal.aborted) return { kind: 'uploaded' };
+        throw error;
+      }
       if (head.ContentLength !== object.bytes) {
         const stored = head.ContentLength === undefined ? 'no size' : `${head.ContentLength} bytes`;
         return { kind: 'retry', error: new CamveilError('CAMVEIL_E_CLOUD_PROTOCOL', `S3 upload to bucket "${this.#o.bucket}": ${stored} stored, ${object.bytes} sent`, { where: 'uplink' }) };
@@ -211,7 +221,8 @@ export class S3ObjectStore implements RemoteObjectStore {
    * A multipart upload (lib-storage) of parts read in turn from the body. Upload does not hand its own
    * abort signal to the part requests, so an abort would let a part of up to 8 MiB finish: its client
    * here gives every request the caller's signal instead (but the AbortMultipartUpload it sends when it
-   * fails). After an abort the upload is aborted on the server before this returns.
+   * fails). After an abort the multipart upload is aborted on the server in the background: the caller
+   * (a withdrawal) does not wait for a round trip that carries no data, nor for a dead network's timeout.
    */
   async #multipart(client: S3Client, key: string, object: RemoteObject, body: Readable, signal: AbortSignal): Promise<string | undefined> {
     const upload = new Upload({
@@ -227,11 +238,21 @@ export class S3ObjectStore implements RemoteObjectStore {
       const done = await upload.done();
       return done.ETag;
     } catch (error) {
-      if (signal.aborted) await this.#abortOpenUploads(key, upload.uploadId);
+      if (signal.aborted) this.#track(this.#abortOpenUploads(key, upload.uploadId));
       throw error;
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
+  }
+
+  #track(cleanup: Promise<void>): void {
+    this.#cleanups.add(cleanup);
+    void cleanup.finally(() => this.#cleanups.delete(cleanup));
+  }
+
+  /** Resolves once the server-side aborts of cut uploads have ended (each within the short request limit). */
+  async cleanupsSettled(): Promise<void> {
+    await Promise.allSettled([...this.#cleanups]);
   }
 
   /**

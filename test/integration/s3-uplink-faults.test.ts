@@ -84,11 +84,15 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     expect(uploader.uploading()).toEqual([o.objectId]);
 
     allowed = false;
+    const began = performance.now();
     const destroyed = await cutUploads(uploader, outbox, 'local-only');
     const bytesAtReturn = proxy.bytesForwarded();
+    // A figure for the log, not an assertion: the cut includes AbortMultipartUpload's round trip.
+    console.log(`s3 withdrawal mid multipart: cut returned ${Math.round(performance.now() - began)} ms after it began, ${bytesAtReturn} of ${o.bytes} bytes sent`);
     expect(destroyed).toEqual([o.objectId]);
     expect(outcomes.map((r) => [r.result, r.code])).toEqual([['aborted', 'CAMVEIL_E_UPLOAD_ABORTED']]);
-    // Aborted on the server before the cut returned: no multipart upload, no object.
+    // The multipart upload is aborted on the server (in the background): no multipart upload, no object.
+    await remote.cleanupsSettled();
     expect(await openMultipartUploads(swift.client, bucket)).toEqual([]);
     await expect(swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
     expect(bytesAtReturn).toBeLessThan(o.bytes);
@@ -98,6 +102,46 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     uploader.kick();
     await waitFor('the gate held the new object', () => outbox.get(later.objectId)?.lastErrorCode === 'gate', 60_000);
     expect(proxy.bytesForwarded()).toBe(bytesAtReturn);
+  }, 180_000);
+
+  it('withdrawal while a part is on the wire: the part request is cut, nothing is completed, no multipart upload is left', async () => {
+    const bucket = await swift.createBucket();
+    const proxy = await startS3FaultProxy(swift.port);
+    cleanups.push(() => proxy.close());
+    // The store reads 2 MiB/s: an 8 MiB part stays on the wire for seconds.
+    proxy.readBytesPerSecond(2 * MiB);
+    const remote = new S3ObjectStore({ endpoint: proxy.endpoint, region: swift.region, bucket, forcePathStyle: true, credentialsFile: fx.credentialsFile, hubPseudonym: HUB });
+    cleanups.push(() => remote.close());
+    const db = openDatabase(join(fx.dir, 'db-withdraw-wire'));
+    const outbox = new Outbox(db);
+    let allowed = true;
+    const gate: Gate = { mayUpload: () => (allowed ? { allowed: true, reason: 'test' } : { allowed: false, reason: 'local-only' }) };
+    const outcomes: UploadReport[] = [];
+    const uploader = new Uploader({ outbox, gate, remote, logger: silentLogger(), onOutcome: (r) => outcomes.push(r) });
+    cleanups.push(async () => {
+      await uploader.stop();
+      db.close();
+    });
+    const o = await fx.object(20 * MiB);
+    outbox.enqueue(o);
+    uploader.start();
+    await waitFor('a part on the wire', () => proxy.seen.some((s) => s.method === 'PUT' && s.path.includes('partNumber=')) && proxy.bytesForwarded() > 1 * MiB, 120_000);
+    expect(proxy.openRequests()).toBeGreaterThanOrEqual(1);
+
+    allowed = false;
+    const began = performance.now();
+    expect(await cutUploads(uploader, outbox, 'local-only')).toEqual([o.objectId]);
+    console.log(`s3 withdrawal with a part on the wire: cut returned ${Math.round(performance.now() - began)} ms after it began`);
+    expect(outcomes.map((r) => [r.result, r.code])).toEqual([['aborted', 'CAMVEIL_E_UPLOAD_ABORTED']]);
+    // The part requests' connections are closed by the hub, so the store stops receiving.
+    await waitFor('the part requests closed', () => proxy.openRequests() === 0, 60_000);
+    const bytesAfter = proxy.bytesForwarded();
+    expect(bytesAfter).toBeLessThan(o.bytes);
+    await remote.cleanupsSettled();
+    expect(await openMultipartUploads(swift.client, bucket)).toEqual([]);
+    await expect(swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
+    expect(proxy.seen.filter((s) => s.method === 'POST' && s.path.includes('uploadId='))).toEqual([]);
+    expect(proxy.bytesForwarded()).toBe(bytesAfter);
   }, 180_000);
 
   it('kill -9 mid multipart: the restarted uploader removes the orphan upload at start, then delivers the object whole', async () => {

@@ -208,6 +208,22 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport against Swift s3api
     expect((await stored(bucket, `${PREFIX}/${HUB}/${o.objectId}.age`)).equals(readFileSync(o.path))).toBe(true);
   }, 120_000);
 
+  it('a store that takes the body and never answers is cut by the idle limit and the upload retried', async () => {
+    const bucket = await swift.createBucket();
+    const proxy = await startS3FaultProxy(swift.port);
+    cleanups.push(() => proxy.close());
+    const remote = store(bucket, { endpoint: proxy.endpoint, requestTimeoutMs: 1500 });
+    const h = hub(remote, 'db-stall');
+    const o = await fx.object(200_000);
+    proxy.stall(1, (method) => method === 'PUT');
+    h.outbox.enqueue(o);
+    h.uploader.start();
+    await waitFor('delivered', () => h.outbox.get(o.objectId)?.state === 'uploaded', 120_000);
+    expect(h.outcomes.map((r) => r.result)).toEqual(['retry', 'uploaded']);
+    expect(h.outcomes[0]).toMatchObject({ code: 'CAMVEIL_E_UPLOAD_FAILED', message: expect.stringMatching(/timed out/) as string });
+    expect(proxy.seen.filter((s) => s.method === 'PUT').map((s) => s.answered)).toEqual(['stalled', 'forwarded']);
+  }, 120_000);
+
   it('SlowDown answered to a part of a multipart upload aborts that upload on the server and delivers on the retry', async () => {
     const bucket = await swift.createBucket();
     const proxy = await startS3FaultProxy(swift.port);
