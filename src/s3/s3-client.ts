@@ -18,9 +18,15 @@ export interface S3ClientOptions {
  * - `Content-MD5` on `DeleteObjects`, which S3's API requires and current SDKs no longer send on their own
  *   (they send a CRC32 instead, which AWS accepts and Swift does not);
  * - one attempt per call: the uploader owns retries and backoff, and an abort must end a call at once, not
- *   after the SDK's own retries.
+ *   after the SDK's own retries;
+ * - a silent SDK logger: the SDK otherwise prints to the console on every failed streamed request; our own
+ *   code reports each outcome through its logger, with secrets redacted.
  * The caller destroys the client when done with it.
  */
+const ignore = (): void => undefined;
+/** The SDK's logger interface, saying nothing. */
+const QUIET_SDK_LOGGER = { trace: ignore, debug: ignore, info: ignore, warn: ignore, error: ignore };
+
 export function createS3Client(options: S3ClientOptions): S3Client {
   // The installed SDK (pinned by package-lock.json) runs on Node 20; its notice concerns later versions.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -32,6 +38,7 @@ export function createS3Client(options: S3ClientOptions): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 1,
+    logger: QUIET_SDK_LOGGER,
   });
   client.middlewareStack.add(
     (next, context) => async (args) => {
