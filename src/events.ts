@@ -35,9 +35,10 @@ export interface CamveilEvents {
   /**
    * The upload store's check at the uplink's start (stores that have one: an s3 bucket exists and takes the
    * credentials; leftover multipart uploads removed): `ok`, or the error code and message (naming the bucket,
-   * never a credential) while uploads wait for the next check in `retryInMs`.
+   * never a credential) while uploads wait for the next check in `retryInMs`; `warning` when the store is usable
+   * but its leftovers could not be tidied.
    */
-  'uplink.store': { ok: boolean; transport: string; cleaned?: number; code?: string; message?: string; retryInMs?: number };
+  'uplink.store': { ok: boolean; transport: string; cleaned?: number; warning?: string; code?: string; message?: string; retryInMs?: number };
   /**
    * A tracked object confirmed (seen in 2 of 3 consecutive analysed frames): once per track. `trackId` is a
    * random id, `cocoClass` the model's class name (`car`), `label` its group (`vehicle`), `box` in the

@@ -53,6 +53,8 @@ export interface RemoteObjectStore {
 export interface StoreCheck {
   /** Unfinished uploads of an earlier run it removed from the server. */
   cleaned: number;
+  /** Why tidying could not be done (the store is usable all the same; the next start tries again). */
+  warning?: string;
 }
 
 /** An object to store: its id and its exact size in bytes (the body must be that long). */

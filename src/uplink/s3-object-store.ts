@@ -130,7 +130,8 @@ export class S3ObjectStore implements RemoteObjectStore {
    * The bucket answers with these credentials (HeadBucket), and no multipart upload of this hub's is left
    * open: after a kill, the parts of an upload that was under way stay stored (and billed) until aborted.
    * This hub is the only writer under its prefix and nothing of it is in flight when the uploader starts,
-   * so every open upload under the prefix is a leftover.
+   * so every open upload under the prefix is a leftover. A failure of that tidying (a key without
+   * `s3:ListBucketMultipartUploads`) is returned as a warning: the bucket is usable.
    *
    * @throws CamveilError `CAMVEIL_E_UPLOAD_REJECTED` naming the bucket and the S3 code (no such bucket,
    * wrong credentials, access denied), `CAMVEIL_E_UPLOAD_FAILED` (network, 5xx), `CAMVEIL_E_SECRET_UNREADABLE`.
@@ -162,7 +163,9 @@ export class S3ObjectStore implements RemoteObjectStore {
         uploadIdMarker = listed.NextUploadIdMarker;
       }
     } catch (error) {
-      throw s3Failure(error, bucket, 'cleanup of unfinished uploads', this.#o.now()).error;
+      if (signal.aborted) throw error;
+      // The bucket takes uploads: a key without the right to list or abort multipart uploads must not stop them.
+      return { cleaned, warning: s3Failure(error, bucket, 'cleanup of unfinished uploads', this.#o.now()).error.message };
     }
     return { cleaned };
   }

@@ -79,7 +79,7 @@ export class UplinkService implements UploadControl {
       },
       onStoreCheck: (c) => {
         const transport = cloud.remote.description.type;
-        bus.emit('uplink.store', c.ok ? { ok: true, transport, cleaned: c.cleaned } : { ok: false, transport, code: c.code, message: c.message, retryInMs: c.retryInMs });
+        bus.emit('uplink.store', c.ok ? { ok: true, transport, cleaned: c.cleaned, ...(c.warning === undefined ? {} : { warning: c.warning }) } : { ok: false, transport, code: c.code, message: c.message, retryInMs: c.retryInMs });
       },
     });
     this.#outbox = outbox;

@@ -41,7 +41,7 @@ export interface UploaderOptions {
 }
 
 /** The store's check at start: usable (with what it tidied), or why not (the queue waits; it is tried again). */
-export type StoreCheckReport = { ok: true; cleaned: number } | { ok: false; code: string; message: string; retryInMs: number };
+export type StoreCheckReport = { ok: true; cleaned: number; warning?: string } | { ok: false; code: string; message: string; retryInMs: number };
 
 /** What became of one upload attempt. */
 export interface UploadReport {
@@ -142,7 +142,8 @@ export class Uploader {
         state.failures = 0;
         this.#ready = true;
         logger.info({ endpoint: origin, transport: type, cleaned: result.cleaned }, 'uplink store checked; uploads start');
-        this.#o.onStoreCheck?.({ ok: true, cleaned: result.cleaned });
+        if (result.warning !== undefined) logger.warn({ endpoint: origin, transport: type, reason: result.warning }, 'uplink store: unfinished uploads of an earlier run not tidied');
+        this.#o.onStoreCheck?.({ ok: true, cleaned: result.cleaned, ...(result.warning === undefined ? {} : { warning: result.warning }) });
         this.#pump();
       },
       (error: unknown) => {

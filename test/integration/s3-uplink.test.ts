@@ -1,7 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListObjectVersionsCommand, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -183,6 +183,39 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport against Swift s3api
     await waitFor('uploaded once the bucket exists', () => h.outbox.get(o.objectId)?.state === 'uploaded', 60_000);
     expect(h.checks.at(-1)).toEqual({ ok: true, cleaned: 0 });
     expect((await stored(bucket, `${PREFIX}/${HUB}/${o.objectId}.age`)).length).toBe(o.bytes);
+  }, 120_000);
+
+  it('a store that refuses to list unfinished uploads at start is still used: the check passes with a warning', async () => {
+    const bucket = await swift.createBucket();
+    const proxy = await startS3FaultProxy(swift.port);
+    cleanups.push(() => proxy.close());
+    const remote = store(bucket, { endpoint: proxy.endpoint });
+    const h = hub(remote, 'db-cleanup-refused');
+    const o = await fx.object(5000);
+    proxy.slowDown(1, { match: (method, path) => method === 'GET' && path.includes('uploads') });
+    h.outbox.enqueue(o);
+    h.uploader.start();
+    await waitFor('uploaded', () => h.outbox.get(o.objectId)?.state === 'uploaded', 60_000);
+    expect(h.checks).toEqual([{ ok: true, cleaned: 0, warning: expect.stringMatching(/^S3 cleanup of unfinished uploads to bucket ".+": SlowDown \(HTTP 503\)/) as string }]);
+  }, 120_000);
+
+  it('works with versioning on: uploads replace, deletion requests leave no current object', async () => {
+    const bucket = await swift.createBucket();
+    await swift.client.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    const remote = store(bucket);
+    const h = hub(remote, 'db-versioned');
+    const o = await fx.object(10 * MiB);
+    h.outbox.enqueue(o);
+    h.uploader.start();
+    await waitFor('uploaded', () => h.outbox.get(o.objectId)?.state === 'uploaded', 120_000);
+    expect(await remote.put({ objectId: o.objectId, bytes: o.bytes }, Readable.from([readFileSync(o.path)]), new AbortController().signal)).toEqual({ kind: 'uploaded' });
+    expect((await remote.list()).map((l) => l.objectId)).toEqual([o.objectId]);
+    const versions = await swift.client.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    expect((versions.Versions ?? []).length).toBe(2);
+    const deletions = new DeletionRequests(h.db);
+    deletions.add([o.objectId]);
+    expect(await deletions.flush(remote)).toEqual({ sent: 1, pending: 0 });
+    expect(await remote.list()).toEqual([]);
   }, 120_000);
 
   it('503 SlowDown is retried with backoff (and its Retry-After), then the object is delivered', async () => {
