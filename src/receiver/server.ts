@@ -59,7 +59,7 @@ export interface Receiver {
   url: string;
   port: number;
   close(): Promise<void>;
-  /** Every PUT stored completely, in order (a repeated PUT of one id appears twice). */
+  /** Every PUT this receiver stored completely, in order (a repeated PUT of one id appears twice); presigned uploads never pass through it. */
   received(): ReceivedObject[];
   /** Replaces the per-hub tokens (a reloaded tokens file); requests already authorised go on. */
   setTokens(tokens: TokenTable): void;
