@@ -8,6 +8,7 @@ import type { ErrorCode } from './errors.js';
 import type { PolicyGate } from './policy/gate.js';
 import type { RetentionReport } from './store/retention.js';
 import type { OutboxStats } from './uplink/outbox.js';
+import type { StoreStatus } from './uplink/uplink-service.js';
 
 /** What the hub reports about itself (`camveil run`'s state, the sealed MQTT state): health and counters, no secrets and no personal data. */
 export interface GatewayState {
@@ -28,7 +29,8 @@ export interface GatewayState {
   mode: { mode: 'cloud' | 'local-only'; reason: string };
   policyVersion: string;
   storage?: { objects: number; bytes: number; quotaBytes: number; retentionDays: number; lastRetention?: RetentionReport };
-  uplink?: { zone: string; outbox: OutboxStats };
+  /** The residency zone, the outbox's counts and whether the remote store passed its check at start (uploads wait while it has not). */
+  uplink?: { zone: string; outbox: OutboxStats; store?: StoreStatus };
   cameras: Array<
     CameraStatus & {
       features: {

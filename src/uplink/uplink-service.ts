@@ -17,6 +17,16 @@ import { remoteStoreFor } from './remote-store-factory.js';
 import { stagedPath, stageStored, stagingDir, sweepStaging } from './staging.js';
 import { Uploader } from './uploader.js';
 
+/**
+ * Whether the remote store passed its check at start (an s3 bucket that exists and takes the credentials):
+ * when it did not, the error code and a message naming the bucket (never a credential), and uploads wait.
+ */
+export interface StoreStatus {
+  ok: boolean;
+  code?: string;
+  message?: string;
+}
+
 /** How often deletion requests the cloud has not confirmed are sent again. */
 const DELETION_RETRY_MS = 5 * 60_000;
 
@@ -51,6 +61,8 @@ export class UplinkService implements UploadControl {
   #queue: UploadQueue | undefined;
   #flush: (() => void) | undefined;
   #deletionTimer: NodeJS.Timeout | undefined;
+  /** What the store's last check at start said (undefined before one ends, or for a store without a check). */
+  #store: StoreStatus | undefined;
 
   constructor(options: UplinkServiceOptions) {
     this.#o = options;
@@ -79,6 +91,7 @@ export class UplinkService implements UploadControl {
       },
       onStoreCheck: (c) => {
         const transport = cloud.remote.description.type;
+        this.#store = c.ok ? { ok: true } : { ok: false, code: c.code, message: c.message };
         bus.emit('uplink.store', c.ok ? { ok: true, transport, cleaned: c.cleaned, ...(c.warning === undefined ? {} : { warning: c.warning }) } : { ok: false, transport, code: c.code, message: c.message, retryInMs: c.retryInMs });
       },
     });
@@ -119,10 +132,10 @@ export class UplinkService implements UploadControl {
     return this.#outbox;
   }
 
-  /** The zone and the outbox's counts, for the hub's state; undefined while uploads are off. */
-  stats(): { zone: string; outbox: OutboxStats } | undefined {
+  /** The zone, the outbox's counts and the store's last check, for the hub's (sealed) state; undefined while uploads are off. */
+  stats(): { zone: string; outbox: OutboxStats; store?: StoreStatus } | undefined {
     if (this.#zone === undefined || this.#outbox === undefined || !this.#o.db.open) return undefined;
-    return { zone: this.#zone, outbox: this.#outbox.stats() };
+    return { zone: this.#zone, outbox: this.#outbox.stats(), ...(this.#store === undefined ? {} : { store: this.#store }) };
   }
 
   /** The residency zone uploads go to; undefined while uploads are off. */

@@ -19,7 +19,7 @@ const HUB = 'hub_5nd4kc2wq7pm3xra';
 /**
  * The hub's uplink service configured as a household would: `uplink.endpoints.eu: {type: s3, …}` with a
  * credentials file and no token file. The region picks the zone, the zone the bucket; the store's check at
- * start is told as the `uplink.store` event (a missing bucket names it); objects staged by the service reach
+ * start is told as the `uplink.store` event and kept in the service's stats for the hub's state (a missing bucket names it); objects staged by the service reach
  * the bucket and its deletion requests remove them.
  */
 describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swift s3api)', () => {
@@ -90,6 +90,7 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     expect(s.uplink.zone).toBe('eu');
     await waitFor('the store checked', () => s.checks.length > 0, 60_000);
     expect(s.checks).toEqual([{ ok: true, transport: 's3', cleaned: 0 }]);
+    expect(s.uplink.stats()?.store).toEqual({ ok: true });
 
     const o = await fx.object(12 * 1024 * 1024 + 7, 'clip');
     await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
@@ -112,6 +113,8 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     await waitFor('the store check failed', () => s.checks.length > 0, 60_000);
     expect(s.checks[0]).toMatchObject({ ok: false, transport: 's3', code: 'CAMVEIL_E_UPLOAD_REJECTED' });
     expect(s.checks[0]?.message).toContain(`"${bucket}"`);
+    // The hub's (sealed) state says so too, with the same code and message.
+    expect(s.uplink.stats()?.store).toEqual({ ok: false, code: 'CAMVEIL_E_UPLOAD_REJECTED', message: s.checks[0]?.message });
     const o = await fx.object(1000);
     await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
     expect(s.uplink.stats()?.outbox).toMatchObject({ queued: 1, uploading: 0, uploaded: 0, failed: 0 });
