@@ -27,11 +27,11 @@ import { childProcesses, processSample } from './proc-stats.js';
 /**
  * `npm run bench -- uplink`: MB/s and CPU per MB of uploading one age object (64 MiB by default) to the
  * local Swift (test/harness/swift.ts) and to the directory receiver, all from one staged file read as the
- * uploader reads it (a file stream, 64 KiB chunks). Variants, run interleaved round by round (the order
- * rotates every round) so that the machine's load falls on all alike:
+ * uploader reads it (a file stream, 64 KiB chunks). Variants, run interleaved round by round (in a fresh
+ * random order every round) so that the machine's load falls on all alike:
  *  - `rawPutObject`, `rawUpload`: the raw client baseline, `@aws-sdk/client-s3` PutObject and
- *    `@aws-sdk/lib-storage` Upload with the part size and queue size the s3 transport uses (8 MiB, one
- *    part at a time), client built by createS3Client as the hub builds it, nothing of camveil around it;
+ *    `@aws-sdk/lib-storage` Upload with the part size and queue size the s3 transport uses (8 MiB, two
+ *    parts at a time), client built by createS3Client as the hub builds it, nothing of camveil around it;
  *  - `rawUploadSdkDefaults`: Upload with the SDK's own defaults (5 MiB parts, four at once), for reference;
  *  - `s3Store`: camveil's s3 transport, S3ObjectStore.put;
  *  - `s3Uploader`: the same through the real Outbox and Uploader (enqueue to the `uploaded` outcome);
@@ -44,9 +44,12 @@ import { childProcesses, processSample } from './proc-stats.js';
 
 const HUB = 'hub_aaaaaaaaaaaaaaaa';
 const PREFIX = 'bench';
-/** The s3 transport's defaults for objects over its multipart threshold (src/uplink/s3-object-store.ts). */
+/**
+ * The s3 transport's defaults for objects over its multipart threshold (src/uplink/s3-object-store.ts), given
+ * to it and to the raw Upload alike, so that both always do the same.
+ */
 const PART_SIZE = 8 * 2 ** 20;
-const QUEUE_SIZE = 1;
+const QUEUE_SIZE = 2;
 
 const VARIANTS = ['rawPutObject', 'rawUpload', 'rawUploadSdkDefaults', 's3Store', 's3Uploader', 'http'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -136,7 +139,7 @@ export async function benchUplink(): Promise<object> {
 
     const client: S3Client = createS3Client({ endpoint: swift.endpoint, region: swift.region, forcePathStyle: true, credentials: readS3Credentials(credentialsFile) });
     const keyOf = (id: string) => `${PREFIX}/${HUB}/${id}.age`;
-    const s3Options = { endpoint: swift.endpoint, region: swift.region, bucket, prefix: PREFIX, forcePathStyle: true, credentialsFile, hubPseudonym: HUB };
+    const s3Options = { endpoint: swift.endpoint, region: swift.region, bucket, prefix: PREFIX, forcePathStyle: true, credentialsFile, hubPseudonym: HUB, partSizeBytes: PART_SIZE, queueSize: QUEUE_SIZE };
     const s3Store = new S3ObjectStore(s3Options);
     s3Store.open();
     const http = new HttpReceiverStore({ endpoint: new URL(receiver.url), hubPseudonym: HUB, tokenFile });
@@ -203,8 +206,14 @@ export async function benchUplink(): Promise<object> {
       await remove[v](id);
     }
     for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < variants.length; i++) {
-        const v = variants[(round + i) % variants.length]!;
+      // A fresh random order every round: no variant always follows the same one (Swift's work after the
+      // one before, such as its fsyncs and deletions, would otherwise fall on the same variant each time).
+      const order = [...variants];
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      for (const v of order) {
         const id = newObjectId();
         const pids = serverPids(v);
         const server0 = cpuOf(pids);

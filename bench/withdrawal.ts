@@ -202,6 +202,9 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
   const toLastByte: number[] = [];
   const toLastObjectByte: number[] = [];
   let objectBytesAfterReturn = 0;
+  const r = (x: number) => Math.round(x * 10) / 10;
+  /** Trials in which object bytes reached the server after the withdrawal returned: how many, and when. */
+  const objectBytesLate: Array<{ bytes: number; sentBeforeCut: number; msCall: number; msToLastObjectByte: number }> = [];
   /** Requests that began after the withdrawal began, by kind. */
   const requestsAfterCut = new Map<string, number>();
   const callMs: number[] = [];
@@ -234,7 +237,12 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
     const afterChunks = relay.chunks.filter((c) => c.t > returned);
     const after = afterChunks.reduce((s, c) => s + c.n, 0);
     bytesAfterReturn += after;
-    objectBytesAfterReturn += afterChunks.filter((c) => c.object).reduce((s, c) => s + c.n, 0);
+    const objectAfter = afterChunks.filter((c) => c.object).reduce((s, c) => s + c.n, 0);
+    objectBytesAfterReturn += objectAfter;
+    if (objectAfter > 0) {
+      const sentBefore = relay.chunks.filter((c) => c.object && c.t <= t0).reduce((s, c) => s + c.n, 0);
+      objectBytesLate.push({ bytes: objectAfter, sentBeforeCut: sentBefore, msCall: r(returned - t0), msToLastObjectByte: r(lastObject - t0) });
+    }
     if (after > 0) trialsWithBytesAfter += 1;
     for (const c of relay.chunks) if (c.t > t0 && c.begins !== undefined) requestsAfterCut.set(c.begins, (requestsAfterCut.get(c.begins) ?? 0) + 1);
     if (target.openMultipart !== undefined && (await target.openMultipart(false)) > 0) {
@@ -250,7 +258,6 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
   const stats = outbox.stats();
   db.close();
   const calls = [...callMs].sort((a, b) => a - b);
-  const r = (x: number) => Math.round(x * 10) / 10;
   const spread = (values: number[]) => {
     const sorted = [...values].sort((a, b) => a - b);
     return { p50: r(percentile(sorted, 50)), p99: r(percentile(sorted, 99)), max: r(sorted.at(-1) ?? NaN) };
@@ -264,6 +271,7 @@ async function runTrials(target: Target, root: string, trials: number): Promise<
     msFromWithdrawalToLastByte: spread(toLastByte),
     msWithdrawalCall: { p50: r(percentile(calls, 50)), p99: r(percentile(calls, 99)) },
     objectBytesReceivedAfterWithdrawalReturned: objectBytesAfterReturn,
+    trialsWithObjectBytesAfterReturn: objectBytesLate,
     bytesReceivedAfterWithdrawalReturned: bytesAfterReturn,
     requestsBegunAfterWithdrawalBegan: Object.fromEntries(requestsAfterCut),
     trialsWithBytesAfterReturn: trialsWithBytesAfter,
