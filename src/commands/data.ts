@@ -9,14 +9,14 @@ import { openHubContext } from './hub-context.js';
 /**
  * `camveil data export --config F --out FILE`: everything the hub holds about the household — consent
  * records, the event index, the index of stored objects (the objects themselves are already sealed to the
- * household) and the audit log — as JSON lines in one
+ * household), in cloud mode what the cloud store holds for this hub, and the audit log — as JSON lines in one
  * age file sealed to the household's recipients. Nothing is written in plaintext.
  */
 export async function runDataExport(opts: { config: string; out: string }, io: CommandIO): Promise<number> {
   const hub = await openHubContext(opts.config);
   try {
     if (hub.config.household?.recipients === undefined) throw new CamveilError('CAMVEIL_E_CONFIG_INVALID', `${opts.config}: household.recipients is needed to encrypt the export`);
-    const sealed = await openHouseholdExport(hub);
+    const sealed = await openHouseholdExport({ ...hub, mayAskCloud: () => hub.gate.mayQueueUploads().allowed });
     const tmp = `${opts.out}.partial`;
     try {
       await pipeline(sealed.ciphertext, createWriteStream(tmp, { mode: 0o600 }));

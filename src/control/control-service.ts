@@ -101,6 +101,7 @@ export class ControlService {
       exportTrailer: () => policy.anchored.exportTrailer(),
       ledger: policy.ledger,
       pseudonymise: this.#o.pseudonymise,
+      mayAskCloud: () => policy.gate.mayQueueUploads().allowed,
       ...(store === undefined ? {} : { store }),
       people: this.#o.enrolment(),
     };

@@ -11,6 +11,7 @@ import { ObjectStore } from '../store/object-store.js';
 import { DeletionRequests } from '../uplink/deletion-requests.js';
 import { Outbox } from '../uplink/outbox.js';
 import { remoteStoreFor } from '../uplink/remote-store-factory.js';
+import { cloudListing } from './cloud-listing.js';
 import type { ConsentLedger } from '../policy/consent-ledger.js';
 
 const ALL = 1_000_000_000;
@@ -33,6 +34,12 @@ export interface DataRightsDeps {
   pseudonymise: (kind: string, value: string) => string;
   /** The store already open on `db`; opened here when absent (only when nothing else writes to it). */
   store?: ObjectStore;
+  /**
+   * Whether the hub is in cloud mode now (the gate's `mayQueueUploads`): only then does an export ask the
+   * cloud store what it holds for this hub; in local-only mode, or when absent, no byte goes to the cloud for
+   * an export (deletion requests are the one thing sent in local-only mode, and only by `data delete`).
+   */
+  mayAskCloud?: () => boolean;
   /** Enrolled people (names and face templates): exported (names, not templates) and deleted with the rest. */
   people?: { deleteAll(origin?: DataRightsRequester): number; list(): Promise<Array<{ personId: string; name: string; minor: boolean; templates: number; enrolledAt: string }>> };
 }
@@ -82,7 +89,8 @@ function readConsent(ledger: ConsentLedger): object[] {
 
 /**
  * Everything the hub holds about the household — consent records, enrolled people's names, the event index, the index of stored
- * objects (the objects themselves are already sealed to the household), and the audit log — as JSON lines
+ * objects (the objects themselves are already sealed to the household), what the cloud store holds for this
+ * hub (ids and sizes, in cloud mode: cloud-listing.ts), and the audit log — as JSON lines
  * in one age stream sealed to the household's recipients. With `exportTrailer`, the first line (`export`)
  * carries under `audit` the hub's signed heads for the audit records that follow (see ExportTrailer). Nothing is written anywhere; the caller records
  * the export with `recordExport` once the ciphertext has reached its destination.
@@ -93,6 +101,7 @@ export async function openHouseholdExport(deps: DataRightsDeps, now: Date = new 
   const people = (await deps.people?.list()) ?? [];
   const recipients = householdRecipients(deps.config);
   const { config } = deps;
+  const cloud = deps.mayAskCloud?.() === true ? await cloudListing(config, deps.pseudonymise('hub', config.hub.id)) : [];
   const store = storeOf(deps);
   // Made before the audit records are read: it reads the anchor they must reach (see exportTrailer).
   const trailer = deps.exportTrailer?.();
@@ -113,6 +122,7 @@ export async function openHouseholdExport(deps: DataRightsDeps, now: Date = new 
     ...people.map((p) => ({ section: 'person', ...p })),
     ...store.listEvents({ limit: ALL }).map((e) => ({ section: 'event', ...e })),
     ...store.list({ limit: ALL }).map(({ path: _path, ...o }) => ({ section: 'object', ...o })),
+    ...cloud,
     ...audit.map((a) => ({ section: 'audit', ...a })),
   ];
   const ciphertext = encryptStream(recipients, lines.map((l) => Buffer.from(`${JSON.stringify(l)}\n`)));
@@ -219,6 +229,12 @@ export async function deleteAllHouseholdData(
   });
   let cloud = { sent: 0, pending: deletions.pending().length };
   const link = cloud.pending > 0 ? remoteStoreFor(config, deps.pseudonymise('hub', config.hub.id)) : undefined;
-  if (link !== undefined) cloud = await deletions.flush(link.remote);
+  if (link !== undefined) {
+    try {
+      cloud = await deletions.flush(link.remote);
+    } finally {
+      link.remote.close?.();
+    }
+  }
   return { objects, people, events, consentRecords, queuedUploads: destroyedQueue.length, cloud };
 }

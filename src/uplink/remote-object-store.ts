@@ -47,6 +47,8 @@ export interface RemoteObjectStore {
    * `CAMVEIL_E_CLOUD_PROTOCOL` (an answer that is not a listing), `CAMVEIL_E_SECRET_UNREADABLE`.
    */
   list(signal?: AbortSignal): Promise<RemoteListing[]>;
+  /** Optional: lets go of the store's connections (a one-off use by the console); open() may be called again. */
+  close?(): void;
 }
 
 /** What a store's check() found. */

@@ -51,7 +51,6 @@ export interface S3ObjectStoreOptions {
 }
 
 const MiB = 1024 * 1024;
-const QUIET_SDK_LOGGER = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 /** DeleteObjects takes at most this many keys per request. */
 const DELETE_BATCH = 1000;
 
@@ -109,9 +108,6 @@ export class S3ObjectStore implements RemoteObjectStore {
     const handler = client.config.requestHandler as { updateHttpClientConfig?: (key: string, value: unknown) => void };
     handler.updateHttpClientConfig?.('socketTimeout', this.#o.requestTimeoutMs);
     handler.updateHttpClientConfig?.('connectionTimeout', Math.min(this.#o.requestTimeoutMs, 30_000));
-    // The SDK writes a warning to the console for every failed streamed request unless it has a logger of
-    // its own; the uploader reports each failure already, with its code.
-    client.config.logger = QUIET_SDK_LOGGER;
     this.#client = client;
   }
 

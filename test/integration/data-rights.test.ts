@@ -73,9 +73,13 @@ describeWithPeers(['ffmpeg'], 'data-subject rights: consent from the console, ex
     expect(sealed.includes(Buffer.from('"section"'))).toBe(false);
     const lines = (await decryptToBuffer(identity, sealed)).toString().trim().split('\n').map((l) => JSON.parse(l) as { section: string });
     const sections = new Set(lines.map((l) => l.section));
-    expect([...sections].sort()).toEqual(['audit', 'consent', 'event', 'export', 'object']);
+    expect([...sections].sort()).toEqual(['audit', 'cloud', 'consent', 'event', 'export', 'object']);
     expect(lines.filter((l) => l.section === 'consent')).toHaveLength(3);
     expect(lines.filter((l) => l.section === 'object').length).toBeGreaterThanOrEqual(3);
+    // In cloud mode the export says what the cloud holds for this hub: exactly what it received.
+    const cloud = lines.filter((l) => l.section === 'cloud') as unknown as Array<{ objectId: string; bytes: number }>;
+    expect(cloud.map((c) => c.objectId).sort()).toEqual([...uploadedIds].sort());
+    expect(cloud.every((c) => c.bytes > 0)).toBe(true);
   });
 
   it('deletes every object, event and consent record in seconds, and the cloud deletes what it received', async () => {
