@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
+import type { CuttableAgents } from './cuttable-agents.js';
 import type { S3Credentials } from './s3-credentials.js';
 
 export interface S3ClientOptions {
@@ -9,6 +10,8 @@ export interface S3ClientOptions {
   /** `<endpoint>/<bucket>/<key>` instead of `<bucket>.<endpoint>/<key>`: most self-hosted stores need it. */
   forcePathStyle?: boolean;
   credentials: S3Credentials;
+  /** Connection pools whose connections the owner can cut with a reset (an upload's withdrawal). */
+  agents?: CuttableAgents;
 }
 
 /**
@@ -39,6 +42,7 @@ export function createS3Client(options: S3ClientOptions): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 1,
     logger: QUIET_SDK_LOGGER,
+    ...(options.agents === undefined ? {} : { requestHandler: { httpAgent: options.agents.http, httpsAgent: options.agents.https } }),
   });
   client.middlewareStack.add(
     (next, context) => async (args) => {

@@ -13,6 +13,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { wallNow } from '../clock.js';
 import { CamveilError } from '../errors.js';
+import { CuttableAgents } from '../s3/cuttable-agents.js';
 import { createS3Client } from '../s3/s3-client.js';
 import { readS3Credentials } from '../s3/s3-credentials.js';
 import { validateEndpoint } from './endpoint.js';
@@ -70,6 +71,8 @@ export class S3ObjectStore implements RemoteObjectStore {
   readonly #hubPrefix: string;
   readonly #bandwidth: TokenBucket | undefined;
   #client: S3Client | undefined;
+  /** The client's connection pools: an abort resets their connections (cuttable-agents.ts). */
+  #agents: CuttableAgents | undefined;
   /** Server-side aborts of cut multipart uploads still under way. */
   readonly #cleanups = new Set<Promise<void>>();
 
@@ -98,7 +101,10 @@ export class S3ObjectStore implements RemoteObjectStore {
   open(): void {
     const credentials = readS3Credentials(this.#o.credentialsFile);
     this.#client?.destroy();
+    this.#agents?.destroy();
+    const agents = new CuttableAgents();
     const client = createS3Client({
+      agents,
       ...(this.#endpoint === undefined ? {} : { endpoint: this.#endpoint.href }),
       region: this.#o.region,
       forcePathStyle: this.#o.forcePathStyle ?? false,
@@ -109,12 +115,15 @@ export class S3ObjectStore implements RemoteObjectStore {
     handler.updateHttpClientConfig?.('socketTimeout', this.#o.requestTimeoutMs);
     handler.updateHttpClientConfig?.('connectionTimeout', Math.min(this.#o.requestTimeoutMs, 30_000));
     this.#client = client;
+    this.#agents = agents;
   }
 
   /** Closes the client's connections (open() builds a new one). */
   close(): void {
     this.#client?.destroy();
     this.#client = undefined;
+    this.#agents?.destroy();
+    this.#agents = undefined;
   }
 
   #s3(): S3Client {
@@ -167,6 +176,18 @@ export class S3ObjectStore implements RemoteObjectStore {
   }
 
   async put(object: RemoteObject, source: Readable | Uint8Array, signal: AbortSignal): Promise<PutOutcome> {
+    // First of the abort's listeners (the SDK's come later): the connections are reset before anything
+    // closes them gracefully, so what the kernel still holds of a part is dropped, not sent.
+    const cut = (): void => this.#agents?.cutAll();
+    signal.addEventListener('abort', cut, { once: true });
+    try {
+      return await this.#put(object, source, signal);
+    } finally {
+      signal.removeEventListener('abort', cut);
+    }
+  }
+
+  async #put(object: RemoteObject, source: Readable | Uint8Array, signal: AbortSignal): Promise<PutOutcome> {
     const file = source instanceof Uint8Array ? Readable.from([source]) : source;
     const stages: Readable[] = [file];
     if (this.#bandwidth !== undefined) stages.push(new Throttle(this.#bandwidth));
