@@ -1,13 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { encryptToBuffer } from '../../src/crypto/age-stream.js';
 import { newObjectId } from '../../src/crypto/sealed-object.js';
 import type { OutboxEntry } from '../../src/uplink/outbox.js';
-import { SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY } from './swift.js';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startSwift, SWIFT_ACCESS_KEY, SWIFT_SECRET_KEY, type SwiftS3 } from './swift.js';
 
 /** What the s3 uplink tests share: a directory, a household age key made by the age CLI, credentials files. */
 export interface S3UplinkFixture {
@@ -72,4 +73,28 @@ export async function waitForAsync(what: string, predicate: () => Promise<boolea
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** What a suite of s3 uplink tests shares: the Swift peer and the fixture (set in beforeAll), and cleanups run after each test, last first. */
+export interface SwiftUplinkSuite {
+  swift: SwiftS3;
+  fx: S3UplinkFixture;
+  cleanups: Array<() => Promise<void> | void>;
+}
+
+/** Called inside a describe: starts Swift and makes the fixture once, runs each test's cleanups, stops it all at the end. */
+export function swiftUplinkSuite(): SwiftUplinkSuite {
+  const env = { cleanups: [] } as unknown as SwiftUplinkSuite;
+  beforeAll(async () => {
+    env.swift = await startSwift();
+    env.fx = s3UplinkFixture();
+  }, 120_000);
+  afterEach(async () => {
+    for (const c of env.cleanups.splice(0).reverse()) await c();
+  });
+  afterAll(async () => {
+    await (env.swift as SwiftS3 | undefined)?.stop();
+    if ((env.fx as S3UplinkFixture | undefined) !== undefined) rmSync(env.fx.dir, { recursive: true, force: true });
+  });
+  return env;
 }

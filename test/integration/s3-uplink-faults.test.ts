@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListPartsCommand } from '@aws-sdk/client-s3';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import type { Gate } from '../../src/policy/gate.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -12,8 +12,7 @@ import { S3ObjectStore } from '../../src/uplink/s3-object-store.js';
 import { Uploader, type UploadReport } from '../../src/uplink/uploader.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { startS3FaultProxy } from '../harness/s3-fault-proxy.js';
-import { ageDecrypt, openMultipartUploads, s3UplinkFixture, waitForAsync, type S3UplinkFixture } from '../harness/s3-uplink-setup.js';
-import { startSwift, type SwiftS3 } from '../harness/swift.js';
+import { ageDecrypt, openMultipartUploads, swiftUplinkSuite, waitForAsync } from '../harness/s3-uplink-setup.js';
 import { waitFor } from '../harness/wait.js';
 
 const MiB = 1024 * 1024;
@@ -26,57 +25,43 @@ const HUB = 'hub_7hx2pq4mna6ze3wb';
  * object is delivered whole).
  */
 describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (Swift s3api)', () => {
-  let swift: SwiftS3;
-  let fx: S3UplinkFixture;
-  const cleanups: Array<() => Promise<void> | void> = [];
-
-  beforeAll(async () => {
-    swift = await startSwift();
-    fx = s3UplinkFixture();
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
-  afterAll(async () => {
-    await swift?.stop();
-    if (fx !== undefined) rmSync(fx.dir, { recursive: true, force: true });
-  });
+  const env = swiftUplinkSuite();
 
   it('withdrawal mid multipart: the bytes stop, and no multipart upload and no object are left', async () => {
-    const bucket = await swift.createBucket();
-    const proxy = await startS3FaultProxy(swift.port);
-    cleanups.push(() => proxy.close());
+    const bucket = await env.swift.createBucket();
+    const proxy = await startS3FaultProxy(env.swift.port);
+    env.cleanups.push(() => proxy.close());
     // 4 MiB/s: a 30 MiB object takes several seconds, long enough to be cut in the middle on any machine.
     const remote = new S3ObjectStore({
       endpoint: proxy.endpoint,
-      region: swift.region,
+      region: env.swift.region,
       bucket,
       forcePathStyle: true,
-      credentialsFile: fx.credentialsFile,
+      credentialsFile: env.fx.credentialsFile,
       hubPseudonym: HUB,
       bandwidthBytesPerSecond: 4 * MiB,
     });
-    cleanups.push(() => remote.close());
-    const db = openDatabase(join(fx.dir, 'db-withdraw'));
+    env.cleanups.push(() => remote.close());
+    const db = openDatabase(join(env.fx.dir, 'db-withdraw'));
     const outbox = new Outbox(db);
     let allowed = true;
     const gate: Gate = { mayUpload: () => (allowed ? { allowed: true, reason: 'test' } : { allowed: false, reason: 'local-only' }) };
     const outcomes: UploadReport[] = [];
     const uploader = new Uploader({ outbox, gate, remote, logger: silentLogger(), onOutcome: (r) => outcomes.push(r) });
-    cleanups.push(async () => {
+    env.cleanups.push(async () => {
       await uploader.stop();
       db.close();
     });
-    const o = await fx.object(30 * MiB);
+    const o = await env.fx.object(30 * MiB);
     outbox.enqueue(o);
     uploader.start();
     // Mid multipart: the upload exists on the server and its first part is stored.
     await waitForAsync(
       'a part stored',
       async () => {
-        const open = await openMultipartUploads(swift.client, bucket);
+        const open = await openMultipartUploads(env.swift.client, bucket);
         if (open.length === 0) return false;
-        const parts = await swift.client.send(new ListPartsCommand({ Bucket: bucket, Key: open[0]![0], UploadId: open[0]![1] }));
+        const parts = await env.swift.client.send(new ListPartsCommand({ Bucket: bucket, Key: open[0]![0], UploadId: open[0]![1] }));
         return (parts.Parts ?? []).length >= 1;
       },
       120_000,
@@ -93,11 +78,11 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     expect(outcomes.map((r) => [r.result, r.code])).toEqual([['aborted', 'CAMVEIL_E_UPLOAD_ABORTED']]);
     // The multipart upload is aborted on the server (in the background): no multipart upload, no object.
     await remote.cleanupsSettled();
-    expect(await openMultipartUploads(swift.client, bucket)).toEqual([]);
-    await expect(swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
+    expect(await openMultipartUploads(env.swift.client, bucket)).toEqual([]);
+    await expect(env.swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
     expect(bytesAtReturn).toBeLessThan(o.bytes);
     // Nothing more is sent: a new object is held by the gate, and the byte count stays where it was.
-    const later = await fx.object(1000);
+    const later = await env.fx.object(1000);
     outbox.enqueue(later);
     uploader.kick();
     await waitFor('the gate held the new object', () => outbox.get(later.objectId)?.lastErrorCode === 'gate', 60_000);
@@ -105,24 +90,24 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
   }, 180_000);
 
   it('withdrawal while a part is on the wire: the part request is cut, nothing is completed, no multipart upload is left', async () => {
-    const bucket = await swift.createBucket();
-    const proxy = await startS3FaultProxy(swift.port);
-    cleanups.push(() => proxy.close());
+    const bucket = await env.swift.createBucket();
+    const proxy = await startS3FaultProxy(env.swift.port);
+    env.cleanups.push(() => proxy.close());
     // The store reads 2 MiB/s: an 8 MiB part stays on the wire for seconds.
     proxy.readBytesPerSecond(2 * MiB);
-    const remote = new S3ObjectStore({ endpoint: proxy.endpoint, region: swift.region, bucket, forcePathStyle: true, credentialsFile: fx.credentialsFile, hubPseudonym: HUB });
-    cleanups.push(() => remote.close());
-    const db = openDatabase(join(fx.dir, 'db-withdraw-wire'));
+    const remote = new S3ObjectStore({ endpoint: proxy.endpoint, region: env.swift.region, bucket, forcePathStyle: true, credentialsFile: env.fx.credentialsFile, hubPseudonym: HUB });
+    env.cleanups.push(() => remote.close());
+    const db = openDatabase(join(env.fx.dir, 'db-withdraw-wire'));
     const outbox = new Outbox(db);
     let allowed = true;
     const gate: Gate = { mayUpload: () => (allowed ? { allowed: true, reason: 'test' } : { allowed: false, reason: 'local-only' }) };
     const outcomes: UploadReport[] = [];
     const uploader = new Uploader({ outbox, gate, remote, logger: silentLogger(), onOutcome: (r) => outcomes.push(r) });
-    cleanups.push(async () => {
+    env.cleanups.push(async () => {
       await uploader.stop();
       db.close();
     });
-    const o = await fx.object(20 * MiB);
+    const o = await env.fx.object(20 * MiB);
     outbox.enqueue(o);
     uploader.start();
     await waitFor('a part on the wire', () => proxy.seen.some((s) => s.method === 'PUT' && s.path.includes('partNumber=')) && proxy.bytesForwarded() > 1 * MiB, 120_000);
@@ -138,24 +123,24 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     const bytesAfter = proxy.bytesForwarded();
     expect(bytesAfter).toBeLessThan(o.bytes);
     await remote.cleanupsSettled();
-    expect(await openMultipartUploads(swift.client, bucket)).toEqual([]);
-    await expect(swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
+    expect(await openMultipartUploads(env.swift.client, bucket)).toEqual([]);
+    await expect(env.swift.client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NotFound' });
     expect(proxy.seen.filter((s) => s.method === 'POST' && s.path.includes('uploadId='))).toEqual([]);
     expect(proxy.bytesForwarded()).toBe(bytesAfter);
   }, 180_000);
 
   it('kill -9 mid multipart: the restarted uploader removes the orphan upload at start, then delivers the object whole', async () => {
-    const bucket = await swift.createBucket();
-    const o = await fx.object(24 * MiB);
-    const options = { dataDir: join(fx.dir, 'db-kill'), endpoint: swift.endpoint, bucket, prefix: 'p', hub: HUB, credentialsFile: fx.credentialsFile, enqueue: [{ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind }] };
+    const bucket = await env.swift.createBucket();
+    const o = await env.fx.object(24 * MiB);
+    const options = { dataDir: join(env.fx.dir, 'db-kill'), endpoint: env.swift.endpoint, bucket, prefix: 'p', hub: HUB, credentialsFile: env.fx.credentialsFile, enqueue: [{ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind }] };
     const first = worker({ ...options, bandwidth: 4 * MiB });
     let orphan: [string, string] | undefined;
     await waitForAsync(
       'a part stored by the first process',
       async () => {
-        const open = await openMultipartUploads(swift.client, bucket);
+        const open = await openMultipartUploads(env.swift.client, bucket);
         if (open.length === 0) return false;
-        const parts = await swift.client.send(new ListPartsCommand({ Bucket: bucket, Key: open[0]![0], UploadId: open[0]![1] }));
+        const parts = await env.swift.client.send(new ListPartsCommand({ Bucket: bucket, Key: open[0]![0], UploadId: open[0]![1] }));
         orphan = open[0];
         return (parts.Parts ?? []).length >= 1;
       },
@@ -164,21 +149,21 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     first.kill();
     expect(await first.exited).toBeNull();
     // The killed process could not abort its upload: the parts are still on the server.
-    expect(await openMultipartUploads(swift.client, bucket)).toEqual([orphan]);
+    expect(await openMultipartUploads(env.swift.client, bucket)).toEqual([orphan]);
     expect(orphan?.[0]).toBe(`p/${HUB}/${o.objectId}.age`);
 
     const second = worker({ ...options, enqueue: [] });
     await waitFor('the restarted uploader checked the store', () => second.output().includes('checked '), 60_000);
     expect(second.output()).toMatch(/checked \{"ok":true,"cleaned":1\}/);
     // The orphan is gone as soon as the check is done (a new upload of the object may be open by now).
-    expect((await openMultipartUploads(swift.client, bucket)).map(([, id]) => id)).not.toContain(orphan?.[1]);
+    expect((await openMultipartUploads(env.swift.client, bucket)).map(([, id]) => id)).not.toContain(orphan?.[1]);
     expect(await second.exited).toBe(0);
     expect(second.output()).toMatch(/done .*"uploaded":1/);
-    expect(await openMultipartUploads(swift.client, bucket)).toEqual([]);
-    const got = await swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `p/${HUB}/${o.objectId}.age` }));
+    expect(await openMultipartUploads(env.swift.client, bucket)).toEqual([]);
+    const got = await env.swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `p/${HUB}/${o.objectId}.age` }));
     const body = Buffer.from(await got.Body!.transformToByteArray());
     expect(body.equals(readFileSync(o.path))).toBe(true);
-    expect(ageDecrypt(fx.identityFile, body).equals(o.plaintext)).toBe(true);
+    expect(ageDecrypt(env.fx.identityFile, body).equals(o.plaintext)).toBe(true);
   }, 180_000);
 
   function worker(options: object): { exited: Promise<number | null>; output: () => string; kill: () => void } {
@@ -190,7 +175,7 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    cleanups.push(() => {
+    env.cleanups.push(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     return { exited, output: () => out, kill: () => child.kill('SIGKILL') };

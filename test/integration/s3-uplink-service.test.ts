@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { validateConfig } from '../../src/config/load.js';
 import { EventBus, type CamveilEvents } from '../../src/events.js';
@@ -10,8 +10,7 @@ import { openDatabase } from '../../src/store/database.js';
 import { DeletionRequests } from '../../src/uplink/deletion-requests.js';
 import { UplinkService } from '../../src/uplink/uplink-service.js';
 import { describeWithPeers } from '../harness/peers.js';
-import { ageDecrypt, s3UplinkFixture, type S3UplinkFixture } from '../harness/s3-uplink-setup.js';
-import { startSwift, type SwiftS3 } from '../harness/swift.js';
+import { ageDecrypt, swiftUplinkSuite } from '../harness/s3-uplink-setup.js';
 import { waitFor } from '../harness/wait.js';
 
 const HUB = 'hub_5nd4kc2wq7pm3xra';
@@ -23,41 +22,27 @@ const HUB = 'hub_5nd4kc2wq7pm3xra';
  * the bucket and its deletion requests remove them.
  */
 describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swift s3api)', () => {
-  let swift: SwiftS3;
-  let fx: S3UplinkFixture;
-  const cleanups: Array<() => Promise<void> | void> = [];
-
-  beforeAll(async () => {
-    swift = await startSwift();
-    fx = s3UplinkFixture();
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
-  afterAll(async () => {
-    await swift?.stop();
-    if (fx !== undefined) rmSync(fx.dir, { recursive: true, force: true });
-  });
+  const env = swiftUplinkSuite();
 
   function service(name: string, bucket: string) {
-    const dataDir = join(fx.dir, name);
+    const dataDir = join(env.fx.dir, name);
     mkdirSync(dataDir, { recursive: true });
     const config = validateConfig(
       {
         hub: { id: 'home', region: 'DE' },
         dataDir,
-        household: { recipients: [fx.recipient] },
+        household: { recipients: [env.fx.recipient] },
         uplink: {
           enabled: true,
           endpoints: {
-            eu: { type: 's3', endpoint: swift.endpoint, region: swift.region, bucket, prefix: 'households', forcePathStyle: true, credentialsFile: fx.credentialsFile },
+            eu: { type: 's3', endpoint: env.swift.endpoint, region: env.swift.region, bucket, prefix: 'households', forcePathStyle: true, credentialsFile: env.fx.credentialsFile },
             // Never used by a DE hub: its region keeps data in the eu zone.
-            us: { type: 's3', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', bucket: 'elsewhere', credentialsFile: fx.credentialsFile },
+            us: { type: 's3', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', bucket: 'elsewhere', credentialsFile: env.fx.credentialsFile },
           },
         },
       },
       's3 uplink service test',
-      fx.dir,
+      env.fx.dir,
     );
     const db = openDatabase(dataDir);
     const bus = new EventBus();
@@ -75,7 +60,7 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
       logger: silentLogger(),
       hubPseudonym: () => HUB,
     });
-    cleanups.push(async () => {
+    env.cleanups.push(async () => {
       await uplink.stop();
       db.close();
     });
@@ -83,7 +68,7 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
   }
 
   it('uploads what the service stages to the zone bucket, tells the check, and deletion requests remove it', async () => {
-    const bucket = await swift.createBucket();
+    const bucket = await env.swift.createBucket();
     const s = service('hub-ok', bucket);
     expect(s.config.uplink.tokenFile).toBeUndefined();
     s.uplink.start();
@@ -92,18 +77,18 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     expect(s.checks).toEqual([{ ok: true, transport: 's3', cleaned: 0 }]);
     expect(s.uplink.stats()?.store).toEqual({ ok: true });
 
-    const o = await fx.object(12 * 1024 * 1024 + 7, 'clip');
+    const o = await env.fx.object(12 * 1024 * 1024 + 7, 'clip');
     await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
     await waitFor('uploaded', () => s.results.some((r) => r.objectId === o.objectId && r.result === 'uploaded'), 120_000);
-    const got = await swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }));
+    const got = await env.swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }));
     const body = Buffer.from(await got.Body!.transformToByteArray());
     expect(body.equals(readFileSync(o.path))).toBe(true);
-    expect(ageDecrypt(fx.identityFile, body).equals(o.plaintext)).toBe(true);
+    expect(ageDecrypt(env.fx.identityFile, body).equals(o.plaintext)).toBe(true);
 
     new DeletionRequests(s.db).add([o.objectId]);
     s.uplink.flushDeletions();
     await waitFor('the deletion confirmed', () => new DeletionRequests(s.db).pending().length === 0, 60_000);
-    await expect(swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NoSuchKey' });
+    await expect(env.swift.client.send(new GetObjectCommand({ Bucket: bucket, Key: `households/${HUB}/${o.objectId}.age` }))).rejects.toMatchObject({ name: 'NoSuchKey' });
   }, 180_000);
 
   it('a missing bucket is told at start as uplink.store naming the bucket; the staged object waits, queued', async () => {
@@ -115,7 +100,7 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     expect(s.checks[0]?.message).toContain(`"${bucket}"`);
     // The hub's (sealed) state says so too, with the same code and message.
     expect(s.uplink.stats()?.store).toEqual({ ok: false, code: 'CAMVEIL_E_UPLOAD_REJECTED', message: s.checks[0]?.message });
-    const o = await fx.object(1000);
+    const o = await env.fx.object(1000);
     await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
     expect(s.uplink.stats()?.outbox).toMatchObject({ queued: 1, uploading: 0, uploaded: 0, failed: 0 });
     expect(s.results).toEqual([]);
