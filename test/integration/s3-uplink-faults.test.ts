@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListPartsCommand } from '@aws-sdk/client-s3';
@@ -13,6 +12,7 @@ import { Uploader, type UploadReport } from '../../src/uplink/uploader.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { startS3FaultProxy } from '../harness/s3-fault-proxy.js';
 import { ageDecrypt, openMultipartUploads, swiftUplinkSuite, waitForAsync } from '../harness/s3-uplink-setup.js';
+import { spawnUplinkWorker } from '../harness/uplink-worker-process.js';
 import { waitFor } from '../harness/wait.js';
 
 const MiB = 1024 * 1024;
@@ -166,18 +166,5 @@ describeWithPeers(['swift', 'age'], 'the s3 uplink transport cut mid multipart (
     expect(ageDecrypt(env.fx.identityFile, body).equals(o.plaintext)).toBe(true);
   }, 180_000);
 
-  function worker(options: object): { exited: Promise<number | null>; output: () => string; kill: () => void } {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/harness/s3-uplink-worker.ts', JSON.stringify(options)], {
-      cwd: join(import.meta.dirname, '..', '..'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    env.cleanups.push(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    return { exited, output: () => out, kill: () => child.kill('SIGKILL') };
-  }
+  const worker = (options: object) => spawnUplinkWorker(options, (c) => env.cleanups.push(c));
 });

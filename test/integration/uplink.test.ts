@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -24,6 +23,7 @@ import { validateEndpoint } from '../../src/uplink/endpoint.js';
 import { Outbox, type OutboxEntry } from '../../src/uplink/outbox.js';
 import { HttpReceiverStore, type HttpReceiverStoreOptions } from '../../src/uplink/http-receiver-store.js';
 import { Uploader, type UploaderOptions } from '../../src/uplink/uploader.js';
+import { spawnUplinkWorker } from '../harness/uplink-worker-process.js';
 import { waitFor } from '../harness/wait.js';
 
 const KiB = 1024;
@@ -372,20 +372,7 @@ describe('reference receiver', () => {
 });
 
 describe('kill -9 during upload', () => {
-  function worker(options: object): { exited: Promise<number | null>; output: () => string; kill: () => void } {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/harness/uplink-worker.ts', JSON.stringify(options)], {
-      cwd: join(import.meta.dirname, '..', '..'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    cleanups.push(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    return { exited, output: () => out, kill: () => child.kill('SIGKILL') };
-  }
+  const worker = (options: object) => spawnUplinkWorker(options, (c) => cleanups.push(c));
 
   it('completes the upload exactly once after a restart', async () => {
     const r = await receiver({ readBytesPerSecond: 1024 * KiB });
