@@ -9,6 +9,7 @@ import {
   unknownTrackNameMessage,
 } from '../analysis/objects/object-classes.js';
 import { recipientsSchema } from '../crypto/recipients.js';
+import { bucketNameSchema, keyPrefixSchema, regionSchema } from '../s3/s3-names.js';
 import { knownPolicyVersions } from '../policy/policy-history.js';
 import { rulesFor } from '../policy/region-rules.js';
 import { objectLabelSchema, residencyZoneSchema } from '../policy/vocabulary.js';
@@ -198,19 +199,6 @@ export const httpEndpointSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' }).describe('base URL of the cloud receiver'),
 });
 
-/**
- * S3 bucket names as AWS defines them for new buckets (other stores accept a subset of what AWS accepts):
- * 3-63 characters of lower-case letters, digits, dots and hyphens, starting and ending with a letter or
- * digit, no `..`, not shaped like an IP address.
- */
-const bucketNameSchema = z
-  .string()
-  .min(3, 'must be 3 to 63 characters')
-  .max(63, 'must be 3 to 63 characters')
-  .regex(/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/, 'must be lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit')
-  .refine((name) => !name.includes('..'), 'must not hold two dots in a row')
-  .refine((name) => !/^\d{1,3}(\.\d{1,3}){3}$/.test(name), 'must not be shaped like an IP address');
-
 /** An S3-compatible bucket (src/uplink/s3-object-store.ts): objects go to `<prefix>/<hub pseudonym>/<object id>.age`. */
 export const s3EndpointSchema = z
   .strictObject({
@@ -219,16 +207,10 @@ export const s3EndpointSchema = z
       .url({ protocol: /^https?$/, error: 'must be an https:// URL (http:// only to loopback)' })
       .optional()
       .describe('the S3-compatible service (`https://s3.example.net`); AWS S3 of `region` when absent'),
-    region: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a region name such as us-east-1 (lower-case letters, digits and hyphens)')
+    region: regionSchema
       .describe("the bucket's region (signing region; `us-east-1` for most self-hosted stores, `auto` for R2)"),
     bucket: bucketNameSchema.describe('the bucket (it must exist: the hub does not create it)'),
-    prefix: z
-      .string()
-      .max(512, 'must be at most 512 characters')
-      .regex(/^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*$/, 'must be path segments of letters, digits and !_.*\'()- joined by single slashes, with no leading or trailing slash')
-      .refine((prefix) => !prefix.split('/').some((segment) => segment === '.' || segment === '..'), 'must not hold . or .. segments')
+    prefix: keyPrefixSchema
       .optional()
       .describe('keys start with `<prefix>/`; none when absent'),
     forcePathStyle: z.boolean().default(false).describe('path-style addressing (`<endpoint>/<bucket>/<key>`), which most self-hosted stores need'),

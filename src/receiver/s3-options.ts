@@ -1,5 +1,7 @@
+import type { z } from 'zod';
 import { CamveilError } from '../errors.js';
-import { readS3Credentials } from '../s3/s3-credentials.js';
+import { parseS3Credentials } from '../s3/s3-credentials.js';
+import { bucketNameSchema, keyPrefixSchema, regionSchema } from '../s3/s3-names.js';
 import { validateEndpoint } from '../uplink/endpoint.js';
 import { S3Storage } from './s3-storage.js';
 import { readPrivateText } from './tokens.js';
@@ -20,10 +22,6 @@ export interface StorageCliOptions {
 
 export const DEFAULT_PRESIGN_EXPIRY_SECONDS = 300;
 
-/** S3 bucket names as S3 allows them (3-63 of lower-case letters, digits, dots, hyphens); stores allowing more still work with these. */
-const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-/** A key prefix: path segments of safe characters, no leading, trailing or doubled slash. */
-const PREFIX_PATTERN = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
 const usage = (message: string) => new CamveilError('CAMVEIL_E_USAGE', message, { where: 'receiver' });
 
@@ -45,11 +43,9 @@ export function checkStorageOptions(opts: StorageCliOptions): { presignExpirySec
   if (opts.dir !== undefined) throw usage('give --dir or --s3, not both');
   const missing = (['s3Region', 's3Bucket', 's3Credentials'] as const).filter((k) => opts[k] === undefined);
   if (missing.length > 0) throw usage(`--s3 needs ${missing.map(flag).join(', ')}`);
-  if (!BUCKET_PATTERN.test(opts.s3Bucket ?? '')) throw usage(`--s3-bucket "${opts.s3Bucket}" is not a bucket name (3-63 of a-z, 0-9, '.', '-')`);
-  if (opts.s3Prefix !== undefined && !PREFIX_PATTERN.test(opts.s3Prefix)) {
-    throw usage(`--s3-prefix "${opts.s3Prefix}" must be path segments of A-Z, a-z, 0-9, '.', '_', '-' without a leading or trailing '/'`);
-  }
-  if (!/^[a-z0-9-]{1,64}$/.test(opts.s3Region ?? '')) throw usage(`--s3-region "${opts.s3Region}" is not a region name`);
+  checkName(bucketNameSchema, opts.s3Bucket, '--s3-bucket');
+  if (opts.s3Prefix !== undefined) checkName(keyPrefixSchema, opts.s3Prefix, '--s3-prefix');
+  checkName(regionSchema, opts.s3Region, '--s3-region');
   if (opts.s3Endpoint !== undefined) {
     try {
       validateEndpoint(opts.s3Endpoint, '--s3-endpoint');
@@ -74,14 +70,14 @@ export function checkStorageOptions(opts: StorageCliOptions): { presignExpirySec
  */
 export async function openS3Storage(opts: StorageCliOptions): Promise<S3Storage> {
   const file = opts.s3Credentials ?? '';
-  await readPrivateText(file, 'S3 credentials file');
+  const credentials = parseS3Credentials(await readPrivateText(file, 'S3 credentials file'), file);
   const storage = new S3Storage({
     ...(opts.s3Endpoint === undefined ? {} : { endpoint: opts.s3Endpoint }),
     region: opts.s3Region ?? '',
     bucket: opts.s3Bucket ?? '',
     ...(opts.s3Prefix === undefined ? {} : { prefix: opts.s3Prefix }),
     forcePathStyle: opts.s3PathStyle === true,
-    credentials: readS3Credentials(file),
+    credentials,
   });
   try {
     await storage.check();
@@ -90,6 +86,12 @@ export async function openS3Storage(opts: StorageCliOptions): Promise<S3Storage>
     throw error;
   }
   return storage;
+}
+
+/** The same rules as the hub's config (src/s3/s3-names.ts), said of the option. */
+function checkName(schema: z.ZodType<string>, value: string | undefined, option: string): void {
+  const parsed = schema.safeParse(value ?? '');
+  if (!parsed.success) throw usage(`${option} "${value ?? ''}" ${parsed.error.issues.map((i) => i.message).join('; ')}`);
 }
 
 function flag(key: string): string {

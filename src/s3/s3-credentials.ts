@@ -31,6 +31,16 @@ export function readS3Credentials(file: string): S3Credentials {
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new CamveilError('CAMVEIL_E_SECRET_UNREADABLE', `S3 credentials file ${file} cannot be read (${code})`, { where: file, cause: error });
   }
+  return parseS3Credentials(text, file);
+}
+
+/**
+ * The credentials in a credentials file's text, already read (by a caller that checks the file's owner and
+ * mode as it reads it); `file` only names it in messages.
+ *
+ * @throws CamveilError `CAMVEIL_E_SECRET_UNREADABLE`.
+ */
+export function parseS3Credentials(text: string, file: string): S3Credentials {
   let value: unknown;
   try {
     value = parse(text);

@@ -68,7 +68,10 @@ export class UplinkService implements UploadControl {
     this.#o = options;
   }
 
-  /** Opens the outbox, sweeps the staging, starts the uploader and the deletion retries (uploads configured only). */
+  /**
+   * Opens the outbox, sweeps the staging, starts the deletion retries and, in cloud mode, the uploader
+   * (uploads configured only).
+   */
   start(): void {
     const { db, logger, bus } = this.#o;
     const config = this.#o.config();
@@ -97,7 +100,9 @@ export class UplinkService implements UploadControl {
     });
     this.#outbox = outbox;
     this.#uploader = uploader;
-    uploader.start();
+    // Only in cloud mode: a store's check at start (an s3 bucket's HeadBucket, the orphan cleanup) already
+    // talks to the cloud, which local-only mode forbids. A grant starts it (resume()); a held queue waits.
+    if (this.#o.gate.mayQueueUploads().allowed) uploader.start();
     const mayQueue = (): boolean => this.#o.gate.mayQueueUploads().allowed;
     // Clips, snapshots and event records: queued in the transaction that stores them (a kill cannot part the two).
     const staged = new StagedUploads({ outbox, staging, mayQueue, queued: () => uploader.kick(), logger });

@@ -301,7 +301,7 @@ describe('camveil receiver --s3: argument errors', () => {
     ['--presign-expiry without --presign', ['--s3', '--s3-region', 'us-east-1', '--s3-bucket', 'b12', '--s3-credentials', 'x', '--presign-expiry', '60'], /--presign-expiry: only with --presign/],
     ['--presign-expiry over an hour', ['--s3', '--s3-region', 'us-east-1', '--s3-bucket', 'b12', '--s3-credentials', 'x', '--presign', '--presign-expiry', '7200'], /--presign-expiry must be/],
     ['plain http to a remote endpoint', ['--s3', '--s3-endpoint', 'http://s3.example.net', '--s3-region', 'us-east-1', '--s3-bucket', 'b12', '--s3-credentials', 'x'], /--s3-endpoint.*must be https/],
-    ['a bucket name S3 does not allow', ['--s3', '--s3-region', 'us-east-1', '--s3-bucket', 'Not_A_Bucket', '--s3-credentials', 'x'], /--s3-bucket "Not_A_Bucket" is not a bucket name/],
+    ['a bucket name S3 does not allow', ['--s3', '--s3-region', 'us-east-1', '--s3-bucket', 'Not_A_Bucket', '--s3-credentials', 'x'], /--s3-bucket "Not_A_Bucket" must be lower-case letters, digits, dots and hyphens/],
     ['a prefix with a leading slash', ['--s3', '--s3-region', 'us-east-1', '--s3-bucket', 'b12', '--s3-prefix', '/p', '--s3-credentials', 'x'], /--s3-prefix "\/p"/],
   ];
   for (const [what, args, message] of cases) {

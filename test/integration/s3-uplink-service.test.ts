@@ -11,6 +11,7 @@ import { DeletionRequests } from '../../src/uplink/deletion-requests.js';
 import { UplinkService } from '../../src/uplink/uplink-service.js';
 import { describeWithPeers } from '../harness/peers.js';
 import { ageDecrypt, swiftUplinkSuite } from '../harness/s3-uplink-setup.js';
+import { startS3FaultProxy } from '../harness/s3-fault-proxy.js';
 import { waitFor } from '../harness/wait.js';
 
 const HUB = 'hub_5nd4kc2wq7pm3xra';
@@ -24,7 +25,8 @@ const HUB = 'hub_5nd4kc2wq7pm3xra';
 describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swift s3api)', () => {
   const env = swiftUplinkSuite();
 
-  function service(name: string, bucket: string) {
+  function service(name: string, bucket: string, options: { endpoint?: string; cloud?: () => boolean } = {}) {
+    const cloud = options.cloud ?? (() => true);
     const dataDir = join(env.fx.dir, name);
     mkdirSync(dataDir, { recursive: true });
     const config = validateConfig(
@@ -35,7 +37,7 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
         uplink: {
           enabled: true,
           endpoints: {
-            eu: { type: 's3', endpoint: env.swift.endpoint, region: env.swift.region, bucket, prefix: 'households', forcePathStyle: true, credentialsFile: env.fx.credentialsFile },
+            eu: { type: 's3', endpoint: options.endpoint ?? env.swift.endpoint, region: env.swift.region, bucket, prefix: 'households', forcePathStyle: true, credentialsFile: env.fx.credentialsFile },
             // Never used by a DE hub: its region keeps data in the eu zone.
             us: { type: 's3', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', bucket: 'elsewhere', credentialsFile: env.fx.credentialsFile },
           },
@@ -53,7 +55,10 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     const uplink = new UplinkService({
       db,
       config: () => config,
-      gate: { mayUpload: () => ({ allowed: true, reason: 'test' }), mayQueueUploads: () => ({ allowed: true, reason: 'test' }) },
+      gate: {
+        mayUpload: () => (cloud() ? { allowed: true, reason: 'test' } : { allowed: false, reason: 'local-only' }),
+        mayQueueUploads: () => (cloud() ? { allowed: true, reason: 'test' } : { allowed: false, reason: 'local-only' }),
+      },
       ledger: { records: () => [] },
       audit: new AuditLog(db),
       bus,
@@ -105,4 +110,27 @@ describeWithPeers(['swift', 'age'], 'the uplink service over an s3 endpoint (Swi
     expect(s.uplink.stats()?.outbox).toMatchObject({ queued: 1, uploading: 0, uploaded: 0, failed: 0 });
     expect(s.results).toEqual([]);
   }, 120_000);
+
+  it('started in local-only mode, the service asks the bucket nothing (no check, no cleanup) until a grant resumes it', async () => {
+    const bucket = await env.swift.createBucket();
+    const proxy = await startS3FaultProxy(env.swift.port);
+    env.cleanups.push(() => proxy.close());
+    let cloud = false;
+    const s = service('hub-local-only', bucket, { endpoint: proxy.endpoint, cloud: () => cloud });
+    s.uplink.start();
+    const o = await env.fx.object(1000);
+    await s.uplink.stage({ objectId: o.objectId, path: o.path, bytes: o.bytes, kind: o.kind });
+    // Give a check every chance to run: another store's full check and upload finish meanwhile.
+    const other = service('hub-local-only-witness', bucket);
+    other.uplink.start();
+    await waitFor('the witness store checked', () => other.checks.length > 0, 60_000);
+    expect(proxy.seen).toEqual([]);
+    expect(s.checks).toEqual([]);
+
+    cloud = true;
+    s.uplink.resume();
+    await waitFor('the store checked after the grant', () => s.checks.length > 0, 60_000);
+    expect(s.checks[0]).toMatchObject({ ok: true, transport: 's3' });
+    expect(proxy.seen.length).toBeGreaterThan(0);
+  }, 180_000);
 });
